@@ -1,0 +1,64 @@
+import { Hono } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { Dispatcher } from 'undici';
+import type { Config, Logger } from '@imgproxy-cache/shared';
+import type { Enqueuer } from './enqueue.js';
+import { forward, sendError, type CacheOutcome } from './forward.js';
+import { Inflight } from './inflight.js';
+
+export interface ProxyDeps {
+  config: Config;
+  upstream: Dispatcher;
+  enqueuer: Enqueuer;
+  logger: Logger;
+  onOutcome?: (outcome: CacheOutcome, path: string) => void;
+}
+
+export interface ProxyApp {
+  app: Hono<{ Bindings: HttpBindings }>;
+  inflight: Inflight;
+}
+
+// imgproxy only serves GET (and answers HEAD and OPTIONS without processing); anything else is
+// refused here so that it never reaches imgproxy.
+const FORWARDED_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Wires the proxy; no I/O happens until a request arrives, so tests can serve it on port 0. */
+export function createApp(deps: ProxyDeps): ProxyApp {
+  const { config, logger } = deps;
+  const inflight = new Inflight();
+  const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
+  const app = new Hono<{ Bindings: HttpBindings }>();
+
+  app.all('*', (c) => {
+    const { incoming, outgoing } = c.env;
+    const method = incoming.method ?? '';
+    if (!FORWARDED_METHODS.has(method)) {
+      return c.text(`Method ${method} is not allowed: imgproxy-cache forwards GET, HEAD and OPTIONS\n`, 405, {
+        allow: 'GET, HEAD, OPTIONS',
+      });
+    }
+    // Only origin-form targets ("/path?query"): an absolute URL or "*" would name another host
+    // or nothing imgproxy serves, and the cache key is defined on the path as sent.
+    if (!incoming.url?.startsWith('/')) {
+      return c.text('Bad request target: expected a path starting with "/"\n', 400);
+    }
+    forward(incoming, outgoing, {
+      upstream: deps.upstream,
+      basePath,
+      cacheMaxBytes: config.proxy.cacheMaxBytes,
+      upstreamTimeoutMs: config.proxy.upstreamTimeoutMs,
+      enqueuer: deps.enqueuer,
+      logger,
+      track: (work) => inflight.track(work),
+      onOutcome: deps.onOutcome,
+    }).catch((error: Error) => {
+      logger.error({ err: error.message, path: incoming.url }, 'Proxy failure');
+      sendError(outgoing, 502, 'imgproxy-cache could not forward the request');
+    });
+    return RESPONSE_ALREADY_SENT;
+  });
+
+  return { app, inflight };
+}

@@ -1,0 +1,130 @@
+import { contentTypeOfFormat, requestedFormat } from './imgproxy-format.js';
+
+// Whether a response from imgproxy may be stored in the bucket under the MD5 of its path. This is
+// the heart of the contract ("every complete 200 lands; nothing else ever does"); every rule is
+// here, in one pure function, so that one table-driven test can pin them all down.
+//
+// decideAtHeaders() runs when imgproxy's headers arrive (so that an uncacheable body is never
+// copied); decideAtEnd() runs when the body has ended, with what was actually received.
+
+export type SkipReason =
+  | 'method' // only GET: HEAD and OPTIONS answer 200 with no body (a 0-byte object over a good key)
+  | 'status' // only 200: never 304 (no body), errors, or 206
+  | 'cache-control' // imgproxy or the origin forbids storing (no-store, no-cache, private, max-age=0)
+  | 'fallback-image' // imgproxy served its fallback image: the real image may exist later
+  | 'content-type' // not an image (imgproxy's /health and other text answers)
+  | 'content-encoding' // the bytes are encoded for one client
+  | 'set-cookie' // a response carrying a cookie is meant for one client
+  | 'vary' // bytes depend on request headers other than Accept (client hints, "*", ...)
+  | 'vary-accept-no-format' // Vary: Accept and the URL leaves the format to imgproxy
+  | 'vary-accept-format-mismatch' // Vary: Accept and imgproxy answered another format than the URL named (ENFORCE_*)
+  | 'too-large' // over CACHE_MAX_BYTES (still streamed to the client in full)
+  | 'incomplete' // the body ended before Content-Length bytes (or the connection dropped)
+  | 'empty'; // a 200 with no bytes is never an image
+
+export type Decision = { cache: true } | { cache: false; reason: SkipReason };
+
+export interface ResponseFacts {
+  method: string;
+  /** the raw request path, no query */
+  path: string;
+  status: number;
+  /** imgproxy's response headers, names lowercase (node's IncomingHttpHeaders shape) */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  maxBytes: number;
+}
+
+const CACHE = { cache: true } as const;
+const skip = (reason: SkipReason): Decision => ({ cache: false, reason });
+
+/** Cacheable image content types: imgproxy answers images, and PDF or MP4 in its Pro version. */
+const CACHEABLE_TYPE = /^(image\/|video\/|application\/pdf\b)/i;
+
+/**
+ * Vary tokens that still let one object serve every client. Accept-Encoding: the stored bytes are
+ * identity-encoded (any Content-Encoding is refused above), which every client can read.
+ */
+const HARMLESS_VARY = new Set(['accept-encoding', 'origin']);
+
+export function decideAtHeaders(facts: ResponseFacts): Decision {
+  const { headers } = facts;
+  if (facts.method !== 'GET') return skip('method');
+  if (facts.status !== 200) return skip('status');
+  if (forbidsStoring(header(headers, 'cache-control'))) return skip('cache-control');
+  if (headers['fallback-image'] !== undefined) return skip('fallback-image');
+  if (!CACHEABLE_TYPE.test(header(headers, 'content-type') ?? '')) return skip('content-type');
+  const encoding = header(headers, 'content-encoding')?.trim().toLowerCase();
+  if (encoding && encoding !== 'identity') return skip('content-encoding');
+  if (headers['set-cookie'] !== undefined) return skip('set-cookie');
+
+  const vary = varyTokens(header(headers, 'vary'));
+  for (const token of vary) {
+    if (token === 'accept') {
+      const format = requestedFormat(facts.path);
+      if (format === undefined) return skip('vary-accept-no-format');
+      const expected = contentTypeOfFormat(format);
+      if (!expected || mediaType(header(headers, 'content-type')) !== expected) {
+        return skip('vary-accept-format-mismatch');
+      }
+    } else if (!HARMLESS_VARY.has(token)) {
+      return skip('vary');
+    }
+  }
+
+  const length = contentLength(headers);
+  if (length !== undefined && length > facts.maxBytes) return skip('too-large');
+  if (length === 0) return skip('empty');
+  return CACHE;
+}
+
+export interface BodyFacts {
+  /** bytes received from imgproxy */
+  received: number;
+  /** Content-Length imgproxy announced, if any */
+  expected: number | undefined;
+  /** the body ended normally (no error, no early close) */
+  ended: boolean;
+  maxBytes: number;
+}
+
+export function decideAtEnd(body: BodyFacts): Decision {
+  if (!body.ended) return skip('incomplete');
+  if (body.expected !== undefined && body.received !== body.expected) return skip('incomplete');
+  if (body.received > body.maxBytes) return skip('too-large');
+  if (body.received === 0) return skip('empty');
+  return CACHE;
+}
+
+export function contentLength(headers: ResponseFacts['headers']): number | undefined {
+  const value = header(headers, 'content-length');
+  if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
+  return Number(value);
+}
+
+function header(headers: ResponseFacts['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** RFC 9111 §5.2.2: any of these means a shared cache must not store (or must revalidate) it. */
+function forbidsStoring(cacheControl: string | undefined): boolean {
+  if (!cacheControl) return false;
+  for (const directive of cacheControl.toLowerCase().split(',')) {
+    const [name = '', value] = directive.trim().split('=', 2).map((s) => s.trim());
+    if (name === 'no-store' || name === 'no-cache' || name === 'private') return true;
+    if ((name === 'max-age' || name === 's-maxage') && Number(value?.replace(/"/g, '')) === 0) return true;
+  }
+  return false;
+}
+
+function varyTokens(vary: string | undefined): string[] {
+  if (!vary) return [];
+  return vary
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t !== '');
+}
+
+function mediaType(contentType: string | undefined): string | undefined {
+  return contentType?.split(';', 1)[0]?.trim().toLowerCase();
+}

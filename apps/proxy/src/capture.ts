@@ -1,0 +1,36 @@
+// Copies a streamed body into memory up to a cap. Unlike ReadableStream.tee(), it never holds
+// more than `maxBytes` (the slower branch of a tee buffers without limit): once a body outgrows
+// the cap, what was kept is released and the rest only streams to the client.
+
+export class CappedCapture {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private overflowed = false;
+
+  constructor(private readonly maxBytes: number) {}
+
+  push(chunk: Buffer): void {
+    if (this.overflowed) return;
+    if (this.size + chunk.length > this.maxBytes) {
+      this.overflowed = true;
+      this.chunks = [];
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  get overflow(): boolean {
+    return this.overflowed;
+  }
+
+  /** The captured bytes as one buffer, or undefined if the cap was exceeded. */
+  bytes(): Buffer | undefined {
+    if (this.overflowed) return undefined;
+    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+  }
+
+  release(): void {
+    this.chunks = [];
+  }
+}

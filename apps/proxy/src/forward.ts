@@ -1,0 +1,144 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { errors, type Dispatcher } from 'undici';
+import { cacheKeyOf, rawPathOf, type Logger } from '@imgproxy-cache/shared';
+import { CappedCapture } from './capture.js';
+import { contentLength, decideAtEnd, decideAtHeaders, type Decision } from './cacheability.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
+
+// Streams one request through to imgproxy and its response back, byte for byte, writing straight
+// to Node's response (no web-stream bridging) with backpressure both ways. While streaming, a
+// cacheable body is copied into a capped buffer; when it has ended complete, it is handed to the
+// enqueuer. The client's response never waits for that.
+
+export interface ForwardOptions {
+  upstream: Dispatcher;
+  /** path of IMGPROXY_URL without a trailing slash ('' for none) */
+  basePath: string;
+  cacheMaxBytes: number;
+  upstreamTimeoutMs: number;
+  enqueuer: Enqueuer;
+  logger: Logger;
+  /** every enqueue in flight, so that shutdown can wait for them */
+  track: (work: Promise<unknown>) => void;
+  /** observes each cache decision (metrics, tests) */
+  onOutcome?: (outcome: CacheOutcome, path: string) => void;
+}
+
+export type CacheOutcome = Exclude<Decision, { cache: true }>['reason'] | EnqueueOutcome;
+
+export async function forward(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
+  const { logger } = options;
+  const target = req.url ?? '/';
+  const method = req.method ?? 'GET';
+  const path = rawPathOf(target);
+
+  const abort = new AbortController();
+  res.once('close', () => abort.abort());
+
+  let upstream: Dispatcher.ResponseData;
+  try {
+    upstream = await options.upstream.request({
+      method: method as Dispatcher.HttpMethod,
+      path: options.basePath + target,
+      headers: upstreamRequestHeaders(req.headers, req.socket.remoteAddress),
+      signal: abort.signal,
+      headersTimeout: options.upstreamTimeoutMs,
+      bodyTimeout: options.upstreamTimeoutMs,
+    });
+  } catch (error) {
+    if (abort.signal.aborted) return; // the client left first
+    const timedOut = error instanceof errors.HeadersTimeoutError;
+    logger.warn({ path, err: (error as Error).message }, 'imgproxy request failed');
+    sendError(res, timedOut ? 504 : 502, timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable');
+    return;
+  }
+
+  const { statusCode, headers, body } = upstream;
+  const decision = decideAtHeaders({ method, path, status: statusCode, headers, maxBytes: options.cacheMaxBytes });
+  if (!decision.cache) options.onOutcome?.(decision.reason, path);
+  if (!decision.cache && decision.reason !== 'method' && decision.reason !== 'status') {
+    logger.debug({ path, reason: decision.reason }, 'Not caching response');
+  }
+  const capture = decision.cache ? new CappedCapture(options.cacheMaxBytes) : undefined;
+
+  res.writeHead(statusCode, clientResponseHeaders(headers));
+
+  let received = 0;
+  let ended = false;
+  body.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    capture?.push(chunk);
+    if (!res.write(chunk)) body.pause();
+  });
+  res.on('drain', () => body.resume());
+  body.once('error', (error) => {
+    capture?.release();
+    if (!res.destroyed) {
+      logger.warn({ path, received, err: error.message }, 'imgproxy response was cut short; ending the client response');
+      res.destroy(error);
+    }
+  });
+  res.once('close', () => {
+    // The client left (or we cut it): stop downloading what nobody will read.
+    if (!ended) body.destroy();
+  });
+  body.once('end', () => {
+    ended = true;
+    res.end();
+    if (!capture) return;
+    const bytes = capture.bytes();
+    const verdict = decideAtEnd({
+      received,
+      expected: contentLength(headers),
+      ended: true,
+      maxBytes: options.cacheMaxBytes,
+    });
+    capture.release();
+    if (!verdict.cache || !bytes) {
+      const reason = verdict.cache ? 'too-large' : verdict.reason;
+      options.onOutcome?.(reason, path);
+      logger.debug({ path, reason, received }, 'Not caching response');
+      return;
+    }
+    const work = options.enqueuer
+      .enqueue({
+        bytes,
+        data: {
+          cacheKey: cacheKeyOf(path),
+          path,
+          contentType: single(headers['content-type']),
+          cacheControl: single(headers['cache-control']),
+          contentDisposition: single(headers['content-disposition']),
+          size: bytes.length,
+          digest: createHash('md5').update(bytes).digest('hex'),
+          receivedAt: Date.now(),
+        },
+      })
+      .then((outcome) => {
+        options.onOutcome?.(outcome, path);
+        logger.debug({ path, outcome }, 'Cache hand-off');
+      });
+    options.track(work);
+  });
+}
+
+function single(value: string | string[] | undefined): string | null {
+  if (value === undefined) return null;
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+export function sendError(res: ServerResponse, status: number, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = `${message}\n`;
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(body);
+}

@@ -1,0 +1,86 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { createAdaptorServer } from '@hono/node-server';
+import { Pool } from 'undici';
+import { createProducerRedis, rateLimited, type Config, type Logger, type Redis } from '@imgproxy-cache/shared';
+import { createApp } from './app.js';
+import { RedisEnqueuer, type Enqueuer } from './enqueue.js';
+import type { CacheOutcome } from './forward.js';
+
+export interface RunningProxy {
+  server: Server;
+  port: number;
+  upstream: Pool;
+  /** Stops accepting, lets in-flight responses and their hand-offs finish (bounded), closes all. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  /** replaces the Redis enqueuer (tests) */
+  enqueuer?: Enqueuer;
+  onOutcome?: (outcome: CacheOutcome, path: string) => void;
+}
+
+function readyWithin(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once('ready', done);
+  });
+}
+
+/** Builds the proxy from its configuration and listens on IMGPROXY_BIND (port 0 picks a free one). */
+export async function startProxy(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningProxy> {
+  const upstream = new Pool(config.proxy.imgproxyUrl.origin, {
+    connections: 128,
+    keepAliveTimeout: 4_000,
+    pipelining: 1,
+  });
+  let redis: Redis | undefined;
+  let enqueuer = options.enqueuer;
+  if (!enqueuer) {
+    const logRedisError = rateLimited(10_000);
+    redis = createProducerRedis(config.redisUrl, {
+      onError: (error) =>
+        logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back')),
+    });
+    enqueuer = new RedisEnqueuer(redis, config, logger);
+    // Give Redis a moment so that the first images are cached, but never hold the proxy back:
+    // while Redis is away, images are served and not cached.
+    await readyWithin(redis, 2_000);
+  }
+  const { app, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.proxy.bind.port, config.proxy.bind.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    server,
+    port,
+    upstream,
+    async close(timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+      await closed;
+      clearTimeout(timer);
+      await inflight.drain(Math.max(0, deadline - Date.now()));
+      await enqueuer.close();
+      redis?.disconnect();
+      await upstream.close();
+    },
+  };
+}

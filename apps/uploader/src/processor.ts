@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { UnrecoverableError, type Job } from 'bullmq';
+import { objectKeyOf, type Logger, type Redis, type RedisKeys, type UploadJobData } from '@imgproxy-cache/shared';
+import type { ObjectStore } from './s3-writer.js';
+
+// One upload: read the teed bytes, check them against the job, skip what the bucket already
+// holds, write the rest with its metadata and Content-MD5, then forget the bytes and remember the
+// image as uploaded. Every step is idempotent, so a job that runs twice (a worker killed mid-way,
+// a stalled lock) writes nothing wrong.
+
+export type UploadResult = 'uploaded' | 'already-present';
+
+export interface ProcessorDeps {
+  redis: Redis;
+  store: ObjectStore;
+  keys: RedisKeys;
+  folder: string;
+  uploadedTtlSec: number;
+  logger: Logger;
+}
+
+export function createProcessor(deps: ProcessorDeps) {
+  const { redis, store, keys, logger } = deps;
+
+  return async function processUpload(job: Job<UploadJobData>): Promise<UploadResult> {
+    const data = job.data;
+    const payloadKey = keys.payload(data.cacheKey);
+    const bytes = await redis.getBuffer(payloadKey);
+    if (bytes === null) {
+      throw new UnrecoverableError(
+        `Image bytes are gone from Redis (${payloadKey}): they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted ` +
+          `(Redis must run maxmemory-policy noeviction); the next request for the image queues it again`,
+      );
+    }
+    const digest = createHash('md5').update(bytes).digest('hex');
+    if (bytes.length !== data.size || digest !== data.digest) {
+      throw new UnrecoverableError(
+        `Image bytes in Redis do not match the job (size ${bytes.length}, md5 ${digest}; ` +
+          `expected size ${data.size}, md5 ${data.digest}); nothing was written`,
+      );
+    }
+
+    const key = objectKeyOf(deps.folder, data.cacheKey);
+    const existing = await store.head(key);
+    let result: UploadResult;
+    if (existing && (existing.md5 ? existing.md5 === digest : existing.size === bytes.length)) {
+      result = 'already-present';
+    } else {
+      if (existing) {
+        logger.warn(
+          { path: data.path, bucket: store.bucket, key, oldSize: existing.size, oldMd5: existing.md5, newSize: bytes.length, newMd5: digest },
+          'Replacing an object that holds different bytes for the same path (imgproxy output changed)',
+        );
+      }
+      const put = await store.put({
+        key,
+        body: bytes,
+        contentType: data.contentType,
+        cacheControl: data.cacheControl,
+        contentDisposition: data.contentDisposition,
+        md5: digest,
+        ifAbsent: existing === undefined,
+      });
+      result = put === 'written' ? 'uploaded' : 'already-present';
+    }
+
+    // Marker first: from here on the proxy skips this image even before the job is removed.
+    await redis.multi().set(keys.uploaded(data.cacheKey), '1', 'EX', deps.uploadedTtlSec).del(payloadKey).exec();
+
+    if (result === 'uploaded') {
+      logger.info(
+        { path: data.path, bucket: store.bucket, key, size: bytes.length, attempt: job.attemptsMade + 1 },
+        `Uploaded to S3 path=${data.path} bucket=${store.bucket} key=${key}`,
+      );
+    } else {
+      logger.info({ path: data.path, bucket: store.bucket, key, size: bytes.length }, 'Already in S3, not written again');
+    }
+    return result;
+  };
+}

@@ -1,0 +1,220 @@
+// The only reader of process.env in the project. Every variable is declared once in VARIABLES with
+// its default; loadConfig() parses all of them and reports every bad one at once, each message
+// naming the variable, so a misconfigured deployment fails at start with one readable list.
+
+export type Role = 'proxy' | 'uploader';
+export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface BindAddress {
+  /** undefined = all interfaces (the `:8080` form) */
+  host: string | undefined;
+  port: number;
+}
+
+export interface Config {
+  s3: {
+    bucket: string;
+    folder: string;
+    endpoint: string;
+    region: string;
+    forcePathStyle: boolean;
+    checksumMode: ChecksumMode;
+    conditionalWrites: boolean;
+    requestTimeoutMs: number;
+  };
+  proxy: {
+    bind: BindAddress;
+    imgproxyUrl: URL;
+    healthCheckTimeoutSec: number;
+    upstreamTimeoutMs: number;
+    enqueueTimeoutMs: number;
+    cacheMaxBytes: number;
+  };
+  redisUrl: string;
+  queue: {
+    name: string;
+    attempts: number;
+    backoffMs: number;
+    payloadTtlSec: number;
+    uploadedTtlSec: number;
+    failedRetentionSec: number;
+  };
+  uploader: {
+    concurrency: number;
+  };
+  logLevel: LogLevel;
+}
+
+export interface Variable {
+  name: string;
+  default: string | undefined;
+  /** which services read it; documentation and required-ness */
+  roles: readonly Role[];
+  required?: readonly Role[];
+  description: string;
+}
+
+const BOTH: readonly Role[] = ['proxy', 'uploader'];
+
+export const VARIABLES = [
+  { name: 'S3_BUCKET', default: undefined, roles: ['uploader'], required: ['uploader'], description: 'Bucket for processed images.' },
+  { name: 'S3_FOLDER', default: '', roles: ['uploader'], description: 'Key prefix: `processed` and `processed/` both give `processed/<md5>`.' },
+  { name: 'S3_ENDPOINT', default: 'https://fly.storage.tigris.dev', roles: ['uploader'], description: 'S3-compatible endpoint (`https://t3.storage.dev` for Tigris outside Fly, `https://s3.<region>.amazonaws.com` for AWS).' },
+  { name: 'S3_REGION', default: 'auto', roles: ['uploader'], description: 'Region used for request signing.' },
+  { name: 'S3_FORCE_PATH_STYLE', default: 'true', roles: ['uploader'], description: 'Path-style addressing (MinIO and s3rver need it; Tigris and AWS work either way).' },
+  { name: 'S3_CHECKSUM_MODE', default: 'WHEN_REQUIRED', roles: ['uploader'], description: '`WHEN_REQUIRED` or `WHEN_SUPPORTED`: whether the SDK adds CRC32 checksums to every request. R2, B2 and older MinIO reject them, so the default only sends what the operation requires (Content-MD5 is always sent).' },
+  { name: 'S3_CONDITIONAL_WRITES', default: 'true', roles: ['uploader'], description: 'Send `If-None-Match: *` on PutObject so a concurrent writer cannot be overwritten (412 counts as done). Turn off for providers that reject the header.' },
+  { name: 'S3_REQUEST_TIMEOUT_MS', default: '30000', roles: ['uploader'], description: 'Abort one S3 request (HEAD or PUT) after this long; the job is retried.' },
+  { name: 'IMGPROXY_BIND', default: ':8080', roles: ['proxy'], description: 'Proxy listen address, `host:port` or `:port`.' },
+  { name: 'IMGPROXY_URL', default: 'http://127.0.0.1:8081', roles: ['proxy'], description: 'Where imgproxy listens. A path here is prepended to every forwarded path.' },
+  { name: 'HEALTH_CHECK_TIMEOUT_IN_SEC', default: '30', roles: ['proxy'], description: "How long the proxy waits for imgproxy's `/health` at start before exiting non-zero." },
+  { name: 'UPSTREAM_TIMEOUT_MS', default: '60000', roles: ['proxy'], description: 'Longest wait for imgproxy to send headers, and longest silence inside a body, before the request fails (502 / cut response).' },
+  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: BOTH, description: 'Redis for the queue and the teed bytes. Must run `maxmemory-policy noeviction`.' },
+  { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: BOTH, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:<QUEUE_NAME>:`. Proxy and uploaders must agree.' },
+  { name: 'CACHE_MAX_BYTES', default: '20971520', roles: ['proxy'], description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.' },
+  { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
+  { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: ['proxy'], description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window (checked at start).' },
+  { name: 'CACHE_UPLOADED_TTL_SEC', default: '86400', roles: ['uploader'], description: 'How long an uploaded image is remembered, so that further requests for it tee and enqueue nothing.' },
+  { name: 'UPLOAD_ATTEMPTS', default: '10', roles: ['proxy'], description: 'Upload attempts per image, the first included (set on the job when it is enqueued).' },
+  { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['proxy'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
+  { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['proxy'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
+  { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
+  { name: 'LOG_LEVEL', default: 'info', roles: BOTH, description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.' },
+] as const satisfies readonly Variable[];
+
+export type VariableName = (typeof VARIABLES)[number]['name'];
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Parses and validates the environment for one service. Throws ConfigError listing every problem. */
+export function loadConfig(env: Env, role: Role): Config {
+  const problems: string[] = [];
+  const raw = (name: VariableName): string => {
+    const spec = VARIABLES.find((v) => v.name === name)!;
+    const value = env[name];
+    if (value === undefined || value === '') {
+      if ((spec as Variable).required?.includes(role)) problems.push(`${name} is required`);
+      return spec.default ?? '';
+    }
+    return value.trim();
+  };
+  const int = (name: VariableName, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const value = raw(name);
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
+      return min;
+    }
+    return Number(value);
+  };
+  const bool = (name: VariableName): boolean => {
+    const value = raw(name).toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    problems.push(`${name} must be true or false, got "${value}"`);
+    return false;
+  };
+  const url = (name: VariableName, protocols: readonly string[]): URL => {
+    const value = raw(name);
+    try {
+      const parsed = new URL(value);
+      if (!protocols.includes(parsed.protocol)) throw new Error('protocol');
+      return parsed;
+    } catch {
+      problems.push(`${name} must be a ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL, got "${value}"`);
+      return new URL(`${protocols[0]}//invalid`);
+    }
+  };
+  const oneOf = <T extends string>(name: VariableName, values: readonly T[], normalize = (v: string) => v): T => {
+    const value = normalize(raw(name));
+    if ((values as readonly string[]).includes(value)) return value as T;
+    problems.push(`${name} must be one of ${values.join(', ')}, got "${value}"`);
+    return values[0]!;
+  };
+
+  const bind = parseBind(raw('IMGPROXY_BIND'));
+  if (!bind) problems.push(`IMGPROXY_BIND must be host:port or :port, got "${raw('IMGPROXY_BIND')}"`);
+
+  const queueName = raw('QUEUE_NAME');
+  if (!/^[A-Za-z0-9._-]+$/.test(queueName)) {
+    problems.push(`QUEUE_NAME may hold only letters, digits, ".", "_" and "-", got "${queueName}"`);
+  }
+
+  const config: Config = {
+    s3: {
+      bucket: raw('S3_BUCKET'),
+      folder: normalizeFolder(raw('S3_FOLDER')),
+      endpoint: url('S3_ENDPOINT', ['http:', 'https:']).toString().replace(/\/$/, ''),
+      region: raw('S3_REGION'),
+      forcePathStyle: bool('S3_FORCE_PATH_STYLE'),
+      checksumMode: oneOf('S3_CHECKSUM_MODE', ['WHEN_REQUIRED', 'WHEN_SUPPORTED'] as const, (v) => v.toUpperCase()),
+      conditionalWrites: bool('S3_CONDITIONAL_WRITES'),
+      requestTimeoutMs: int('S3_REQUEST_TIMEOUT_MS', 100),
+    },
+    proxy: {
+      bind: bind ?? { host: undefined, port: 8080 },
+      imgproxyUrl: url('IMGPROXY_URL', ['http:', 'https:']),
+      healthCheckTimeoutSec: int('HEALTH_CHECK_TIMEOUT_IN_SEC', 0),
+      upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
+      enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
+      cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
+    },
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']).toString(),
+    queue: {
+      name: queueName,
+      attempts: int('UPLOAD_ATTEMPTS', 1, 50),
+      backoffMs: int('UPLOAD_BACKOFF_MS', 1),
+      payloadTtlSec: int('CACHE_PAYLOAD_TTL_SEC', 60),
+      uploadedTtlSec: int('CACHE_UPLOADED_TTL_SEC', 1),
+      failedRetentionSec: int('UPLOAD_FAILED_RETENTION_SEC', 1),
+    },
+    uploader: {
+      concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
+    },
+    logLevel: oneOf('LOG_LEVEL', LOG_LEVELS, (v) => v.toLowerCase()),
+  };
+
+  // The bytes must still be in Redis when the last retry runs, or that retry can only fail.
+  const windowSec = retryWindowMs(config.queue.attempts, config.queue.backoffMs) / 1000;
+  if (role === 'proxy' && windowSec >= config.queue.payloadTtlSec) {
+    problems.push(
+      `CACHE_PAYLOAD_TTL_SEC (${config.queue.payloadTtlSec}) must be longer than the retry window of ` +
+        `UPLOAD_ATTEMPTS=${config.queue.attempts} and UPLOAD_BACKOFF_MS=${config.queue.backoffMs} (${Math.ceil(windowSec)} s)`,
+    );
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** Sum of BullMQ's exponential delays between `attempts` tries: backoff·(2^(attempts−1) − 1). */
+export function retryWindowMs(attempts: number, backoffMs: number): number {
+  return backoffMs * (2 ** (attempts - 1) - 1);
+}
+
+/** `processed`, `/processed/` and `processed/` all mean the prefix `processed/`; empty means none. */
+export function normalizeFolder(folder: string): string {
+  const trimmed = folder.replace(/^\/+|\/+$/g, '');
+  return trimmed === '' ? '' : `${trimmed}/`;
+}
+
+/** `:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:0`. */
+export function parseBind(value: string): BindAddress | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  const host = match[1] ?? match[2];
+  return { host: host === '' ? undefined : host, port };
+}

@@ -1,0 +1,45 @@
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { BULL_PREFIX } from './redis-keys.js';
+import type { Config } from './config.js';
+
+// The contract between the proxy (producer) and the uploaders (consumers). Nothing here connects
+// at import time; factories take an ioredis connection that the caller owns.
+
+/** Job payload: metadata only. The bytes live in their own Redis key (see redis-keys.ts). */
+export interface UploadJobData {
+  /** lowercase hex MD5 of the raw request path; also the job id */
+  cacheKey: string;
+  /** the raw request path, for logs and the dashboard */
+  path: string;
+  contentType: string | null;
+  cacheControl: string | null;
+  contentDisposition: string | null;
+  /** byte length of the teed body */
+  size: number;
+  /** lowercase hex MD5 of the body: checked before upload and sent as Content-MD5 */
+  digest: string;
+  /** epoch milliseconds when the proxy finished receiving the body */
+  receivedAt: number;
+}
+
+export const UPLOAD_JOB_NAME = 'upload';
+
+/**
+ * Job options set by the producer. `jobId` = cache key makes BullMQ ignore a second add for the
+ * same image while the first exists in any state; completed jobs are removed at once (the
+ * `uploaded:` marker takes over the dedup), failed ones are kept for the dashboard.
+ */
+export function uploadJobOptions(config: Config, cacheKey: string): JobsOptions {
+  return {
+    jobId: cacheKey,
+    attempts: config.queue.attempts,
+    backoff: { type: 'exponential', delay: config.queue.backoffMs, jitter: 0.5 },
+    removeOnComplete: true,
+    removeOnFail: { age: config.queue.failedRetentionSec },
+  };
+}
+
+export function createUploadQueue(name: string, connection: Redis): Queue<UploadJobData> {
+  return new Queue<UploadJobData>(name, { connection, prefix: BULL_PREFIX });
+}

@@ -1,0 +1,26 @@
+// Every Redis key this tool writes, built in one place. They live under BullMQ's own namespace for
+// the queue (`bull:<queue>:`) so that one QUEUE_NAME isolates a deployment (or a test) completely.
+// BullMQ's job ids are our MD5 keys (32 hex digits), so `payload:` and `uploaded:` cannot collide.
+
+export const BULL_PREFIX = 'bull';
+
+export interface RedisKeys {
+  /** the teed image bytes waiting for upload */
+  payload(cacheKey: string): string;
+  /** set once the image is in the bucket, so that further requests skip it */
+  uploaded(cacheKey: string): string;
+  /** BullMQ's hash for the job whose id is the cache key */
+  job(cacheKey: string): string;
+  /** BullMQ's sorted set of failed jobs */
+  failed(): string;
+}
+
+export function redisKeys(queueName: string): RedisKeys {
+  const base = `${BULL_PREFIX}:${queueName}`;
+  return {
+    payload: (cacheKey) => `${base}:payload:${cacheKey}`,
+    uploaded: (cacheKey) => `${base}:uploaded:${cacheKey}`,
+    job: (cacheKey) => `${base}:${cacheKey}`,
+    failed: () => `${base}:failed`,
+  };
+}

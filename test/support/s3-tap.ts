@@ -1,0 +1,67 @@
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+// An HTTP proxy between the uploader and s3rver that records every request and can inject the
+// faults no local S3 server produces on demand: error answers (503 SlowDown, 403, 412...) and
+// dropped connections.
+
+export interface TapRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+}
+
+export type Fault =
+  | { kind: 'status'; status: number; code: string; message?: string }
+  | { kind: 'drop' };
+
+export interface S3Tap {
+  endpoint: string;
+  requests: TapRequest[];
+  /** decides, per request, whether to inject a fault instead of forwarding */
+  fault: ((req: TapRequest) => Fault | undefined) | undefined;
+  puts(): TapRequest[];
+  close(): Promise<void>;
+}
+
+export async function startS3Tap(targetPort: number): Promise<S3Tap> {
+  const tap: S3Tap = {
+    endpoint: '',
+    requests: [],
+    fault: undefined,
+    puts: () => tap.requests.filter((r) => r.method === 'PUT'),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers };
+    tap.requests.push(seen);
+    const fault = tap.fault?.(seen);
+    if (fault?.kind === 'drop') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'status') {
+      const body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>${fault.message ?? fault.code}</Message></Error>`;
+      req.resume();
+      res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    const upstream = request(
+      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  tap.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return tap;
+}

@@ -1,0 +1,171 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { inject } from 'vitest';
+import { request } from 'undici';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { S3Client } from '@aws-sdk/client-s3';
+import {
+  BULL_PREFIX,
+  cacheKeyOf,
+  createLogger,
+  loadConfig,
+  objectKeyOf,
+  type Config,
+  type UploadJobData,
+} from '@imgproxy-cache/shared';
+import { startProxy, type RunningProxy } from '../../apps/proxy/src/server.js';
+import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
+import { startUploader, type RunningUploader } from '../../apps/uploader/src/uploader.js';
+import { S3ObjectStore, createS3Client } from '../../apps/uploader/src/s3-writer.js';
+import { startImgproxyStub, type ImgproxyStub, type StubOptions } from './imgproxy-stub.js';
+import { S3RVER_CREDENTIALS, createBucket, getObject, listKeys, testS3Client, type StoredObject } from './s3.js';
+import { startS3Tap, type S3Tap } from './s3-tap.js';
+import { waitFor } from './wait.js';
+
+// The whole pipeline in one test process: the imgproxy stand-in, the proxy, an uploader, the
+// shared test Redis (own queue name) and s3rver (own bucket) behind a recording tap.
+
+export interface Stack {
+  config: Config;
+  stub: ImgproxyStub;
+  tap: S3Tap;
+  proxy: RunningProxy;
+  uploader: RunningUploader | undefined;
+  s3: S3Client;
+  redis: Redis;
+  queue: Queue<UploadJobData>;
+  bucket: string;
+  baseUrl: string;
+  logs: Record<string, unknown>[];
+  outcomes: { outcome: CacheOutcome; path: string }[];
+  get(path: string, init?: { method?: string; headers?: Record<string, string> }): Promise<Reply>;
+  keyFor(path: string): string;
+  object(path: string): Promise<StoredObject | undefined>;
+  waitForObject(path: string): Promise<StoredObject>;
+  /** resolves with the proxy's final cache outcome for the n-th request of `path` (1-based) */
+  outcomeOf(path: string, nth?: number): Promise<CacheOutcome>;
+  /** resolves once the queue holds no job waiting, active or delayed */
+  drained(): Promise<void>;
+  keys(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+export interface StackOptions {
+  env?: Record<string, string>;
+  stub?: StubOptions;
+  /** start without an uploader (jobs stay queued) */
+  noUploader?: boolean;
+}
+
+// Final outcomes: what the proxy decided once the response ended (or at headers, for skips).
+const FINAL = new Set<string>([
+  'queued', 'requeued', 'uploaded', 'already-queued', 'pending', 'redis-down', 'timeout', 'error',
+  'method', 'status', 'cache-control', 'fallback-image', 'content-type', 'content-encoding', 'set-cookie',
+  'vary', 'vary-accept-no-format', 'vary-accept-format-mismatch', 'too-large', 'incomplete', 'empty',
+]);
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const id = randomUUID().slice(0, 8);
+  const bucket = `b-${id}`;
+  const queueName = `t-${id}`;
+  const stub = await startImgproxyStub(options.stub);
+  const tap = await startS3Tap(inject('s3rverPort'));
+  const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
+  await createBucket(s3, bucket);
+
+  const env = {
+    IMGPROXY_BIND: '127.0.0.1:0',
+    IMGPROXY_URL: stub.url,
+    REDIS_URL: inject('redisUrl'),
+    QUEUE_NAME: queueName,
+    S3_BUCKET: bucket,
+    S3_ENDPOINT: tap.endpoint,
+    S3_REGION: 'us-east-1',
+    UPLOAD_BACKOFF_MS: '50',
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  };
+  const proxyConfig = loadConfig(env, 'proxy');
+  const uploaderConfig = loadConfig(env, 'uploader');
+
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const outcomes: { outcome: CacheOutcome; path: string }[] = [];
+  const proxy = await startProxy(proxyConfig, createLogger('proxy', proxyConfig.logLevel, sink), {
+    onOutcome: (outcome, path) => {
+      if (FINAL.has(outcome)) outcomes.push({ outcome, path });
+    },
+  });
+  const uploader = options.noUploader
+    ? undefined
+    : startUploader({
+        config: uploaderConfig,
+        store: new S3ObjectStore(createS3Client(uploaderConfig, { credentials: S3RVER_CREDENTIALS }), bucket, 10_000),
+        logger: createLogger('uploader', uploaderConfig.logLevel, sink),
+      });
+
+  const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
+  const queue = new Queue<UploadJobData>(queueName, { connection: redis, prefix: BULL_PREFIX });
+  const baseUrl = `http://127.0.0.1:${proxy.port}`;
+  const keyFor = (path: string) => objectKeyOf(uploaderConfig.s3.folder, cacheKeyOf(path));
+
+  const stack: Stack = {
+    config: proxyConfig,
+    stub,
+    tap,
+    proxy,
+    uploader,
+    s3,
+    redis,
+    queue,
+    bucket,
+    baseUrl,
+    logs,
+    outcomes,
+    async get(path, init = {}) {
+      const res = await request(`${baseUrl}${path}`, { method: (init.method ?? 'GET') as 'GET', headers: init.headers });
+      const body = Buffer.from(await res.body.arrayBuffer());
+      return { status: res.statusCode, headers: res.headers, body };
+    },
+    keyFor,
+    object: (path) => getObject(s3, bucket, keyFor(path)),
+    waitForObject: (path) => waitFor(() => getObject(s3, bucket, keyFor(path)), { what: `object for ${path}` }),
+    outcomeOf: (path, nth = 1) =>
+      waitFor(() => outcomes.filter((o) => o.path === path)[nth - 1]?.outcome, { what: `cache outcome #${nth} of ${path}` }),
+    async drained() {
+      await waitFor(
+        async () => {
+          const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+          return Object.values(counts).every((n) => n === 0);
+        },
+        { what: 'the upload queue to drain' },
+      );
+    },
+    keys: () => listKeys(s3, bucket),
+    async stop() {
+      await proxy.close(2_000);
+      await uploader?.close(2_000);
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      const leftovers = await redis.keys(`${BULL_PREFIX}:${queueName}:*`);
+      if (leftovers.length > 0) await redis.del(...leftovers);
+      redis.disconnect();
+      await stub.close();
+      await tap.close();
+      s3.destroy();
+    },
+  };
+  return stack;
+}
