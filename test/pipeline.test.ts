@@ -1,33 +1,338 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { startStack, type Stack } from './support/stack.js';
+import { connect } from 'node:net';
+import { request } from 'undici';
+import { makePngOfSize } from './support/png.js';
+import { startStack, type Stack, type StackOptions } from './support/stack.js';
+
+// The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
+// complete cacheable 200 lands at md5(path), byte-exact with its metadata; nothing else lands.
 
 let stack: Stack | undefined;
 afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail') console.log(JSON.stringify(stack?.logs, null, 1), stack?.outcomes, stack?.tap.requests.map(r => r.method + ' ' + r.url));
+  if (ctx.task.result?.state === 'fail' && stack) {
+    console.log('logs', JSON.stringify(stack.logs), 'outcomes', stack.outcomes, 'S3', stack.tap.requests.map((r) => `${r.method} ${r.url}`));
+  }
   await stack?.stop();
   stack = undefined;
 });
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
+const start = async (options?: StackOptions) => (stack = await startStack(options));
 
-describe('a 200 from imgproxy', () => {
-  it('reaches the client byte-exact and lands in the bucket at md5(path) with its metadata', async () => {
-    stack = await startStack({ env: { S3_FOLDER: 'processed' } });
+/** Sends bytes as they are and returns everything the proxy answers until it closes. */
+function rawRequest(port: number, text: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(text));
+    let data = '';
+    socket.on('data', (chunk) => (data += chunk.toString('latin1')));
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+  });
+}
+
+/** Waits for the request's cache outcome and for the queue to empty, then returns the bucket. */
+async function settledBucket(s: Stack, path: string, expectedOutcome: string): Promise<string[]> {
+  expect(await s.outcomeOf(path)).toBe(expectedOutcome);
+  await s.drained();
+  return s.keys();
+}
+
+describe('a cacheable 200', () => {
+  it('reaches the client byte-exact and lands at S3_FOLDER/md5(path) with its metadata', async () => {
+    const s = await start({ env: { S3_FOLDER: 'processed/' } });
     const path = '/sig123/rs:fit:300:300/plain/https://example.com/cat.jpg@png';
-    const reply = await stack.get(path);
+    const reply = await s.get(path);
     expect(reply.status).toBe(200);
-    expect(reply.body.equals(stack.stub.imageFor(path))).toBe(true);
+    expect(reply.body.equals(s.stub.imageFor(path))).toBe(true);
     expect(reply.headers['content-type']).toBe('image/png');
     expect(reply.headers['cache-control']).toBe('max-age=31536000, public');
     expect(reply.headers['content-disposition']).toBe('inline; filename="image.png"');
+    expect(reply.headers['content-length']).toBe(String(s.stub.imageFor(path).length));
+    expect(reply.headers.etag).toBeDefined();
 
-    const stored = await stack.waitForObject(path);
-    expect(stack.keyFor(path)).toBe(`processed/${md5(path)}`);
-    expect(stored.body.equals(stack.stub.imageFor(path))).toBe(true);
+    const stored = await s.waitForObject(path);
+    expect(stored.body.equals(s.stub.imageFor(path))).toBe(true);
     expect(stored.contentType).toBe('image/png');
     expect(stored.cacheControl).toBe('max-age=31536000, public');
     expect(stored.contentDisposition).toBe('inline; filename="image.png"');
-    expect(await stack.keys()).toEqual([`processed/${md5(path)}`]);
+    expect(await s.keys()).toEqual([`processed/${md5(path)}`]);
+    // Content-MD5 went with the bytes, so the server could check them.
+    const put = s.tap.puts()[0]!;
+    expect(put.headers['content-md5']).toBe(createHash('md5').update(stored.body).digest('base64'));
+    // the original tool's log line
+    expect(s.logs.some((l) => l.msg === `Uploaded to S3 path=${path} bucket=${s.bucket} key=processed/${md5(path)}`)).toBe(true);
+  });
+
+  it('is stored under the key the Elixir client computes for its signed path', async () => {
+    const s = await start();
+    const path = '/Rn0DwoqGtsPB3qvMzrv5R9SuZerzOJ1WlIhcdCX4FtQ/rs:fit:300:300:1/dpr:2/g:ce/aHR0cHM6Ly9leGFtcGxlLmNvbS9pbWFnZXMvY2F0LmpwZw==.webp';
+    await s.get(path);
+    await s.waitForObject(path);
+    expect(await s.keys()).toEqual(['2ae94e83267f73e3bdf6c15bf1b7f30d']);
+  });
+
+  it('is keyed by the raw path: percent-encoding kept, query string left out but forwarded', async () => {
+    const s = await start();
+    const path = '/unsafe/rs:fit:100:100/plain/https%3A%2F%2Fexample.com%2Fa%20b.jpg@webp';
+    const reply = await s.get(`${path}?cachebuster=1`);
+    expect(reply.status).toBe(200);
+    expect(s.stub.requests.at(-1)!.url).toBe(`${path}?cachebuster=1`);
+    await s.waitForObject(path);
+    expect(await s.keys()).toEqual(['886314a38e0ec43543e3e253d94b3465']);
+  });
+
+  it('streams to the client before imgproxy has finished sending', async () => {
+    const s = await start();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const image = makePngOfSize('slow', 64 * 1024);
+    s.stub.on('/slow/', () => ({
+      headers: { 'content-type': 'image/png', 'cache-control': 'max-age=60, public' },
+      body: image,
+      pieceSize: 1024,
+      holdAfterFirstPiece: held,
+    }));
+    const res = await request(`${s.baseUrl}/slow/plain/x.png@png`);
+    expect(res.statusCode).toBe(200);
+    const chunks: Buffer[] = [];
+    const iterator = res.body[Symbol.asyncIterator]();
+    const first = await iterator.next(); // arrives while imgproxy is still holding the rest
+    chunks.push(first.value as Buffer);
+    expect(Buffer.concat(chunks).length).toBeGreaterThan(0);
+    expect(Buffer.concat(chunks).length).toBeLessThan(image.length);
+    release();
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) chunks.push(next.value as Buffer);
+    expect(Buffer.concat(chunks).equals(image)).toBe(true);
+    await s.waitForObject('/slow/plain/x.png@png');
+  });
+
+  it('is written once for five requests, one after another or all at once', async () => {
+    const s = await start();
+    const one = '/sig/plain/https://example.com/one.jpg@png';
+    for (let i = 0; i < 5; i++) expect((await s.get(one)).status).toBe(200);
+    const many = '/sig/plain/https://example.com/many.jpg@png';
+    await Promise.all(Array.from({ length: 5 }, () => s.get(many)));
+    await s.waitForObject(one);
+    await s.waitForObject(many);
+    for (let i = 1; i <= 5; i++) {
+      await s.outcomeOf(one, i);
+      await s.outcomeOf(many, i);
+    }
+    await s.drained();
+    const putsOf = (path: string) => s.tap.puts().filter((r) => r.url.split('?')[0]!.endsWith(`/${md5(path)}`)).length;
+    expect(putsOf(one)).toBe(1);
+    expect(putsOf(many)).toBe(1);
+    expect(s.outcomes.filter((o) => o.outcome === 'queued')).toHaveLength(2);
+  });
+
+  it('lands for 50 distinct images requested concurrently', async () => {
+    const s = await start({ env: { UPLOAD_CONCURRENCY: '8' } });
+    const paths = Array.from({ length: 50 }, (_, i) => `/sig/rs:fit:${i}:${i}/plain/https://example.com/${i}.jpg@png`);
+    const replies = await Promise.all(paths.map((p) => s.get(p)));
+    replies.forEach((r, i) => expect(r.body.equals(s.stub.imageFor(paths[i]!))).toBe(true));
+    for (const p of paths) {
+      const stored = await s.waitForObject(p);
+      expect(stored.body.equals(s.stub.imageFor(p))).toBe(true);
+    }
+    expect(await s.keys()).toEqual(paths.map(md5).sort());
+  });
+
+  it('stores a Vary: Accept response when the URL names the format and imgproxy answered it', async () => {
+    const s = await start({ stub: { vary: 'Accept' } });
+    const plain = '/sig/plain/https://example.com/a.jpg@webp';
+    const base64 = `/sig/rs:fit:10:10/${Buffer.from('https://example.com/a.jpg').toString('base64url')}.png`;
+    await s.get(plain, { headers: { accept: 'image/avif,image/webp,*/*' } });
+    await s.get(base64);
+    expect((await s.waitForObject(plain)).contentType).toBe('image/webp');
+    expect((await s.waitForObject(base64)).contentType).toBe('image/png');
+  });
+});
+
+describe('nothing else lands', () => {
+  it('HEAD is forwarded as HEAD and never stored', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/head.jpg@png';
+    const reply = await s.get(path, { method: 'HEAD' });
+    expect(reply.status).toBe(200);
+    expect(reply.body.length).toBe(0);
+    expect(reply.headers['content-length']).toBe(String(s.stub.imageFor(path).length));
+    expect(s.stub.requests.at(-1)!.method).toBe('HEAD');
+    expect(await settledBucket(s, path, 'method')).toEqual([]);
+  });
+
+  it('OPTIONS is forwarded and never stored', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/options.jpg@png';
+    expect((await s.get(path, { method: 'OPTIONS' })).status).toBe(200);
+    expect(s.stub.requests.at(-1)!.method).toBe('OPTIONS');
+    expect(await settledBucket(s, path, 'method')).toEqual([]);
+  });
+
+  it('304 Not Modified passes through and is not stored', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/etag.jpg@png';
+    const etag = `"${path.length}"`;
+    const reply = await s.get(path, { headers: { 'if-none-match': etag } });
+    expect(reply.status).toBe(304);
+    expect(s.stub.requests.at(-1)!.headers['if-none-match']).toBe(etag);
+    expect(await settledBucket(s, path, 'status')).toEqual([]);
+  });
+
+  it.each([403, 404, 422, 429, 500, 502, 503])('a %i passes through with its body and is not stored', async (status) => {
+    const s = await start();
+    const path = `/sig/status/${status}`;
+    s.stub.on(path, () => ({ status, headers: { 'content-type': 'text/plain' }, body: Buffer.from(`imgproxy says ${status}`) }));
+    const reply = await s.get(path);
+    expect(reply.status).toBe(status);
+    expect(reply.body.toString()).toBe(`imgproxy says ${status}`);
+    expect(await settledBucket(s, path, 'status')).toEqual([]);
+  });
+
+  it('an image served with 4xx (fallback image with IMGPROXY_FALLBACK_IMAGE_HTTP_CODE) is not stored', async () => {
+    const s = await start();
+    const path = '/sig/fallback404';
+    s.stub.on(path, () => ({ status: 404, headers: { 'content-type': 'image/png' }, body: s.stub.imageFor('x') }));
+    expect((await s.get(path)).status).toBe(404);
+    expect(await settledBucket(s, path, 'status')).toEqual([]);
+  });
+
+  it('a fallback image served with 200 (Fallback-Image: 1) is not stored', async () => {
+    const s = await start();
+    const path = '/sig/fallback200';
+    s.stub.on(path, () => ({ headers: { 'content-type': 'image/png', 'cache-control': 'max-age=60, public', 'fallback-image': '1' }, body: s.stub.imageFor('x') }));
+    expect((await s.get(path)).status).toBe(200);
+    expect(await settledBucket(s, path, 'fallback-image')).toEqual([]);
+  });
+
+  it.each([
+    ['with Content-Length', false],
+    ['chunked', true],
+  ])('a body cut short by imgproxy (%s) fails the client response and is not stored', async (_name, chunked) => {
+    const s = await start();
+    const path = '/sig/cut/plain/x.jpg@png';
+    const image = makePngOfSize('cut', 100_000);
+    s.stub.on(path, () => ({ headers: { 'content-type': 'image/png' }, body: image, chunked, pieceSize: 16_384, cutAfter: 40_000 }));
+    await expect(s.get(path)).rejects.toThrow();
+    expect(await settledBucket(s, path, 'incomplete')).toEqual([]);
+  });
+
+  it.each([
+    ['with Content-Length', false, 'too-large'],
+    ['chunked', true, 'too-large'],
+  ])('a body over CACHE_MAX_BYTES (%s) streams in full and is not stored', async (_name, chunked, outcome) => {
+    const s = await start({ env: { CACHE_MAX_BYTES: '50000' } });
+    const path = '/sig/large/plain/x.jpg@png';
+    const image = makePngOfSize('large', 80_000);
+    s.stub.on(path, () => ({ headers: { 'content-type': 'image/png', 'cache-control': 'max-age=60' }, body: image, chunked, pieceSize: 8192 }));
+    const reply = await s.get(path);
+    expect(reply.body.equals(image)).toBe(true);
+    expect(await settledBucket(s, path, outcome)).toEqual([]);
+  });
+
+  it('a response imgproxy marks no-cache (IMGPROXY_TTL=0) is not stored', async () => {
+    const s = await start({ stub: { ttl: 0 } });
+    const path = '/sig/plain/https://example.com/ttl0.jpg@png';
+    const reply = await s.get(path);
+    expect(reply.headers['cache-control']).toBe('no-cache');
+    expect(await settledBucket(s, path, 'cache-control')).toEqual([]);
+  });
+
+  it('Vary: Accept with no format in the URL is not stored (AUTO_WEBP picks per client)', async () => {
+    const s = await start({ stub: { vary: 'Accept' } });
+    const path = '/sig/rs:fit:10:10/plain/https://example.com/auto.jpg';
+    expect((await s.get(path, { headers: { accept: 'image/webp' } })).status).toBe(200);
+    expect(await settledBucket(s, path, 'vary-accept-no-format')).toEqual([]);
+  });
+
+  it('Vary: Accept where ENFORCE_WEBP answered WebP for a .png URL is not stored', async () => {
+    const s = await start({ stub: { vary: 'Accept', enforceFormat: 'webp' } });
+    const path = '/sig/plain/https://example.com/enforce.jpg@png';
+    expect((await s.get(path)).headers['content-type']).toBe('image/webp');
+    expect(await settledBucket(s, path, 'vary-accept-format-mismatch')).toEqual([]);
+  });
+
+  it('a response varying on client hints is not stored', async () => {
+    const s = await start({ stub: { vary: 'Accept, Sec-CH-DPR, DPR, Sec-CH-Width, Width' } });
+    const path = '/sig/plain/https://example.com/hints.jpg@png';
+    await s.get(path, { headers: { dpr: '2' } });
+    expect(await settledBucket(s, path, 'vary')).toEqual([]);
+  });
+});
+
+describe('the proxy in between', () => {
+  it('passes the request headers imgproxy uses, adds X-Forwarded-For, strips hop-by-hop', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/headers.jpg@png';
+    await s.get(path, {
+      headers: {
+        accept: 'image/avif,image/webp',
+        authorization: 'Bearer imgproxy-secret',
+        'if-modified-since': 'Wed, 21 Oct 2015 07:28:00 GMT',
+        'x-request-id': 'req-42',
+        'sec-ch-dpr': '2',
+        dpr: '2',
+        'x-forwarded-for': '203.0.113.7',
+      },
+    });
+    const seen = s.stub.requests.at(-1)!.headers;
+    expect(seen.accept).toBe('image/avif,image/webp');
+    expect(seen.authorization).toBe('Bearer imgproxy-secret');
+    expect(seen['if-modified-since']).toBe('Wed, 21 Oct 2015 07:28:00 GMT');
+    expect(seen['x-request-id']).toBe('req-42');
+    expect(seen['sec-ch-dpr']).toBe('2');
+    expect(seen.dpr).toBe('2');
+    expect(seen['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
+
+    // Connection and the headers it names describe one hop (undici's client would rewrite them).
+    const raw = await rawRequest(s.proxy.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n`);
+    expect(raw).toMatch(/^HTTP\/1\.1 200 /);
+    const hop = s.stub.requests.at(-1)!.headers;
+    expect(hop['x-hop']).toBeUndefined();
+    expect(hop['keep-alive']).toBeUndefined();
+    expect(hop.connection).not.toMatch(/x-hop/);
+  });
+
+  it('strips hop-by-hop headers from the response', async () => {
+    const s = await start();
+    const path = '/sig/hop';
+    s.stub.on(path, () => ({ headers: { 'content-type': 'image/png', connection: 'x-upstream-hop', 'x-upstream-hop': '1', 'x-kept': 'yes' }, body: s.stub.imageFor(path) }));
+    const reply = await s.get(path);
+    expect(reply.headers['x-upstream-hop']).toBeUndefined();
+    expect(reply.headers['x-kept']).toBe('yes');
+  });
+
+  it.each(['POST', 'PUT', 'DELETE', 'PATCH'])('answers %s with 405 without calling imgproxy', async (method) => {
+    const s = await start();
+    const reply = await s.get('/sig/plain/x.jpg@png', { method });
+    expect(reply.status).toBe(405);
+    expect(reply.headers.allow).toBe('GET, HEAD, OPTIONS');
+    expect(reply.body.toString()).toMatch(/not allowed/);
+    expect(s.stub.requests).toHaveLength(0);
+  });
+
+  it('refuses an absolute-form request target (never forwards to another host)', async () => {
+    const s = await start();
+    const raw = await rawRequest(s.proxy.port, 'GET http://evil.example/sig/plain/x.jpg@png HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n');
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(s.stub.requests).toHaveLength(0);
+  });
+
+  it('answers 502 with a reason when imgproxy is down', async () => {
+    const s = await start();
+    await s.stub.close();
+    const reply = await s.get('/sig/plain/x.jpg@png');
+    expect(reply.status).toBe(502);
+    expect(reply.body.toString()).toMatch(/imgproxy is unreachable/);
+  });
+
+  it('passes GET /health through to imgproxy', async () => {
+    const s = await start();
+    const ok = await s.get('/health');
+    expect(ok.status).toBe(200);
+    expect(ok.body.toString()).toBe('imgproxy is running');
+    s.stub.healthy = false;
+    expect((await s.get('/health')).status).toBe(500);
+    expect(await settledBucket(s, '/health', 'cache-control')).toEqual([]);
   });
 });

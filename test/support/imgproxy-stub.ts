@@ -18,6 +18,8 @@ export interface StubReply {
   /** send the body in pieces of this size, waiting `delayMs` between them */
   pieceSize?: number;
   delayMs?: number;
+  /** after the first piece, wait for this before sending the rest */
+  holdAfterFirstPiece?: Promise<void>;
 }
 
 export interface StubOptions {
@@ -86,13 +88,14 @@ export async function startImgproxyStub(initial: StubOptions = {}): Promise<Imgp
     const format = stub.options.enforceFormat ?? formatOf(path);
     const headers: Record<string, string> = {
       'content-type': CONTENT_TYPES[format] ?? 'image/png',
-      'cache-control': `max-age=${stub.options.ttl}, public`,
+      // imgproxy: "max-age=<IMGPROXY_TTL>, public", or "no-cache" when the TTL is 0
+      'cache-control': stub.options.ttl ? `max-age=${stub.options.ttl}, public` : 'no-cache',
       'content-disposition': `inline; filename="image.${format}"`,
       'x-request-id': String(req.headers['x-request-id'] ?? 'stub'),
       etag: `"${path.length}"`,
     };
     if (stub.options.vary) headers.vary = stub.options.vary;
-    if (req.headers['if-none-match'] === headers.etag) return { status: 304, headers: { etag: headers.etag } };
+    if (req.headers['if-none-match'] === headers.etag) return { status: 304, headers: { etag: headers.etag! } };
     return { status: 200, headers, body: stub.imageFor(path) };
   };
 
@@ -116,7 +119,8 @@ export async function startImgproxyStub(initial: StubOptions = {}): Promise<Imgp
 }
 
 async function send(req: IncomingMessage, res: ServerResponse, reply: StubReply): Promise<void> {
-  const body = reply.body ?? Buffer.alloc(0);
+  // imgproxy answers OPTIONS with an empty 200
+  const body = req.method === 'OPTIONS' ? Buffer.alloc(0) : (reply.body ?? Buffer.alloc(0));
   const headers = { ...reply.headers };
   if (!reply.chunked) headers['content-length'] = String(body.length);
   res.writeHead(reply.status ?? 200, headers);
@@ -130,6 +134,7 @@ async function send(req: IncomingMessage, res: ServerResponse, reply: StubReply)
   for (let offset = 0; offset < limit; offset += piece) {
     if (res.destroyed) return;
     res.write(body.subarray(offset, Math.min(offset + piece, limit)));
+    if (offset === 0 && reply.holdAfterFirstPiece) await reply.holdAfterFirstPiece;
     if (reply.delayMs) await new Promise((resolve) => setTimeout(resolve, reply.delayMs));
   }
   if (reply.cutAfter !== undefined) {

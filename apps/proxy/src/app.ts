@@ -17,6 +17,8 @@ export interface ProxyDeps {
 
 export interface ProxyApp {
   app: Hono<{ Bindings: HttpBindings }>;
+  /** the server's fetch callback: the Hono app, except HEAD (see below) */
+  fetch: (request: Request, env: HttpBindings) => Response | Promise<Response>;
   inflight: Inflight;
 }
 
@@ -31,19 +33,7 @@ export function createApp(deps: ProxyDeps): ProxyApp {
   const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
   const app = new Hono<{ Bindings: HttpBindings }>();
 
-  app.all('*', (c) => {
-    const { incoming, outgoing } = c.env;
-    const method = incoming.method ?? '';
-    if (!FORWARDED_METHODS.has(method)) {
-      return c.text(`Method ${method} is not allowed: imgproxy-cache forwards GET, HEAD and OPTIONS\n`, 405, {
-        allow: 'GET, HEAD, OPTIONS',
-      });
-    }
-    // Only origin-form targets ("/path?query"): an absolute URL or "*" would name another host
-    // or nothing imgproxy serves, and the cache key is defined on the path as sent.
-    if (!incoming.url?.startsWith('/')) {
-      return c.text('Bad request target: expected a path starting with "/"\n', 400);
-    }
+  const proxy = ({ incoming, outgoing }: HttpBindings): Response => {
     forward(incoming, outgoing, {
       upstream: deps.upstream,
       basePath,
@@ -58,7 +48,28 @@ export function createApp(deps: ProxyDeps): ProxyApp {
       sendError(outgoing, 502, 'imgproxy-cache could not forward the request');
     });
     return RESPONSE_ALREADY_SENT;
+  };
+
+  app.all('*', (c) => {
+    const { incoming } = c.env;
+    const method = incoming.method ?? '';
+    if (!FORWARDED_METHODS.has(method)) {
+      return c.text(`Method ${method} is not allowed: imgproxy-cache forwards GET, HEAD and OPTIONS\n`, 405, {
+        allow: 'GET, HEAD, OPTIONS',
+      });
+    }
+    // Only origin-form targets ("/path?query"): an absolute URL or "*" would name another host
+    // or nothing imgproxy serves, and the cache key is defined on the path as sent.
+    if (!incoming.url?.startsWith('/')) {
+      return c.text('Bad request target: expected a path starting with "/"\n', 400);
+    }
+    return proxy(c.env);
   });
 
-  return { app, inflight };
+  // Hono answers HEAD by running the GET route and re-wrapping its Response without a body, which
+  // loses RESPONSE_ALREADY_SENT; HEAD must reach imgproxy as HEAD anyway, so it skips the router.
+  const fetch = (request: Request, env: HttpBindings): Response | Promise<Response> =>
+    env.incoming.method === 'HEAD' && env.incoming.url?.startsWith('/') ? proxy(env) : app.fetch(request, env);
+
+  return { app, fetch, inflight };
 }

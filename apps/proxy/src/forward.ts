@@ -75,6 +75,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   res.on('drain', () => body.resume());
   body.once('error', (error) => {
     capture?.release();
+    options.onOutcome?.('incomplete', path);
     if (!res.destroyed) {
       logger.warn({ path, received, err: error.message }, 'imgproxy response was cut short; ending the client response');
       res.destroy(error);

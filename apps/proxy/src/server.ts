@@ -6,11 +6,14 @@ import { createProducerRedis, rateLimited, type Config, type Logger, type Redis 
 import { createApp } from './app.js';
 import { RedisEnqueuer, type Enqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
+import type { Inflight } from './inflight.js';
 
 export interface RunningProxy {
   server: Server;
   port: number;
   upstream: Pool;
+  /** hand-offs to Redis still running */
+  inflight: Inflight;
   /** Stops accepting, lets in-flight responses and their hand-offs finish (bounded), closes all. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -54,8 +57,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     // while Redis is away, images are served and not cached.
     await readyWithin(redis, 2_000);
   }
-  const { app, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  const { fetch, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
+  const server = createAdaptorServer({ fetch: fetch as (request: Request, env: unknown) => Response | Promise<Response> }) as Server;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -70,6 +73,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     server,
     port,
     upstream,
+    inflight,
     async close(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, VARIABLES, loadConfig, parseBind, retryWindowMs } from './config.js';
+
+const problemsOf = (env: Record<string, string>, role: 'proxy' | 'uploader' = 'proxy'): string[] => {
+  try {
+    loadConfig(env, role);
+    return [];
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return [...(error as ConfigError).problems];
+  }
+};
+
+describe('loadConfig', () => {
+  it('keeps the original tool’s defaults', () => {
+    const config = loadConfig({ S3_BUCKET: 'images' }, 'uploader');
+    expect(config.s3).toMatchObject({
+      bucket: 'images',
+      folder: '',
+      endpoint: 'https://fly.storage.tigris.dev',
+      region: 'auto',
+      forcePathStyle: true,
+      checksumMode: 'WHEN_REQUIRED',
+    });
+    expect(config.proxy.bind).toEqual({ host: undefined, port: 8080 });
+    expect(config.proxy.imgproxyUrl.href).toBe('http://127.0.0.1:8081/');
+    expect(config.proxy.healthCheckTimeoutSec).toBe(30);
+    expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
+  });
+
+  it('requires S3_BUCKET for the uploader only', () => {
+    expect(problemsOf({}, 'uploader')).toEqual(['S3_BUCKET is required']);
+    expect(problemsOf({}, 'proxy')).toEqual([]);
+  });
+
+  it('reports every bad variable at once, each by name', () => {
+    const problems = problemsOf(
+      {
+        S3_BUCKET: 'b',
+        IMGPROXY_BIND: 'nonsense',
+        IMGPROXY_URL: 'ftp://x',
+        REDIS_URL: 'http://x',
+        HEALTH_CHECK_TIMEOUT_IN_SEC: '-1',
+        CACHE_MAX_BYTES: '10MB',
+        UPLOAD_ATTEMPTS: '0',
+        S3_FORCE_PATH_STYLE: 'maybe',
+        S3_CHECKSUM_MODE: 'ALWAYS',
+        LOG_LEVEL: 'loud',
+        QUEUE_NAME: 'a b',
+      },
+      'uploader',
+    );
+    for (const name of [
+      'IMGPROXY_BIND',
+      'IMGPROXY_URL',
+      'REDIS_URL',
+      'HEALTH_CHECK_TIMEOUT_IN_SEC',
+      'CACHE_MAX_BYTES',
+      'UPLOAD_ATTEMPTS',
+      'S3_FORCE_PATH_STYLE',
+      'S3_CHECKSUM_MODE',
+      'LOG_LEVEL',
+      'QUEUE_NAME',
+    ]) {
+      expect(problems.some((p) => p.startsWith(name)), name).toBe(true);
+    }
+  });
+
+  it('refuses a payload TTL shorter than the retry window', () => {
+    expect(retryWindowMs(10, 1000)).toBe(511_000);
+    const problems = problemsOf({ UPLOAD_ATTEMPTS: '12', UPLOAD_BACKOFF_MS: '60000', CACHE_PAYLOAD_TTL_SEC: '3600' });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^CACHE_PAYLOAD_TTL_SEC \(3600\) must be longer than the retry window/);
+    expect(problemsOf({ UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '1000', CACHE_PAYLOAD_TTL_SEC: '60' })).toEqual([]);
+  });
+
+  it('accepts booleans and modes in any case', () => {
+    const config = loadConfig({ S3_FORCE_PATH_STYLE: 'FALSE', S3_CHECKSUM_MODE: 'when_supported', LOG_LEVEL: 'DEBUG' }, 'proxy');
+    expect(config.s3.forcePathStyle).toBe(false);
+    expect(config.s3.checksumMode).toBe('WHEN_SUPPORTED');
+    expect(config.logLevel).toBe('debug');
+  });
+
+  it('declares every variable once', () => {
+    const names = VARIABLES.map((v) => v.name);
+    expect(new Set(names).size).toBe(names.length);
+  });
+});
+
+describe('parseBind', () => {
+  it.each([
+    [':8080', { host: undefined, port: 8080 }],
+    ['0.0.0.0:80', { host: '0.0.0.0', port: 80 }],
+    ['localhost:0', { host: 'localhost', port: 0 }],
+    ['[::1]:9000', { host: '::1', port: 9000 }],
+  ])('%s', (value, expected) => expect(parseBind(value)).toEqual(expected));
+
+  it.each(['8080', 'host', ':99999', 'a:b', ''])('rejects %j', (value) => expect(parseBind(value)).toBeUndefined());
+});

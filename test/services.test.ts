@@ -1,0 +1,117 @@
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { request } from 'undici';
+import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
+import { createBucket, getObject, testS3Client } from './support/s3.js';
+import { freePort } from './support/free-port.js';
+import { spawnService, type Service } from './support/service.js';
+import { waitFor } from './support/wait.js';
+import { cacheKeyOf } from '@imgproxy-cache/shared';
+
+// The built entry points, run the way users run them: configuration from the environment only,
+// the original tool's log lines, clear failures for bad configuration, signals.
+
+const PROXY = ['apps/proxy/dist/index.js'];
+const UPLOADER = ['apps/uploader/dist/index.js'];
+const ALL = ['scripts/start-all.mjs'];
+
+const running: Service[] = [];
+let stub: ImgproxyStub | undefined;
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop()));
+  await stub?.close();
+  stub = undefined;
+});
+const run = (args: string[], env: Record<string, string>) => {
+  const service = spawnService(args, env);
+  running.push(service);
+  return service;
+};
+
+describe('configuration', () => {
+  it('the proxy refuses bad values at start, naming every variable, exit 2', async () => {
+    const proxy = run(PROXY, { IMGPROXY_BIND: 'nonsense', CACHE_MAX_BYTES: 'lots' });
+    expect(await proxy.exited()).toBe(2);
+    expect(proxy.output()).toMatch(/IMGPROXY_BIND must be host:port or :port, got "nonsense"/);
+    expect(proxy.output()).toMatch(/CACHE_MAX_BYTES must be a whole number/);
+  });
+
+  it('the uploader requires S3_BUCKET', async () => {
+    const uploader = run(UPLOADER, {});
+    expect(await uploader.exited()).toBe(2);
+    expect(uploader.output()).toMatch(/S3_BUCKET is required/);
+  });
+
+  it('the uploader refuses a bucket that does not exist', async () => {
+    const uploader = run(UPLOADER, {
+      S3_BUCKET: 'no-such-bucket',
+      S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
+      S3_REGION: 'us-east-1',
+      REDIS_URL: inject('redisUrl'),
+    });
+    expect(await uploader.exited()).toBe(2);
+    expect(uploader.output()).toMatch(/S3_BUCKET \\?"no-such-bucket\\?" does not exist/);
+  });
+});
+
+describe('start-up', () => {
+  it('waits for imgproxy, then serves; exits 1 when imgproxy never becomes healthy', async () => {
+    const port = await freePort();
+    const proxy = run(PROXY, { IMGPROXY_URL: `http://127.0.0.1:${port}`, HEALTH_CHECK_TIMEOUT_IN_SEC: '1', IMGPROXY_BIND: '127.0.0.1:0' });
+    expect(await proxy.exited()).toBe(1);
+    expect(proxy.output()).toMatch(/Waiting for imgproxy to be ready\.\.\./);
+    expect(proxy.output()).toMatch(/imgproxy did not become healthy within 1s/);
+  });
+
+  it('logs the original lines, serves and caches, and stops on SIGTERM with exit 0', async () => {
+    stub = await startImgproxyStub();
+    stub.healthy = false; // not ready yet: the proxy must wait
+    const bucket = `b-${randomUUID().slice(0, 8)}`;
+    const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
+    await createBucket(s3, bucket);
+    const port = await freePort();
+    const env = {
+      IMGPROXY_URL: stub.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      REDIS_URL: inject('redisUrl'),
+      QUEUE_NAME: `svc-${bucket}`,
+      S3_BUCKET: bucket,
+      S3_FOLDER: 'processed',
+      S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
+      S3_REGION: 'us-east-1',
+    };
+    const all = run(ALL, env);
+    await all.line(/Waiting for imgproxy to be ready\.\.\./);
+    stub.healthy = true;
+    await all.line(/imgproxy is ready/);
+    await all.line(/Proxy listening/);
+    await all.line(/Uploader started/);
+
+    const path = '/sig/rs:fill:300:300/plain/https://example.com/cat.jpg@png';
+    const res = await request(`http://127.0.0.1:${port}${path}`);
+    expect(Buffer.from(await res.body.arrayBuffer()).equals(stub.imageFor(path))).toBe(true);
+    const stored = await waitFor(() => getObject(s3, bucket, `processed/${cacheKeyOf(path)}`), { what: 'the object' });
+    expect(stored.body.equals(stub.imageFor(path))).toBe(true);
+    await all.line(new RegExp(`Uploaded to S3 path=${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} bucket=${bucket} key=processed/${cacheKeyOf(path)}`));
+
+    all.child.kill('SIGTERM');
+    expect(await all.exited()).toBe(0);
+    expect(all.output()).toMatch(/Proxy stopped/);
+    expect(all.output()).toMatch(/Uploader stopped/);
+    s3.destroy();
+  });
+
+  it('npm start stops both services when one of them exits', async () => {
+    stub = await startImgproxyStub();
+    const all = run(ALL, {
+      IMGPROXY_URL: stub.url,
+      IMGPROXY_BIND: '127.0.0.1:0',
+      REDIS_URL: inject('redisUrl'),
+      S3_BUCKET: 'no-such-bucket', // the uploader exits at start
+      S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
+      S3_REGION: 'us-east-1',
+    });
+    expect(await all.exited()).toBe(2);
+    expect(all.output()).toMatch(/uploader exited \(2\); stopping the other service/);
+  });
+});

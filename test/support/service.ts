@@ -1,0 +1,46 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+// The built services as child processes, configured only by environment variables, as users run
+// them (`npm run start:proxy`, `npm run start:uploader`, `npm start`).
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface Service {
+  child: ChildProcess;
+  output(): string;
+  /** resolves with the first line of output that matches */
+  line(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  exited(timeoutMs?: number): Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export function spawnService(args: string[], env: Record<string, string>): Service {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    line: (pattern, timeoutMs = 15_000) =>
+      waitFor(() => out.split('\n').find((l) => pattern.test(l)), { timeoutMs, what: `output matching ${pattern}` }),
+    exited: (timeoutMs = 15_000) =>
+      Promise.race([
+        exit,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms:\n${out}`)), timeoutMs)),
+      ]),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exit;
+      }
+    },
+  };
+}

@@ -1,0 +1,144 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { UPLOAD_JOB_NAME, cacheKeyOf, redisKeys, uploadJobOptions, type UploadJobData } from '@imgproxy-cache/shared';
+import { startStack, type Stack, type StackOptions } from './support/stack.js';
+import { waitFor } from './support/wait.js';
+
+// The uploader against real Redis and s3rver; S3 faults come from the recording tap in front of
+// s3rver (real HTTP answers: 403, 503 SlowDown, 412, 409).
+
+let stack: Stack | undefined;
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail' && stack) {
+    console.log('logs', JSON.stringify(stack.logs), 'S3', stack.tap.requests.map((r) => `${r.method} ${r.url}`));
+  }
+  await stack?.stop();
+  stack = undefined;
+});
+
+const start = async (options?: StackOptions) => (stack = await startStack(options));
+const md5hex = (b: Buffer) => createHash('md5').update(b).digest('hex');
+
+function jobData(path: string, bytes: Buffer, overrides: Partial<UploadJobData> = {}): UploadJobData {
+  return {
+    cacheKey: cacheKeyOf(path),
+    path,
+    contentType: 'image/png',
+    cacheControl: 'max-age=60, public',
+    contentDisposition: null,
+    size: bytes.length,
+    digest: md5hex(bytes),
+    receivedAt: Date.now(),
+    ...overrides,
+  };
+}
+
+async function failedReason(s: Stack, cacheKey: string): Promise<string> {
+  return waitFor(
+    async () => {
+      const job = await s.queue.getJob(cacheKey);
+      return job && (await job.getState()) === 'failed' ? job.failedReason : undefined;
+    },
+    { what: `job ${cacheKey} to fail` },
+  );
+}
+
+const isPutOf = (key: string) => (r: { method: string; url: string }) => r.method === 'PUT' && r.url.split('?')[0]!.endsWith(`/${key}`);
+
+describe('the uploader', () => {
+  it('fails a job for good, with a reason, when its bytes are gone from Redis', async () => {
+    const s = await start();
+    const data = jobData('/sig/gone.png', Buffer.from('x'));
+    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config, data.cacheKey));
+    const reason = await failedReason(s, data.cacheKey);
+    expect(reason).toMatch(/^Image bytes are gone from Redis/);
+    expect((await s.queue.getJob(data.cacheKey))!.attemptsMade).toBe(1); // not retried: it cannot heal
+    expect(await s.keys()).toEqual([]);
+  });
+
+  it('refuses bytes that do not match the job’s size and digest', async () => {
+    const s = await start();
+    const good = s.stub.imageFor('good');
+    const data = jobData('/sig/mismatch.png', good);
+    const corrupted = Buffer.from(good);
+    corrupted[100] = (corrupted[100]! + 1) % 256;
+    await s.redis.set(redisKeys(s.config.queue.name).payload(data.cacheKey), corrupted);
+    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config, data.cacheKey));
+    expect(await failedReason(s, data.cacheKey)).toMatch(/do not match the job/);
+    expect(s.tap.puts()).toHaveLength(0);
+    expect(await s.keys()).toEqual([]);
+  });
+
+  it('does not write an object the bucket already holds, and remembers it as uploaded', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/present.jpg@png';
+    await s.s3.send(new PutObjectCommand({ Bucket: s.bucket, Key: s.keyFor(path), Body: s.stub.imageFor(path), ContentType: 'image/png' }));
+    await s.get(path);
+    expect(await s.outcomeOf(path)).toBe('queued');
+    await s.drained();
+    const keys = redisKeys(s.config.queue.name);
+    await waitFor(async () => (await s.redis.exists(keys.uploaded(cacheKeyOf(path)))) === 1, { what: 'uploaded marker' });
+    expect(await s.redis.exists(keys.payload(cacheKeyOf(path)))).toBe(0);
+    expect(s.tap.requests.filter(isPutOf(cacheKeyOf(path)))).toHaveLength(0);
+    expect(s.logs.some((l) => l.msg === 'Already in S3, not written again')).toBe(true);
+    // and the next request tees nothing
+    await s.get(path);
+    expect(await s.outcomeOf(path, 2)).toBe('uploaded');
+  });
+
+  it('replaces an object holding different bytes for the same path, and says so', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/changed.jpg@png';
+    await s.s3.send(new PutObjectCommand({ Bucket: s.bucket, Key: s.keyFor(path), Body: Buffer.from('old bytes'), ContentType: 'image/png' }));
+    await s.get(path);
+    await waitFor(async () => (await s.object(path))?.body.equals(s.stub.imageFor(path)), { what: 'the new bytes' });
+    expect(s.logs.some((l) => String(l.msg).startsWith('Replacing an object that holds different bytes'))).toBe(true);
+  });
+
+  it('treats 412 from a conditional create as done (another writer got there first)', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/race.jpg@png';
+    s.tap.fault = (r) => (isPutOf(cacheKeyOf(path))(r) ? { kind: 'status', status: 412, code: 'PreconditionFailed' } : undefined);
+    await s.get(path);
+    await s.drained();
+    const put = s.tap.requests.find(isPutOf(cacheKeyOf(path)))!;
+    expect(put.headers['if-none-match']).toBe('*');
+    await waitFor(async () => (await s.redis.exists(redisKeys(s.config.queue.name).uploaded(cacheKeyOf(path)))) === 1, { what: 'uploaded marker' });
+    expect(await s.queue.getJob(cacheKeyOf(path))).toBeUndefined(); // completed and removed, not failed
+  });
+
+  it('retries through S3 errors (503, 409, dropped connections) and lands the image', async () => {
+    const s = await start({ env: { UPLOAD_ATTEMPTS: '6', UPLOAD_BACKOFF_MS: '20' } });
+    const path = '/sig/plain/https://example.com/flaky.jpg@png';
+    const faults = [
+      { kind: 'status', status: 503, code: 'ServiceUnavailable' },
+      { kind: 'drop' },
+      { kind: 'status', status: 409, code: 'ConditionalRequestConflict' },
+    ] as const;
+    let n = 0;
+    s.tap.fault = (r) => (isPutOf(cacheKeyOf(path))(r) ? faults[n++] : undefined);
+    await s.get(path);
+    const stored = await s.waitForObject(path);
+    expect(stored.body.equals(s.stub.imageFor(path))).toBe(true);
+    expect(n).toBeGreaterThanOrEqual(4);
+  });
+
+  it('keeps a job that failed every attempt in the failed set with a readable reason; a new request re-queues it', async () => {
+    const s = await start({ env: { UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '10' } });
+    const path = '/sig/plain/https://example.com/denied.jpg@png';
+    s.tap.fault = (r) => (r.method === 'PUT' ? { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied' } : undefined);
+    await s.get(path);
+    expect(await failedReason(s, cacheKeyOf(path))).toBe('PutObject 403 AccessDenied: Access Denied');
+    const job = (await s.queue.getJob(cacheKeyOf(path)))!;
+    expect(job.attemptsMade).toBe(3);
+    expect(s.tap.requests.filter(isPutOf(cacheKeyOf(path)))).toHaveLength(3);
+    expect(s.logs.some((l) => l.msg === 'Upload failed for good; kept in the failed set' && l.reason === 'PutObject 403 AccessDenied: Access Denied')).toBe(true);
+
+    // The bucket accepts writes again; the image is asked for again: it heals by itself.
+    s.tap.fault = undefined;
+    await s.get(path);
+    expect(await s.outcomeOf(path, 2)).toBe('requeued');
+    expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+  });
+});
