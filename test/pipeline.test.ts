@@ -3,6 +3,9 @@ import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { makePngOfSize } from './support/png.js';
+import { freePort } from './support/free-port.js';
+import { spawnRedisServer } from './support/redis-server.js';
+import { waitFor } from './support/wait.js';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
 
 // The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
@@ -60,6 +63,8 @@ describe('a cacheable 200', () => {
     // Content-MD5 went with the bytes, so the server could check them.
     const put = s.tap.puts()[0]!;
     expect(put.headers['content-md5']).toBe(createHash('md5').update(stored.body).digest('base64'));
+    // S3_CHECKSUM_MODE=WHEN_REQUIRED: no CRC32 trailer that R2, B2 or older MinIO would reject
+    expect(Object.keys(put.headers).filter((h) => h.startsWith('x-amz-checksum') || h === 'x-amz-sdk-checksum-algorithm')).toEqual([]);
     // the original tool's log line
     expect(s.logs.some((l) => l.msg === `Uploaded to S3 path=${path} bucket=${s.bucket} key=processed/${md5(path)}`)).toBe(true);
   });
@@ -149,6 +154,80 @@ describe('a cacheable 200', () => {
   });
 });
 
+describe('the hand-off to the uploaders', () => {
+  it('tees the bytes into their own Redis key with a TTL; the job carries only metadata', async () => {
+    const s = await start({ noUploader: true, env: { CACHE_PAYLOAD_TTL_SEC: '3600', UPLOAD_ATTEMPTS: '4', UPLOAD_BACKOFF_MS: '500' } });
+    const path = '/sig/plain/https://example.com/tee.jpg@png';
+    const image = s.stub.imageFor(path);
+    await s.get(path);
+    expect(await s.outcomeOf(path)).toBe('queued');
+    const key = md5(path);
+    const payload = `bull:${s.config.queue.name}:payload:${key}`;
+    expect((await s.redis.getBuffer(payload))!.equals(image)).toBe(true);
+    const ttl = await s.redis.ttl(payload);
+    expect(ttl).toBeGreaterThan(3500);
+    expect(ttl).toBeLessThanOrEqual(3600);
+    const job = (await s.queue.getJob(key))!;
+    expect(job.data).toEqual({
+      cacheKey: key,
+      path,
+      contentType: 'image/png',
+      cacheControl: 'max-age=31536000, public',
+      contentDisposition: 'inline; filename="image.png"',
+      size: image.length,
+      digest: createHash('md5').update(image).digest('hex'),
+      receivedAt: expect.any(Number),
+    });
+    expect(job.opts).toMatchObject({ attempts: 4, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } });
+
+    // a second request while the job waits tees and enqueues nothing
+    await s.get(path);
+    expect(await s.outcomeOf(path, 2)).toBe('already-queued');
+    expect(await s.queue.getJobCounts('waiting')).toEqual({ waiting: 1 });
+  });
+
+  it('serves every image at once while Redis is down, and starts caching by itself when Redis appears', async () => {
+    const port = await freePort();
+    const s = await start({ noUploader: true, env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    const down = '/sig/plain/https://example.com/down.jpg@png';
+    const reply = await s.get(down);
+    expect(reply.body.equals(s.stub.imageFor(down))).toBe(true);
+    expect(await s.outcomeOf(down)).toBe('redis-down');
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 40, outcome: 'redis-down', path: down }));
+
+    const redis = await spawnRedisServer(port);
+    try {
+      let n = 0;
+      await waitFor(
+        async () => {
+          const path = `/sig/plain/https://example.com/up-${n++}.jpg@png`;
+          expect((await s.get(path)).status).toBe(200);
+          return (await s.outcomeOf(path)) === 'queued';
+        },
+        { what: 'caching to resume', intervalMs: 100 },
+      );
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('gives up on a Redis that does not answer within ENQUEUE_TIMEOUT_MS, without touching the client', async () => {
+    const own = await spawnRedisServer(); // CLIENT PAUSE would stall every other test's Redis
+    try {
+      const s = await start({ noUploader: true, redisUrl: own.url, env: { ENQUEUE_TIMEOUT_MS: '100' } });
+      const path = '/sig/plain/https://example.com/paused.jpg@png';
+      await s.redis.call('CLIENT', 'PAUSE', '1000', 'ALL');
+      const reply = await s.get(path);
+      expect(reply.body.equals(s.stub.imageFor(path))).toBe(true);
+      expect(await s.outcomeOf(path)).toBe('timeout');
+      await s.stop();
+      stack = undefined;
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
 describe('nothing else lands', () => {
   it('HEAD is forwarded as HEAD and never stored', async () => {
     const s = await start();
@@ -230,12 +309,13 @@ describe('nothing else lands', () => {
     expect(await settledBucket(s, path, outcome)).toEqual([]);
   });
 
-  it('a response imgproxy marks no-cache (IMGPROXY_TTL=0) is not stored', async () => {
+  it('a response imgproxy marks no-cache (IMGPROXY_TTL=0) is not stored, and the skip is logged at debug', async () => {
     const s = await start({ stub: { ttl: 0 } });
     const path = '/sig/plain/https://example.com/ttl0.jpg@png';
     const reply = await s.get(path);
     expect(reply.headers['cache-control']).toBe('no-cache');
     expect(await settledBucket(s, path, 'cache-control')).toEqual([]);
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 20, msg: 'Not caching response', path, reason: 'cache-control' }));
   });
 
   it('Vary: Accept with no format in the URL is not stored (AUTO_WEBP picks per client)', async () => {

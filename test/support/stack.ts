@@ -62,6 +62,8 @@ export interface StackOptions {
   stub?: StubOptions;
   /** start without an uploader (jobs stay queued) */
   noUploader?: boolean;
+  /** a Redis of the test's own for everything (tests that pause or kill Redis must not share it) */
+  redisUrl?: string;
 }
 
 // Final outcomes: what the proxy decided once the response ended (or at headers, for skips).
@@ -73,6 +75,7 @@ const FINAL = new Set<string>([
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const id = randomUUID().slice(0, 8);
+  const redisUrl = options.redisUrl ?? inject('redisUrl');
   const bucket = `b-${id}`;
   const queueName = `t-${id}`;
   const stub = await startImgproxyStub(options.stub);
@@ -83,7 +86,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const env = {
     IMGPROXY_BIND: '127.0.0.1:0',
     IMGPROXY_URL: stub.url,
-    REDIS_URL: inject('redisUrl'),
+    REDIS_URL: redisUrl,
     QUEUE_NAME: queueName,
     S3_BUCKET: bucket,
     S3_ENDPOINT: tap.endpoint,
@@ -116,7 +119,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         logger: createLogger('uploader', uploaderConfig.logLevel, sink),
       });
 
-  const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue<UploadJobData>(queueName, { connection: redis, prefix: BULL_PREFIX });
   const baseUrl = `http://127.0.0.1:${proxy.port}`;
   const keyFor = (path: string) => objectKeyOf(uploaderConfig.s3.folder, cacheKeyOf(path));
