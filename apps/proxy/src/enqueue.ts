@@ -1,10 +1,12 @@
 import {
+  PayloadStore,
   UPLOAD_JOB_NAME,
   createUploadQueue,
   rateLimited,
   redisKeys,
   uploadJobOptions,
   type Config,
+  type JobState,
   type Logger,
   type Redis,
   type RedisKeys,
@@ -22,6 +24,7 @@ export type EnqueueOutcome =
   | 'uploaded' // the image was uploaded recently: nothing to do
   | 'already-queued' // a job for the image exists and is not failed
   | 'pending' // another request is teeing the same image right now
+  | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES of bytes already wait for upload
   | 'redis-down' // not connected: skipped at once
   | 'timeout' // Redis did not answer within ENQUEUE_TIMEOUT_MS
   | 'error';
@@ -36,59 +39,39 @@ export interface Enqueuer {
   close(): Promise<void>;
 }
 
-// One round trip decides and tees atomically, so that of several requests for one image finishing
-// together exactly one writes the bytes and adds the job. A payload without a job that is older
-// than ARGV[4] seconds was left by a producer whose add() failed (Redis dropped mid-way): it is
-// overwritten rather than blocking the image until its TTL.
-const TEE_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'uploaded' end
-local failed = false
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  if redis.call('ZSCORE', KEYS[3], ARGV[1]) then failed = true else return 'already-queued' end
-end
-if not failed then
-  local ttl = redis.call('TTL', KEYS[4])
-  if ttl > 0 and (tonumber(ARGV[3]) - ttl) < tonumber(ARGV[4]) then return 'pending' end
-end
-redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[3])
-if failed then return 'failed' end
-return 'new'
-`;
-
-type TeeResult = 'uploaded' | 'already-queued' | 'pending' | 'failed' | 'new';
-
-interface TeeCommand {
-  icTee(uploaded: string, job: string, failed: string, payload: string, jobId: string, bytes: Buffer, ttl: number, orphanAge: number): Promise<TeeResult>;
-}
-
 class TimeoutError extends Error {}
 
 export class RedisEnqueuer implements Enqueuer {
   private readonly queue: Queue<UploadJobData>;
   private readonly keys: RedisKeys;
+  private readonly payloads: PayloadStore;
   private readonly logFailure = rateLimited(10_000);
   private readonly orphanAgeSec: number;
+  private backlogFull = false;
 
+  /** `payloadRedis` is the queue's `redis` unless PAYLOAD_REDIS_URL names another. */
   constructor(
     private readonly redis: Redis,
+    private readonly payloadRedis: Redis,
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
     this.keys = redisKeys(config.queue.name);
+    this.payloads = new PayloadStore(payloadRedis, this.keys);
     this.queue = createUploadQueue(config.queue.name, redis);
     this.queue.on('error', () => {
-      /* connection errors are logged once, by the Redis client's owner */
+      /* connection errors are logged, rate-limited, by the Redis client's owner */
     });
+    // Bytes without a job older than this were left by a producer whose add() failed.
     this.orphanAgeSec = Math.max(30, Math.ceil((config.proxy.enqueueTimeoutMs * 3) / 1000));
-    if (!(redis as unknown as Partial<TeeCommand>).icTee) {
-      redis.defineCommand('icTee', { numberOfKeys: 4, lua: TEE_SCRIPT });
-    }
   }
 
   async enqueue(image: TeedImage): Promise<EnqueueOutcome> {
-    if (this.redis.status !== 'ready') {
-      this.report('redis-down', image, new Error(`Redis is ${this.redis.status}`));
-      return 'redis-down';
+    for (const r of new Set([this.redis, this.payloadRedis])) {
+      if (r.status !== 'ready') {
+        this.report('redis-down', image, new Error(`Redis is ${r.status}`));
+        return 'redis-down';
+      }
     }
     try {
       return await withTimeout(this.tee(image), this.config.proxy.enqueueTimeoutMs);
@@ -101,28 +84,45 @@ export class RedisEnqueuer implements Enqueuer {
 
   private async tee({ data, bytes }: TeedImage): Promise<EnqueueOutcome> {
     const { cacheKey } = data;
-    const redis = this.redis as unknown as TeeCommand;
-    const result = await redis.icTee(
-      this.keys.uploaded(cacheKey),
-      this.keys.job(cacheKey),
-      this.keys.failed(),
-      this.keys.payload(cacheKey),
-      cacheKey,
-      bytes,
-      this.config.queue.payloadTtlSec,
-      this.orphanAgeSec,
-    );
-    if (result === 'uploaded' || result === 'already-queued' || result === 'pending') return result;
+    let jobState: JobState = 'check'; // one Redis: the tee script looks at the job itself
+    if (this.payloadRedis !== this.redis) {
+      const [exists, failedScore] = (await this.redis.multi().exists(this.keys.job(cacheKey)).zscore(this.keys.failed(), cacheKey).exec())!;
+      if (exists![1] === 1 && failedScore![1] === null) return 'already-queued';
+      jobState = exists![1] === 1 ? 'failed' : 'none';
+    }
+    const result = await this.payloads.tee(cacheKey, bytes, {
+      ttlSec: this.config.queue.payloadTtlSec,
+      orphanAgeSec: this.orphanAgeSec,
+      backlogMaxBytes: this.config.proxy.backlogMaxBytes,
+      jobState,
+    });
+    if (result === 'backlog-full') this.noteBacklog(true);
+    if (result !== 'new' && result !== 'failed') return result;
+    this.noteBacklog(false);
     try {
       // A failed job keeps its id for the dashboard; a new complete body for the image replaces it.
       if (result === 'failed') await this.queue.remove(cacheKey);
       await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config, cacheKey));
     } catch (error) {
       // Without a job nobody will ever read the bytes: free them now rather than at their TTL.
-      await this.redis.del(this.keys.payload(cacheKey)).catch(() => undefined);
+      await this.payloads.discard(cacheKey).catch(() => undefined);
       throw error;
     }
     return result === 'failed' ? 'requeued' : 'queued';
+  }
+
+  /** Logs once when the backlog fills up and once when it has room again. */
+  private noteBacklog(full: boolean): void {
+    if (full === this.backlogFull) return;
+    this.backlogFull = full;
+    if (full) {
+      this.logger.warn(
+        { backlogMaxBytes: this.config.proxy.backlogMaxBytes },
+        'Upload backlog is full (CACHE_BACKLOG_MAX_BYTES): new images are served but not cached until uploads catch up',
+      );
+    } else {
+      this.logger.info('Upload backlog has room again: caching resumed');
+    }
   }
 
   private report(outcome: EnqueueOutcome, image: TeedImage, error: Error): void {

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'Shutting down: finishing in-flight responses');
-    proxy.close(10_000).then(
+    proxy.close(config.shutdownTimeoutMs).then(
       () => {
         logger.info('Proxy stopped');
         process.exit(0);

@@ -44,21 +44,32 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     keepAliveTimeout: 4_000,
     pipelining: 1,
   });
-  let redis: Redis | undefined;
+  const redisClients: Redis[] = [];
   let enqueuer = options.enqueuer;
   if (!enqueuer) {
     const logRedisError = rateLimited(10_000);
-    redis = createProducerRedis(config.redisUrl, {
-      onError: (error) =>
-        logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back')),
-    });
-    enqueuer = new RedisEnqueuer(redis, config, logger);
+    const onError = (error: Error) =>
+      logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back'));
+    const redis = createProducerRedis(config.redisUrl, { onError });
+    const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError }) : redis;
+    redisClients.push(...new Set([redis, payloadRedis]));
+    enqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger);
     // Give Redis a moment so that the first images are cached, but never hold the proxy back:
     // while Redis is away, images are served and not cached.
-    await readyWithin(redis, 2_000);
+    await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
   }
   const { fetch, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
-  const server = createAdaptorServer({ fetch: fetch as (request: Request, env: unknown) => Response | Promise<Response> }) as Server;
+  const headersTimeout = config.proxy.clientHeadersTimeoutMs;
+  const server = createAdaptorServer({
+    fetch: fetch as (request: Request, env: unknown) => Response | Promise<Response>,
+    serverOptions: {
+      // Slow-loris: a client that does not finish its headers in time gets 408 and is closed.
+      headersTimeout,
+      requestTimeout: headersTimeout * 2,
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(headersTimeout / 2)),
+      keepAliveTimeout: 5_000,
+    },
+  }) as Server;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -83,7 +94,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
       clearTimeout(timer);
       await inflight.drain(Math.max(0, deadline - Date.now()));
       await enqueuer.close();
-      redis?.disconnect();
+      for (const r of redisClients) r.disconnect();
       await upstream.close();
     },
   };

@@ -45,7 +45,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'Shutting down: finishing uploads in flight');
-    uploader.close(25_000).then(
+    uploader.close(config.shutdownTimeoutMs).then(
       () => {
         client.destroy();
         logger.info('Uploader stopped');

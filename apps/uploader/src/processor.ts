@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { objectKeyOf, type Logger, type Redis, type RedisKeys, type UploadJobData } from '@imgproxy-cache/shared';
-import type { ObjectStore } from './s3-writer.js';
+import { objectKeyOf, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
+import { S3OperationError, type ObjectStore } from './s3-writer.js';
 
 // One upload: read the teed bytes, check them against the job, skip what the bucket already
 // holds, write the rest with its metadata and Content-MD5, then forget the bytes and remember the
@@ -11,29 +11,39 @@ import type { ObjectStore } from './s3-writer.js';
 export type UploadResult = 'uploaded' | 'already-present';
 
 export interface ProcessorDeps {
-  redis: Redis;
+  payloads: PayloadStore;
   store: ObjectStore;
-  keys: RedisKeys;
   folder: string;
   uploadedTtlSec: number;
   logger: Logger;
+  /** S3 asked us to slow down: pause the whole queue and put this job back without an attempt */
+  throttle: (error: S3OperationError) => Promise<Error>;
 }
 
 export function createProcessor(deps: ProcessorDeps) {
-  const { redis, store, keys, logger } = deps;
+  const { payloads, store, logger } = deps;
 
   return async function processUpload(job: Job<UploadJobData>): Promise<UploadResult> {
+    try {
+      return await upload(job);
+    } catch (error) {
+      if (error instanceof S3OperationError && error.throttled) throw await deps.throttle(error);
+      throw error;
+    }
+  };
+
+  async function upload(job: Job<UploadJobData>): Promise<UploadResult> {
     const data = job.data;
-    const payloadKey = keys.payload(data.cacheKey);
-    const bytes = await redis.getBuffer(payloadKey);
+    const bytes = await payloads.read(data.cacheKey);
     if (bytes === null) {
       throw new UnrecoverableError(
-        `Image bytes are gone from Redis (${payloadKey}): they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted ` +
-          `(Redis must run maxmemory-policy noeviction); the next request for the image queues it again`,
+        `Image bytes are gone from Redis: they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted ` +
+          `(the queue's Redis must run maxmemory-policy noeviction); the next request for the image queues it again`,
       );
     }
     const digest = createHash('md5').update(bytes).digest('hex');
     if (bytes.length !== data.size || digest !== data.digest) {
+      await payloads.discard(data.cacheKey);
       throw new UnrecoverableError(
         `Image bytes in Redis do not match the job (size ${bytes.length}, md5 ${digest}; ` +
           `expected size ${data.size}, md5 ${data.digest}); nothing was written`,
@@ -64,8 +74,8 @@ export function createProcessor(deps: ProcessorDeps) {
       result = put === 'written' ? 'uploaded' : 'already-present';
     }
 
-    // Marker first: from here on the proxy skips this image even before the job is removed.
-    await redis.multi().set(keys.uploaded(data.cacheKey), '1', 'EX', deps.uploadedTtlSec).del(payloadKey).exec();
+    // Marked first, in the same script: from here on the proxy skips this image.
+    await payloads.uploaded(data.cacheKey, deps.uploadedTtlSec);
 
     if (result === 'uploaded') {
       logger.info(
@@ -76,5 +86,5 @@ export function createProcessor(deps: ProcessorDeps) {
       logger.info({ path: data.path, bucket: store.bucket, key, size: bytes.length }, 'Already in S3, not written again');
     }
     return result;
-  };
+  }
 }

@@ -1,6 +1,8 @@
-import { Worker } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import {
   BULL_PREFIX,
+  PayloadStore,
+  createUploadQueue,
   createWorkerRedis,
   rateLimited,
   redisKeys,
@@ -15,11 +17,10 @@ import type { ObjectStore } from './s3-writer.js';
 export interface RunningUploader {
   worker: Worker<UploadJobData, UploadResult>;
   /**
-   * Stops taking jobs and waits for the ones in flight, at most `timeoutMs`; past it, closes anyway
-   * and their locks lapse, so BullMQ's stall check hands them to another uploader (they are not
-   * failed).
+   * Stops taking jobs and waits for the ones in flight, at most `timeoutMs`; past it, puts them
+   * back in the queue (not in the failed set) for another uploader, and closes.
    */
-  close(timeoutMs?: number): Promise<void>;
+  close(timeoutMs: number): Promise<void>;
 }
 
 export interface UploaderOptions {
@@ -34,22 +35,52 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
   const connection: Redis = createWorkerRedis(config.redisUrl, { onError });
-  const payloads: Redis = createWorkerRedis(config.redisUrl, { onError });
+  const payloadRedis: Redis = createWorkerRedis(config.payloadRedisUrl ?? config.redisUrl, { onError });
+  const queue = createUploadQueue(config.queue.name, connection);
+  const logThrottle = rateLimited(10_000);
 
   const processor = createProcessor({
-    redis: payloads,
+    payloads: new PayloadStore(payloadRedis, redisKeys(config.queue.name)),
     store,
-    keys: redisKeys(config.queue.name),
     folder: config.s3.folder,
     uploadedTtlSec: config.queue.uploadedTtlSec,
     logger,
+    async throttle(error) {
+      logThrottle((suppressed) =>
+        logger.warn({ reason: error.message, pauseMs: config.uploader.throttleDelayMs, suppressed }, 'S3 asks to slow down: pausing uploads'),
+      );
+      await queue.rateLimit(config.uploader.throttleDelayMs);
+      return Worker.RateLimitError();
+    },
   });
 
-  const worker = new Worker<UploadJobData, UploadResult>(config.queue.name, processor, {
-    connection,
-    prefix: BULL_PREFIX,
-    concurrency: config.uploader.concurrency,
-  });
+  // Jobs in flight, so that a shutdown past its deadline can hand them back to the queue.
+  const active = new Map<string, { job: Job<UploadJobData>; token: string }>();
+
+  const worker = new Worker<UploadJobData, UploadResult>(
+    config.queue.name,
+    async (job, token) => {
+      active.set(job.id!, { job, token: token! });
+      try {
+        return await processor(job);
+      } finally {
+        active.delete(job.id!);
+      }
+    },
+    {
+      connection,
+      prefix: BULL_PREFIX,
+      concurrency: config.uploader.concurrency,
+      // A killed uploader's jobs return to the queue once their lock lapses and the stall check
+      // runs: within lockDuration + stalledInterval.
+      lockDuration: config.uploader.lockMs,
+      stalledInterval: Math.ceil(config.uploader.lockMs / 2),
+      maxStalledCount: 3,
+      // Only so that queue.rateLimit() (503 SlowDown) pauses the queue: BullMQ honours a manual
+      // rate limit only when a limiter is set. The limit itself is never reached.
+      limiter: { max: 1_000_000, duration: 1_000 },
+    },
+  );
 
   worker.on('completed', (job, result) => onResult?.(result, job.data));
   worker.on('failed', (job, error) => {
@@ -68,17 +99,21 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
 
   return {
     worker,
-    async close(timeoutMs = 25_000) {
+    async close(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
-      const gave = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      const outcome = await Promise.race([worker.close().then(() => 'closed' as const), gave]);
+      const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      const closing = worker.close();
+      const outcome = await Promise.race([closing.then(() => 'closed' as const), deadline]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
-        logger.warn({ timeoutMs }, 'Uploads still running at shutdown deadline; they go back to the queue');
+        const unfinished = [...active.values()];
+        logger.warn({ timeoutMs, jobs: unfinished.map((a) => a.job.data.path) }, 'Uploads still running at the shutdown deadline: putting them back in the queue');
+        await Promise.all(unfinished.map(({ job, token }) => job.moveToWait(token).catch(() => undefined)));
         await worker.close(true).catch(() => undefined);
       }
+      await queue.close().catch(() => undefined);
       connection.disconnect();
-      payloads.disconnect();
+      payloadRedis.disconnect();
     },
   };
 }

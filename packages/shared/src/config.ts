@@ -30,8 +30,13 @@ export interface Config {
     upstreamTimeoutMs: number;
     enqueueTimeoutMs: number;
     cacheMaxBytes: number;
+    backlogMaxBytes: number;
+    clientHeadersTimeoutMs: number;
   };
   redisUrl: string;
+  /** PAYLOAD_REDIS_URL: a second Redis for the teed bytes; undefined = REDIS_URL holds them */
+  payloadRedisUrl: string | undefined;
+  shutdownTimeoutMs: number;
   queue: {
     name: string;
     attempts: number;
@@ -42,6 +47,8 @@ export interface Config {
   };
   uploader: {
     concurrency: number;
+    lockMs: number;
+    throttleDelayMs: number;
   };
   logLevel: LogLevel;
 }
@@ -70,9 +77,13 @@ export const VARIABLES = [
   { name: 'IMGPROXY_URL', default: 'http://127.0.0.1:8081', roles: ['proxy'], description: 'Where imgproxy listens. A path here is prepended to every forwarded path.' },
   { name: 'HEALTH_CHECK_TIMEOUT_IN_SEC', default: '30', roles: ['proxy'], description: "How long the proxy waits for imgproxy's `/health` at start before exiting non-zero." },
   { name: 'UPSTREAM_TIMEOUT_MS', default: '60000', roles: ['proxy'], description: 'Longest wait for imgproxy to send headers, and longest silence inside a body, before the request fails (502 / cut response).' },
+  { name: 'CLIENT_HEADERS_TIMEOUT_MS', default: '10000', roles: ['proxy'], description: 'A client must send its request headers within this time, or gets 408 and is disconnected (slow-loris).' },
+  { name: 'SHUTDOWN_TIMEOUT_MS', default: '20000', roles: BOTH, description: 'On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator\'s grace period.' },
   { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: BOTH, description: 'Redis for the queue and the teed bytes. Must run `maxmemory-policy noeviction`.' },
+  { name: 'PAYLOAD_REDIS_URL', default: '', roles: BOTH, description: 'Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue\'s Redis. It may run `maxmemory-policy allkeys-lru`: an evicted image fails its upload and is queued again by its next request.' },
   { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: BOTH, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:<QUEUE_NAME>:`. Proxy and uploaders must agree.' },
   { name: 'CACHE_MAX_BYTES', default: '20971520', roles: ['proxy'], description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.' },
+  { name: 'CACHE_BACKLOG_MAX_BYTES', default: '268435456', roles: ['proxy'], description: 'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders) new images are served but not teed until the backlog drains, so Redis never fills up.' },
   { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
   { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: ['proxy'], description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window (checked at start).' },
   { name: 'CACHE_UPLOADED_TTL_SEC', default: '86400', roles: ['uploader'], description: 'How long an uploaded image is remembered, so that further requests for it tee and enqueue nothing.' },
@@ -80,6 +91,8 @@ export const VARIABLES = [
   { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['proxy'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
   { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['proxy'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
+  { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
+  { name: 'UPLOAD_THROTTLE_DELAY_MS', default: '2000', roles: ['uploader'], description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.' },
   { name: 'LOG_LEVEL', default: 'info', roles: BOTH, description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.' },
 ] as const satisfies readonly Variable[];
 
@@ -169,8 +182,12 @@ export function loadConfig(env: Env, role: Role): Config {
       upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
       enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
       cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
+      backlogMaxBytes: int('CACHE_BACKLOG_MAX_BYTES', 1),
+      clientHeadersTimeoutMs: int('CLIENT_HEADERS_TIMEOUT_MS', 100),
     },
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']).toString(),
+    payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : url('PAYLOAD_REDIS_URL', ['redis:', 'rediss:']).toString(),
+    shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 0),
     queue: {
       name: queueName,
       attempts: int('UPLOAD_ATTEMPTS', 1, 50),
@@ -181,6 +198,8 @@ export function loadConfig(env: Env, role: Role): Config {
     },
     uploader: {
       concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
+      lockMs: int('UPLOAD_LOCK_MS', 1000),
+      throttleDelayMs: int('UPLOAD_THROTTLE_DELAY_MS', 1),
     },
     logLevel: oneOf('LOG_LEVEL', LOG_LEVELS, (v) => v.toLowerCase()),
   };
@@ -192,6 +211,10 @@ export function loadConfig(env: Env, role: Role): Config {
       `CACHE_PAYLOAD_TTL_SEC (${config.queue.payloadTtlSec}) must be longer than the retry window of ` +
         `UPLOAD_ATTEMPTS=${config.queue.attempts} and UPLOAD_BACKOFF_MS=${config.queue.backoffMs} (${Math.ceil(windowSec)} s)`,
     );
+  }
+
+  if (config.proxy.backlogMaxBytes < config.proxy.cacheMaxBytes) {
+    problems.push(`CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes})`);
   }
 
   if (problems.length > 0) throw new ConfigError(problems);

@@ -13,6 +13,12 @@ export interface RedisKeys {
   job(cacheKey: string): string;
   /** BullMQ's sorted set of failed jobs */
   failed(): string;
+  /** total bytes of payloads waiting for upload */
+  backlogBytes(): string;
+  /** hash: cache key → payload size, for the backlog total */
+  backlogSizes(): string;
+  /** sorted set: cache key → when its payload expires (ms), to uncount expired payloads */
+  backlogExpiry(): string;
 }
 
 export function redisKeys(queueName: string): RedisKeys {
@@ -22,5 +28,8 @@ export function redisKeys(queueName: string): RedisKeys {
     uploaded: (cacheKey) => `${base}:uploaded:${cacheKey}`,
     job: (cacheKey) => `${base}:${cacheKey}`,
     failed: () => `${base}:failed`,
+    backlogBytes: () => `${base}:backlog:bytes`,
+    backlogSizes: () => `${base}:backlog:sizes`,
+    backlogExpiry: () => `${base}:backlog:expiry`,
   };
 }
