@@ -6,6 +6,8 @@ import type { Config, Logger } from '@imgproxy-cache/shared';
 import type { Enqueuer } from './enqueue.js';
 import { forward, sendError, type CacheOutcome } from './forward.js';
 import { Inflight } from './inflight.js';
+import { CaptureTally } from './capture.js';
+import { checkTarget } from './request-target.js';
 
 export interface ProxyDeps {
   config: Config;
@@ -20,6 +22,7 @@ export interface ProxyApp {
   /** the server's fetch callback: the Hono app, except HEAD (see below) */
   fetch: (request: Request, env: HttpBindings) => Response | Promise<Response>;
   inflight: Inflight;
+  tally: CaptureTally;
 }
 
 // imgproxy only serves GET (and answers HEAD and OPTIONS without processing); anything else is
@@ -30,6 +33,7 @@ const FORWARDED_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function createApp(deps: ProxyDeps): ProxyApp {
   const { config, logger } = deps;
   const inflight = new Inflight();
+  const tally = new CaptureTally();
   const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
   const app = new Hono<{ Bindings: HttpBindings }>();
 
@@ -41,6 +45,7 @@ export function createApp(deps: ProxyDeps): ProxyApp {
       upstreamTimeoutMs: config.proxy.upstreamTimeoutMs,
       enqueuer: deps.enqueuer,
       logger,
+      tally,
       track: (work) => inflight.track(work),
       onOutcome: deps.onOutcome,
     }).catch((error: Error) => {
@@ -58,18 +63,15 @@ export function createApp(deps: ProxyDeps): ProxyApp {
         allow: 'GET, HEAD, OPTIONS',
       });
     }
-    // Only origin-form targets ("/path?query"): an absolute URL or "*" would name another host
-    // or nothing imgproxy serves, and the cache key is defined on the path as sent.
-    if (!incoming.url?.startsWith('/')) {
-      return c.text('Bad request target: expected a path starting with "/"\n', 400);
-    }
+    const problem = checkTarget(incoming.url);
+    if (problem) return c.text(`${problem.reason}\n`, problem.status);
     return proxy(c.env);
   });
 
   // Hono answers HEAD by running the GET route and re-wrapping its Response without a body, which
   // loses RESPONSE_ALREADY_SENT; HEAD must reach imgproxy as HEAD anyway, so it skips the router.
   const fetch = (request: Request, env: HttpBindings): Response | Promise<Response> =>
-    env.incoming.method === 'HEAD' && env.incoming.url?.startsWith('/') ? proxy(env) : app.fetch(request, env);
+    env.incoming.method === 'HEAD' && !checkTarget(env.incoming.url) ? proxy(env) : app.fetch(request, env);
 
-  return { app, fetch, inflight };
+  return { app, fetch, inflight, tally };
 }

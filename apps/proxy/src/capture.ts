@@ -2,22 +2,36 @@
 // more than `maxBytes` (the slower branch of a tee buffers without limit): once a body outgrows
 // the cap, what was kept is released and the rest only streams to the client.
 
+/** Bytes held by all captures of a process right now, and the most ever held (metrics, tests). */
+export class CaptureTally {
+  held = 0;
+  peak = 0;
+  add(n: number): void {
+    this.held += n;
+    if (this.held > this.peak) this.peak = this.held;
+  }
+}
+
 export class CappedCapture {
   private chunks: Buffer[] = [];
   private size = 0;
   private overflowed = false;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly tally: CaptureTally = new CaptureTally(),
+  ) {}
 
   push(chunk: Buffer): void {
     if (this.overflowed) return;
     if (this.size + chunk.length > this.maxBytes) {
       this.overflowed = true;
-      this.chunks = [];
+      this.release();
       return;
     }
     this.chunks.push(chunk);
     this.size += chunk.length;
+    this.tally.add(chunk.length);
   }
 
   get overflow(): boolean {
@@ -32,5 +46,7 @@ export class CappedCapture {
 
   release(): void {
     this.chunks = [];
+    this.tally.add(-this.size);
+    this.size = 0;
   }
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { errors, type Dispatcher } from 'undici';
 import { cacheKeyOf, rawPathOf, type Logger } from '@imgproxy-cache/shared';
-import { CappedCapture } from './capture.js';
+import { CappedCapture, type CaptureTally } from './capture.js';
 import { contentLength, decideAtEnd, decideAtHeaders, type Decision } from './cacheability.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
@@ -20,6 +20,8 @@ export interface ForwardOptions {
   upstreamTimeoutMs: number;
   enqueuer: Enqueuer;
   logger: Logger;
+  /** bytes held by captures in this process */
+  tally: CaptureTally;
   /** every enqueue in flight, so that shutdown can wait for them */
   track: (work: Promise<unknown>) => void;
   /** observes each cache decision (metrics, tests) */
@@ -61,7 +63,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   if (!decision.cache && decision.reason !== 'method' && decision.reason !== 'status') {
     logger.debug({ path, reason: decision.reason }, 'Not caching response');
   }
-  const capture = decision.cache ? new CappedCapture(options.cacheMaxBytes) : undefined;
+  const capture = decision.cache ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
 
   res.writeHead(statusCode, clientResponseHeaders(headers));
 
@@ -96,8 +98,8 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       ended: true,
       maxBytes: options.cacheMaxBytes,
     });
-    capture.release();
     if (!verdict.cache || !bytes) {
+      capture.release();
       const reason = verdict.cache ? 'too-large' : verdict.reason;
       options.onOutcome?.(reason, path);
       logger.debug({ path, reason, received }, 'Not caching response');
@@ -120,7 +122,8 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       .then((outcome) => {
         options.onOutcome?.(outcome, path);
         logger.debug({ path, outcome }, 'Cache hand-off');
-      });
+      })
+      .finally(() => capture.release()); // the bytes are held until Redis has them
     options.track(work);
   });
 }

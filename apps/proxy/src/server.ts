@@ -7,6 +7,7 @@ import { createApp } from './app.js';
 import { RedisEnqueuer, type Enqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
 import type { Inflight } from './inflight.js';
+import type { CaptureTally } from './capture.js';
 
 export interface RunningProxy {
   server: Server;
@@ -14,6 +15,8 @@ export interface RunningProxy {
   upstream: Pool;
   /** hand-offs to Redis still running */
   inflight: Inflight;
+  /** bytes of response bodies held for caching */
+  tally: CaptureTally;
   /** Stops accepting, lets in-flight responses and their hand-offs finish (bounded), closes all. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -58,7 +61,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     // while Redis is away, images are served and not cached.
     await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
   }
-  const { fetch, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
+  const { fetch, inflight, tally } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server = createAdaptorServer({
     fetch: fetch as (request: Request, env: unknown) => Response | Promise<Response>,
@@ -85,6 +88,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     port,
     upstream,
     inflight,
+    tally,
     async close(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
