@@ -13,13 +13,17 @@ export interface TapRequest {
 
 export type Fault =
   | { kind: 'status'; status: number; code: string; message?: string }
-  | { kind: 'drop' };
+  | { kind: 'drop' }
+  /** keep the request until `until` settles, then forward it, unless its client has gone */
+  | { kind: 'hold'; until: Promise<void> };
 
 export interface S3Tap {
   endpoint: string;
   requests: TapRequest[];
   /** decides, per request, whether to inject a fault instead of forwarding */
   fault: ((req: TapRequest) => Fault | undefined) | undefined;
+  /** requests being held right now */
+  held: number;
   puts(): TapRequest[];
   close(): Promise<void>;
 }
@@ -29,6 +33,7 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
     endpoint: '',
     requests: [],
     fault: undefined,
+    held: 0,
     puts: () => tap.requests.filter((r) => r.method === 'PUT'),
     close: async () => {
       server.closeAllConnections();
@@ -51,6 +56,21 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
+    if (fault?.kind === 'hold') {
+      req.pause();
+      tap.held += 1;
+      void fault.until.then(() => {
+        tap.held -= 1;
+        // A real S3 discards an upload whose client died; so do we.
+        if (req.socket.destroyed) return;
+        forward(req, res);
+      });
+      return;
+    }
+    forward(req, res);
+  });
+
+  function forward(req: IncomingMessage, res: ServerResponse): void {
     const upstream = request(
       { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
@@ -60,7 +80,8 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
     );
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
-  });
+    req.resume();
+  }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   tap.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return tap;

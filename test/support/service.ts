@@ -10,6 +10,8 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export interface Service {
   child: ChildProcess;
   output(): string;
+  /** the JSON log lines so far */
+  logs(): Record<string, unknown>[];
   /** resolves with the first line of output that matches */
   line(pattern: RegExp, timeoutMs?: number): Promise<string>;
   exited(timeoutMs?: number): Promise<number | null>;
@@ -29,6 +31,11 @@ export function spawnService(args: string[], env: Record<string, string>): Servi
   return {
     child,
     output: () => out,
+    logs: () =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
     line: (pattern, timeoutMs = 15_000) =>
       waitFor(() => out.split('\n').find((l) => pattern.test(l)), { timeoutMs, what: `output matching ${pattern}` }),
     exited: (timeoutMs = 15_000) =>

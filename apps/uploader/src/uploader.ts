@@ -109,7 +109,9 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
         const unfinished = [...active.values()];
         logger.warn({ timeoutMs, jobs: unfinished.map((a) => a.job.data.path) }, 'Uploads still running at the shutdown deadline: putting them back in the queue');
         await Promise.all(unfinished.map(({ job, token }) => job.moveToWait(token).catch(() => undefined)));
-        await worker.close(true).catch(() => undefined);
+        // worker.close() keeps waiting for the abandoned uploads (a second close(true) only
+        // returns the same promise): disconnect instead; the process is about to exit.
+        closing.catch(() => undefined);
       }
       await queue.close().catch(() => undefined);
       connection.disconnect();

@@ -1,0 +1,111 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { cacheKeyOf, createLogger, loadConfig, redisKeys } from '@imgproxy-cache/shared';
+import { Redis } from 'ioredis';
+import { startUploader, type RunningUploader } from '../apps/uploader/src/uploader.js';
+import { S3ObjectStore, createS3Client } from '../apps/uploader/src/s3-writer.js';
+import { S3RVER_CREDENTIALS } from './support/s3.js';
+import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
+import { startStack, type Stack } from './support/stack.js';
+
+// Teed bytes waiting for upload are bounded (CACHE_BACKLOG_MAX_BYTES), so that a long S3 outage
+// can never fill Redis and take the queue down with it; and they can live in a Redis of their own.
+
+let stack: Stack | undefined;
+let uploader: RunningUploader | undefined;
+let extraRedis: TestRedis | undefined;
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail' && stack) console.log('logs', JSON.stringify(stack.logs), 'outcomes', stack.outcomes);
+  await uploader?.close(2_000);
+  await stack?.stop();
+  await extraRedis?.stop();
+  stack = uploader = extraRedis = undefined;
+});
+
+function lateUploader(s: Stack, env: Record<string, string> = {}): RunningUploader {
+  const config = loadConfig({ ...Object.fromEntries(Object.entries(process.env)), ...stackEnv(s), ...env }, 'uploader');
+  return startUploader({
+    config,
+    store: new S3ObjectStore(createS3Client(config, { credentials: S3RVER_CREDENTIALS }), s.bucket, 10_000),
+    logger: createLogger('uploader', 'silent'),
+  });
+}
+
+function stackEnv(s: Stack): Record<string, string> {
+  return {
+    REDIS_URL: s.config.redisUrl,
+    ...(s.config.payloadRedisUrl ? { PAYLOAD_REDIS_URL: s.config.payloadRedisUrl } : {}),
+    QUEUE_NAME: s.config.queue.name,
+    S3_BUCKET: s.bucket,
+    S3_ENDPOINT: s.tap.endpoint,
+    S3_REGION: 'us-east-1',
+  };
+}
+
+describe('the backlog bound', () => {
+  it('stops teeing past CACHE_BACKLOG_MAX_BYTES, says so once, and resumes when uploads drain it', async () => {
+    const s = (stack = await startStack({ noUploader: true, env: { CACHE_MAX_BYTES: '10000', CACHE_BACKLOG_MAX_BYTES: '25000' } }));
+    const paths = Array.from({ length: 6 }, (_, i) => `/sig/backlog/plain/https://example.com/${i}.jpg@png`);
+    const size = s.stub.imageFor(paths[0]!).length; // about 7 KB: three fit
+    expect(size * 3).toBeLessThanOrEqual(25_000);
+    expect(size * 4).toBeGreaterThan(25_000);
+    for (const p of paths) {
+      expect((await s.get(p)).body.equals(s.stub.imageFor(p))).toBe(true);
+      await s.outcomeOf(p);
+    }
+    expect(s.outcomes.map((o) => o.outcome)).toEqual(['queued', 'queued', 'queued', 'backlog-full', 'backlog-full', 'backlog-full']);
+    expect(s.logs.filter((l) => String(l.msg).startsWith('Upload backlog is full'))).toHaveLength(1);
+    const keys = redisKeys(s.config.queue.name);
+    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(size * 3);
+
+    uploader = lateUploader(s);
+    for (const p of paths.slice(0, 3)) await s.waitForObject(p);
+    await s.drained();
+    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(0);
+    await s.get(paths[3]!);
+    expect(await s.outcomeOf(paths[3]!, 2)).toBe('queued');
+    expect(s.logs.filter((l) => l.msg === 'Upload backlog has room again: caching resumed')).toHaveLength(1);
+    await s.waitForObject(paths[3]!);
+  });
+
+  it('uncounts payloads that expired before anyone uploaded them', async () => {
+    const s = (stack = await startStack({ noUploader: true }));
+    const keys = redisKeys(s.config.queue.name);
+    // a payload counted as 5000 bytes that expired long ago
+    await s.redis.multi().incrby(keys.backlogBytes(), 5000).hset(keys.backlogSizes(), 'gone', 5000).zadd(keys.backlogExpiry(), 1, 'gone').exec();
+    const p = '/sig/plain/https://example.com/sweep.jpg@png';
+    await s.get(p);
+    expect(await s.outcomeOf(p)).toBe('queued');
+    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(s.stub.imageFor(p).length);
+    expect(await s.redis.hexists(keys.backlogSizes(), 'gone')).toBe(0);
+  });
+});
+
+describe('PAYLOAD_REDIS_URL', () => {
+  it('keeps the bytes in the second Redis and the queue in the first; images land', async () => {
+    extraRedis = await spawnRedisServer();
+    const s = (stack = await startStack({ noUploader: true, env: { PAYLOAD_REDIS_URL: extraRedis.url } }));
+    const p = '/sig/plain/https://example.com/second.jpg@png';
+    await s.get(p);
+    expect(await s.outcomeOf(p)).toBe('queued');
+    const keys = redisKeys(s.config.queue.name);
+    const payloads = new Redis(extraRedis.url);
+    try {
+      expect((await payloads.getBuffer(keys.payload(cacheKeyOf(p))))!.equals(s.stub.imageFor(p))).toBe(true);
+      expect(await s.redis.exists(keys.payload(cacheKeyOf(p)))).toBe(0);
+      expect(await s.queue.getJob(cacheKeyOf(p))).toBeDefined();
+      // a second request while the job waits: checked against the queue's Redis
+      await s.get(p);
+      expect(await s.outcomeOf(p, 2)).toBe('already-queued');
+
+      uploader = lateUploader(s);
+      await s.waitForObject(p);
+      await s.drained();
+      expect(await payloads.exists(keys.payload(cacheKeyOf(p)))).toBe(0);
+      expect(await payloads.exists(keys.uploaded(cacheKeyOf(p)))).toBe(1);
+      await s.get(p);
+      expect(await s.outcomeOf(p, 3)).toBe('uploaded');
+    } finally {
+      payloads.disconnect();
+    }
+  });
+});
