@@ -11,6 +11,18 @@ const services = {
   uploader: 'apps/uploader/dist/index.js',
 };
 
+// Both processes would bind the same admin port: the uploader takes the next one, unless the
+// port is 0 (any) or metrics are off.
+function uploaderMetricsBind(bind = ':9464') {
+  const match = /^(.*):(\d+)$/.exec(bind);
+  if (!match || match[2] === '0') return bind;
+  return `${match[1]}:${Number(match[2]) + 1}`;
+}
+
+const envs = {
+  proxy: process.env,
+  uploader: { ...process.env, METRICS_BIND: uploaderMetricsBind(process.env.METRICS_BIND) },
+};
 const children = new Map();
 let exitCode;
 
@@ -21,7 +33,7 @@ function stopAll(signal) {
 }
 
 for (const [name, entry] of Object.entries(services)) {
-  const child = spawn(process.execPath, [entry], { cwd: root, stdio: 'inherit', env: process.env });
+  const child = spawn(process.execPath, [entry], { cwd: root, stdio: 'inherit', env: envs[name] });
   children.set(name, child);
   child.on('exit', (code, signal) => {
     children.delete(name);

@@ -21,7 +21,7 @@ afterEach(async (ctx) => {
   stack = uploader = extraRedis = undefined;
 });
 
-function lateUploader(s: Stack, env: Record<string, string> = {}): RunningUploader {
+function lateUploader(s: Stack, env: Record<string, string> = {}): Promise<RunningUploader> {
   const config = loadConfig({ ...Object.fromEntries(Object.entries(process.env)), ...stackEnv(s), ...env }, 'uploader');
   return startUploader({
     config,
@@ -38,6 +38,7 @@ function stackEnv(s: Stack): Record<string, string> {
     S3_BUCKET: s.bucket,
     S3_ENDPOINT: s.tap.endpoint,
     S3_REGION: 'us-east-1',
+    METRICS_BIND: 'off',
   };
 }
 
@@ -57,7 +58,7 @@ describe('the backlog bound', () => {
     const keys = redisKeys(s.config.queue.name);
     expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(size * 3);
 
-    uploader = lateUploader(s);
+    uploader = await lateUploader(s);
     for (const p of paths.slice(0, 3)) await s.waitForObject(p);
     await s.drained();
     expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(0);
@@ -97,7 +98,7 @@ describe('PAYLOAD_REDIS_URL', () => {
       await s.get(p);
       expect(await s.outcomeOf(p, 2)).toBe('already-queued');
 
-      uploader = lateUploader(s);
+      uploader = await lateUploader(s);
       await s.waitForObject(p);
       await s.drained();
       expect(await payloads.exists(keys.payload(cacheKeyOf(p)))).toBe(0);

@@ -177,6 +177,7 @@ describe('the hand-off to the uploaders', () => {
       size: image.length,
       digest: createHash('md5').update(image).digest('hex'),
       receivedAt: expect.any(Number),
+      requestId: expect.any(String),
     });
     expect(job.opts).toMatchObject({ attempts: 4, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } });
 

@@ -93,6 +93,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     S3_REGION: 'us-east-1',
     UPLOAD_BACKOFF_MS: '50',
     LOG_LEVEL: 'debug',
+    METRICS_BIND: '127.0.0.1:0',
     ...options.env,
   };
   const proxyConfig = loadConfig(env, 'proxy');
@@ -113,7 +114,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   });
   const uploader = options.noUploader
     ? undefined
-    : startUploader({
+    : await startUploader({
         config: uploaderConfig,
         store: new S3ObjectStore(createS3Client(uploaderConfig, { credentials: S3RVER_CREDENTIALS }), bucket, 10_000),
         logger: createLogger('uploader', uploaderConfig.logLevel, sink),

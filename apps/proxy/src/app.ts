@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Dispatcher } from 'undici';
-import type { Config, Logger } from '@imgproxy-cache/shared';
+import type { Config, Logger, ProxyMetrics } from '@imgproxy-cache/shared';
 import type { Enqueuer } from './enqueue.js';
 import { forward, sendError, type CacheOutcome } from './forward.js';
 import { Inflight } from './inflight.js';
@@ -15,6 +15,8 @@ export interface ProxyDeps {
   enqueuer: Enqueuer;
   logger: Logger;
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
+  metrics?: ProxyMetrics;
+  tally?: CaptureTally;
 }
 
 export interface ProxyApp {
@@ -33,7 +35,7 @@ const FORWARDED_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function createApp(deps: ProxyDeps): ProxyApp {
   const { config, logger } = deps;
   const inflight = new Inflight();
-  const tally = new CaptureTally();
+  const tally = deps.tally ?? new CaptureTally();
   const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
   const app = new Hono<{ Bindings: HttpBindings }>();
 
@@ -48,6 +50,7 @@ export function createApp(deps: ProxyDeps): ProxyApp {
       tally,
       track: (work) => inflight.track(work),
       onOutcome: deps.onOutcome,
+      metrics: deps.metrics,
     }).catch((error: Error) => {
       logger.error({ err: error.message, path: incoming.url }, 'Proxy failure');
       sendError(outgoing, 502, 'imgproxy-cache could not forward the request');

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { errors, type Dispatcher } from 'undici';
-import { cacheKeyOf, rawPathOf, type Logger } from '@imgproxy-cache/shared';
+import { cacheKeyOf, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
 import { CappedCapture, type CaptureTally } from './capture.js';
 import { contentLength, decideAtEnd, decideAtHeaders, type Decision } from './cacheability.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -26,25 +26,31 @@ export interface ForwardOptions {
   track: (work: Promise<unknown>) => void;
   /** observes each cache decision (metrics, tests) */
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
+  metrics?: ProxyMetrics;
 }
 
 export type CacheOutcome = Exclude<Decision, { cache: true }>['reason'] | EnqueueOutcome;
 
 export async function forward(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
-  const { logger } = options;
   const target = req.url ?? '/';
   const method = req.method ?? 'GET';
   const path = rawPathOf(target);
+  // One id per request, the client's when it sent one: imgproxy logs it too.
+  const requestId = single(req.headers['x-request-id']) ?? randomUUID();
+  const logger = options.logger.child({ requestId });
+  const headersOut = upstreamRequestHeaders(req.headers, req.socket.remoteAddress);
+  headersOut['x-request-id'] = requestId;
 
   const abort = new AbortController();
   res.once('close', () => abort.abort());
 
+  const started = process.hrtime.bigint();
   let upstream: Dispatcher.ResponseData;
   try {
     upstream = await options.upstream.request({
       method: method as Dispatcher.HttpMethod,
       path: options.basePath + target,
-      headers: upstreamRequestHeaders(req.headers, req.socket.remoteAddress),
+      headers: headersOut,
       signal: abort.signal,
       headersTimeout: options.upstreamTimeoutMs,
       bodyTimeout: options.upstreamTimeoutMs,
@@ -57,6 +63,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     return;
   }
 
+  options.metrics?.upstreamSeconds.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
   const { statusCode, headers, body } = upstream;
   const decision = decideAtHeaders({ method, path, status: statusCode, headers, maxBytes: options.cacheMaxBytes });
   if (!decision.cache) options.onOutcome?.(decision.reason, path);
@@ -84,6 +91,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     }
   });
   res.once('close', () => {
+    options.metrics?.bytesStreamed.inc(received);
     // The client left (or we cut it): stop downloading what nobody will read.
     if (!ended) body.destroy();
   });
@@ -117,6 +125,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
           size: bytes.length,
           digest: createHash('md5').update(bytes).digest('hex'),
           receivedAt: Date.now(),
+          requestId,
         },
       })
       .then((outcome) => {

@@ -2,12 +2,24 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import { Pool } from 'undici';
-import { createProducerRedis, rateLimited, type Config, type Logger, type Redis } from '@imgproxy-cache/shared';
+import {
+  createProducerRedis,
+  createProxyMetrics,
+  createRegistry,
+  rateLimited,
+  startAdminServer,
+  type AdminServer,
+  type Config,
+  type Logger,
+  type ProxyMetrics,
+  type Redis,
+} from '@imgproxy-cache/shared';
+import { imgproxyHealthy } from './health.js';
 import { createApp } from './app.js';
 import { RedisEnqueuer, type Enqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
 import type { Inflight } from './inflight.js';
-import type { CaptureTally } from './capture.js';
+import { CaptureTally } from './capture.js';
 
 export interface RunningProxy {
   server: Server;
@@ -17,6 +29,9 @@ export interface RunningProxy {
   inflight: Inflight;
   /** bytes of response bodies held for caching */
   tally: CaptureTally;
+  metrics: ProxyMetrics;
+  /** /metrics, /livez, /readyz on METRICS_BIND (undefined when off) */
+  admin: AdminServer | undefined;
   /** Stops accepting, lets in-flight responses and their hand-offs finish (bounded), closes all. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -61,7 +76,13 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     // while Redis is away, images are served and not cached.
     await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
   }
-  const { fetch, inflight, tally } = createApp({ config, upstream, enqueuer, logger, onOutcome: options.onOutcome });
+  const tally = new CaptureTally();
+  const metrics = createProxyMetrics(createRegistry('proxy'), () => tally.held);
+  const onOutcome = (outcome: CacheOutcome, path: string) => {
+    metrics.cacheDecisions.inc({ outcome });
+    options.onOutcome?.(outcome, path);
+  };
+  const { fetch, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server = createAdaptorServer({
     fetch: fetch as (request: Request, env: unknown) => Response | Promise<Response>,
@@ -73,6 +94,9 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
       keepAliveTimeout: 5_000,
     },
   }) as Server;
+  server.on('request', (req, res) => {
+    res.once('close', () => metrics.requests.inc({ method: req.method ?? '', status: res.statusCode }));
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -83,12 +107,24 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   });
   const port = (server.address() as AddressInfo).port;
 
+  // Ready when imgproxy is healthy and Redis reachable (the proxy serves without Redis, but does
+  // not cache: an orchestrator should know).
+  const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
+  const admin = config.metricsBind
+    ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
+        imgproxy: await imgproxyHealthy(upstream, basePath, 1_000),
+        redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
+      }))
+    : undefined;
+
   return {
     server,
     port,
     upstream,
     inflight,
     tally,
+    metrics,
+    admin,
     async close(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -98,6 +134,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
       clearTimeout(timer);
       await inflight.drain(Math.max(0, deadline - Date.now()));
       await enqueuer.close();
+      await admin?.close();
       for (const r of redisClients) r.disconnect();
       await upstream.close();
     },

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   }
 
   const store = new S3ObjectStore(client, config.s3.bucket, config.s3.requestTimeoutMs);
-  const uploader = startUploader({ config, store, logger });
+  const uploader = await startUploader({ config, store, logger });
   logger.info(
     { queue: config.queue.name, bucket: config.s3.bucket, folder: config.s3.folder, concurrency: config.uploader.concurrency },
     'Uploader started',

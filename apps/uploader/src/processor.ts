@@ -33,6 +33,7 @@ export function createProcessor(deps: ProcessorDeps) {
   };
 
   async function upload(job: Job<UploadJobData>): Promise<UploadResult> {
+    const started = Date.now();
     const data = job.data;
     const bytes = await payloads.read(data.cacheKey);
     if (bytes === null) {
@@ -77,13 +78,11 @@ export function createProcessor(deps: ProcessorDeps) {
     // Marked first, in the same script: from here on the proxy skips this image.
     await payloads.uploaded(data.cacheKey, deps.uploadedTtlSec);
 
+    const fields = { path: data.path, bucket: store.bucket, key, size: bytes.length, durationMs: Date.now() - started, attempt: job.attemptsMade + 1, requestId: data.requestId };
     if (result === 'uploaded') {
-      logger.info(
-        { path: data.path, bucket: store.bucket, key, size: bytes.length, attempt: job.attemptsMade + 1 },
-        `Uploaded to S3 path=${data.path} bucket=${store.bucket} key=${key}`,
-      );
+      logger.info(fields, `Uploaded to S3 path=${data.path} bucket=${store.bucket} key=${key}`);
     } else {
-      logger.info({ path: data.path, bucket: store.bucket, key, size: bytes.length }, 'Already in S3, not written again');
+      logger.info(fields, 'Already in S3, not written again');
     }
     return result;
   }

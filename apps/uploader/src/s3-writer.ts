@@ -1,4 +1,4 @@
-import { HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Config } from '@imgproxy-cache/shared';
 
 // The only module that talks to S3. It turns SDK errors into one-line reasons an operator can act
@@ -78,6 +78,8 @@ export interface ObjectStore {
   head(key: string): Promise<StoredObject | undefined>;
   /** 'exists' when `ifAbsent` was set and the object was already there (412). */
   put(request: PutRequest): Promise<'written' | 'exists'>;
+  /** The endpoint answers and the bucket exists (403 counts: a key may put without listing). */
+  reachable(): Promise<boolean>;
 }
 
 export class S3ObjectStore implements ObjectStore {
@@ -86,6 +88,15 @@ export class S3ObjectStore implements ObjectStore {
     readonly bucket: string,
     private readonly timeoutMs: number,
   ) {}
+
+  async reachable(): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: AbortSignal.timeout(Math.min(this.timeoutMs, 3_000)) });
+      return true;
+    } catch (error) {
+      return error instanceof S3ServiceException && error.$metadata?.httpStatusCode === 403;
+    }
+  }
 
   async head(key: string): Promise<StoredObject | undefined> {
     try {

@@ -2,7 +2,12 @@ import { Worker, type Job } from 'bullmq';
 import {
   BULL_PREFIX,
   PayloadStore,
+  createRegistry,
   createUploadQueue,
+  createUploaderMetrics,
+  startAdminServer,
+  type AdminServer,
+  type UploaderMetrics,
   createWorkerRedis,
   rateLimited,
   redisKeys,
@@ -16,6 +21,9 @@ import type { ObjectStore } from './s3-writer.js';
 
 export interface RunningUploader {
   worker: Worker<UploadJobData, UploadResult>;
+  metrics: UploaderMetrics;
+  /** /metrics, /livez, /readyz on METRICS_BIND (undefined when off) */
+  admin: AdminServer | undefined;
   /**
    * Stops taking jobs and waits for the ones in flight, at most `timeoutMs`; past it, puts them
    * back in the queue (not in the failed set) for another uploader, and closes.
@@ -30,7 +38,7 @@ export interface UploaderOptions {
   onResult?: (result: UploadResult | 'failed', job: UploadJobData) => void;
 }
 
-export function startUploader({ config, store, logger, onResult }: UploaderOptions): RunningUploader {
+export async function startUploader({ config, store, logger, onResult }: UploaderOptions): Promise<RunningUploader> {
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
@@ -38,9 +46,15 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
   const payloadRedis: Redis = createWorkerRedis(config.payloadRedisUrl ?? config.redisUrl, { onError });
   const queue = createUploadQueue(config.queue.name, connection);
   const logThrottle = rateLimited(10_000);
+  const payloads = new PayloadStore(payloadRedis, redisKeys(config.queue.name));
+  const metrics = createUploaderMetrics(
+    createRegistry('uploader'),
+    () => queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
+    () => payloads.backlogBytes(),
+  );
 
   const processor = createProcessor({
-    payloads: new PayloadStore(payloadRedis, redisKeys(config.queue.name)),
+    payloads,
     store,
     folder: config.s3.folder,
     uploadedTtlSec: config.queue.uploadedTtlSec,
@@ -49,6 +63,7 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
       logThrottle((suppressed) =>
         logger.warn({ reason: error.message, pauseMs: config.uploader.throttleDelayMs, suppressed }, 'S3 asks to slow down: pausing uploads'),
       );
+      metrics.uploads.inc({ result: 'throttled' });
       await queue.rateLimit(config.uploader.throttleDelayMs);
       return Worker.RateLimitError();
     },
@@ -61,8 +76,16 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
     config.queue.name,
     async (job, token) => {
       active.set(job.id!, { job, token: token! });
+      const stop = metrics.uploadSeconds.startTimer();
       try {
-        return await processor(job);
+        const result = await processor(job);
+        stop({ result });
+        metrics.uploads.inc({ result });
+        if (result === 'uploaded') metrics.uploadBytes.inc(job.data.size);
+        return result;
+      } catch (error) {
+        stop({ result: 'error' });
+        throw error;
       } finally {
         active.delete(job.id!);
       }
@@ -89,16 +112,28 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
     const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError';
     const fields = { path: job.data.path, key: job.data.cacheKey, attempt: job.attemptsMade, attempts, reason: error.message };
     if (final) {
+      metrics.uploads.inc({ result: 'failed' });
       logger.error(fields, 'Upload failed for good; kept in the failed set');
       onResult?.('failed', job.data);
     } else {
+      metrics.uploads.inc({ result: 'retried' });
       logger.warn(fields, 'Upload failed; will retry');
     }
   });
   worker.on('error', (error) => onError(error));
 
+  // Ready when Redis and S3 answer.
+  const admin = config.metricsBind
+    ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
+        redis: connection.status === 'ready' && payloadRedis.status === 'ready',
+        s3: await store.reachable(),
+      }))
+    : undefined;
+
   return {
     worker,
+    metrics,
+    admin,
     async close(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
@@ -113,6 +148,7 @@ export function startUploader({ config, store, logger, onResult }: UploaderOptio
         // returns the same promise): disconnect instead; the process is about to exit.
         closing.catch(() => undefined);
       }
+      await admin?.close();
       await queue.close().catch(() => undefined);
       connection.disconnect();
       payloadRedis.disconnect();

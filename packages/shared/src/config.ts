@@ -37,6 +37,8 @@ export interface Config {
   /** PAYLOAD_REDIS_URL: a second Redis for the teed bytes; undefined = REDIS_URL holds them */
   payloadRedisUrl: string | undefined;
   shutdownTimeoutMs: number;
+  /** METRICS_BIND: the admin address (/metrics, /livez, /readyz); undefined = off */
+  metricsBind: BindAddress | undefined;
   queue: {
     name: string;
     attempts: number;
@@ -93,6 +95,7 @@ export const VARIABLES = [
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
   { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
   { name: 'UPLOAD_THROTTLE_DELAY_MS', default: '2000', roles: ['uploader'], description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.' },
+  { name: 'METRICS_BIND', default: ':9464', roles: BOTH, description: 'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`. `off` disables it. `npm start` gives the uploader this port + 1.' },
   { name: 'LOG_LEVEL', default: 'info', roles: BOTH, description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.' },
 ] as const satisfies readonly Variable[];
 
@@ -159,6 +162,10 @@ export function loadConfig(env: Env, role: Role): Config {
   const bind = parseBind(raw('IMGPROXY_BIND'));
   if (!bind) problems.push(`IMGPROXY_BIND must be host:port or :port, got "${raw('IMGPROXY_BIND')}"`);
 
+  const metricsValue = raw('METRICS_BIND');
+  const metricsBind = metricsValue.toLowerCase() === 'off' ? undefined : parseBind(metricsValue);
+  if (metricsValue.toLowerCase() !== 'off' && !metricsBind) problems.push(`METRICS_BIND must be host:port, :port or off, got "${metricsValue}"`);
+
   const queueName = raw('QUEUE_NAME');
   if (!/^[A-Za-z0-9._-]+$/.test(queueName)) {
     problems.push(`QUEUE_NAME may hold only letters, digits, ".", "_" and "-", got "${queueName}"`);
@@ -188,6 +195,7 @@ export function loadConfig(env: Env, role: Role): Config {
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']).toString(),
     payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : url('PAYLOAD_REDIS_URL', ['redis:', 'rediss:']).toString(),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 0),
+    metricsBind,
     queue: {
       name: queueName,
       attempts: int('UPLOAD_ATTEMPTS', 1, 50),

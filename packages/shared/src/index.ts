@@ -5,3 +5,5 @@ export * from './queue.js';
 export * from './logger.js';
 export * from './redis.js';
 export * from './payload-store.js';
+export * from './metrics.js';
+export * from './admin-server.js';

@@ -21,6 +21,8 @@ export interface UploadJobData {
   digest: string;
   /** epoch milliseconds when the proxy finished receiving the body */
   receivedAt: number;
+  /** X-Request-ID of the request that teed the bytes, for following one image through the logs */
+  requestId?: string;
 }
 
 export const UPLOAD_JOB_NAME = 'upload';

@@ -1,0 +1,62 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { BindAddress } from './config.js';
+
+// The admin address of each service (METRICS_BIND): Prometheus metrics and the health checks
+// that orchestrators and the compose file use. Kept off the public port on purpose.
+
+export interface Readiness {
+  /** name → ok; the service is ready when every check passes */
+  (): Promise<Record<string, boolean>>;
+}
+
+export interface AdminServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startAdminServer(bind: BindAddress, registry: Registry, readiness: Readiness): Promise<AdminServer> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    const send = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => send(200, registry.contentType, text),
+        (error: Error) => send(500, 'text/plain', `metrics failed: ${error.message}\n`),
+      );
+    } else if (path === '/livez') {
+      send(200, 'text/plain', 'ok\n');
+    } else if (path === '/readyz') {
+      readiness().then(
+        (checks) => {
+          const ready = Object.values(checks).every(Boolean);
+          send(ready ? 200 : 503, 'application/json', `${JSON.stringify({ ready, checks })}\n`);
+        },
+        (error: Error) => send(503, 'application/json', `${JSON.stringify({ ready: false, error: error.message })}\n`),
+      );
+    } else {
+      send(404, 'text/plain', 'not found: try /metrics, /livez or /readyz\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(bind.port, bind.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

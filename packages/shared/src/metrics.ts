@@ -1,0 +1,103 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// Every metric of both services, named in one place. Each service makes its own registry (tests
+// run several in one process), with Node's default process metrics.
+
+const PREFIX = 'imgproxy_cache_';
+
+export function createRegistry(service: 'proxy' | 'uploader'): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  return registry;
+}
+
+export interface ProxyMetrics {
+  registry: Registry;
+  requests: Counter<'method' | 'status'>;
+  upstreamSeconds: Histogram<'method'>;
+  bytesStreamed: Counter;
+  cacheDecisions: Counter<'outcome'>;
+  captureBytes: Gauge;
+}
+
+/** `heldBytes` reads the bytes held for caching at scrape time. */
+export function createProxyMetrics(registry: Registry, heldBytes: () => number = () => 0): ProxyMetrics {
+  return {
+    registry,
+    requests: new Counter({ name: `${PREFIX}requests_total`, help: 'Responses sent, by method and status', labelNames: ['method', 'status'], registers: [registry] }),
+    upstreamSeconds: new Histogram({
+      name: `${PREFIX}upstream_duration_seconds`,
+      help: 'Time until imgproxy sent its response headers',
+      labelNames: ['method'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    bytesStreamed: new Counter({ name: `${PREFIX}response_bytes_total`, help: 'Body bytes streamed from imgproxy to clients', registers: [registry] }),
+    cacheDecisions: new Counter({
+      name: `${PREFIX}cache_decisions_total`,
+      help: 'What happened to each response: queued, requeued, uploaded/already-queued/pending (deduped), redis-down, backlog-full, timeout, error, or why it was not cacheable (method, status, cache-control, vary*, too-large, incomplete, ...)',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    captureBytes: new Gauge({
+      name: `${PREFIX}capture_bytes`,
+      help: 'Bytes of response bodies held in memory for caching right now',
+      registers: [registry],
+      collect() {
+        this.set(heldBytes());
+      },
+    }),
+  };
+}
+
+export interface UploaderMetrics {
+  registry: Registry;
+  uploads: Counter<'result'>;
+  uploadSeconds: Histogram<'result'>;
+  uploadBytes: Counter;
+  queueJobs: Gauge<'state'>;
+  backlogBytes: Gauge;
+}
+
+/** `jobCounts` and `backlogBytes` are read at scrape time. */
+export function createUploaderMetrics(
+  registry: Registry,
+  jobCounts: () => Promise<Record<string, number>> = async () => ({}),
+  backlogBytes: () => Promise<number> = async () => 0,
+): UploaderMetrics {
+  return {
+    registry,
+    uploads: new Counter({
+      name: `${PREFIX}uploads_total`,
+      help: 'Upload attempts by result: uploaded, already-present, retried, throttled, failed (for good)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    uploadSeconds: new Histogram({
+      name: `${PREFIX}upload_duration_seconds`,
+      help: 'Time of one upload attempt (read bytes, HEAD, PUT, mark)',
+      labelNames: ['result'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    uploadBytes: new Counter({ name: `${PREFIX}upload_bytes_total`, help: 'Bytes written to S3', registers: [registry] }),
+    queueJobs: new Gauge({
+      name: `${PREFIX}queue_jobs`,
+      help: 'Upload jobs by state (read at scrape time)',
+      labelNames: ['state'],
+      registers: [registry],
+      async collect() {
+        for (const [state, n] of Object.entries(await jobCounts())) this.set({ state }, n);
+      },
+    }),
+    backlogBytes: new Gauge({
+      name: `${PREFIX}backlog_bytes`,
+      help: 'Teed bytes waiting in Redis for upload (read at scrape time)',
+      registers: [registry],
+      async collect() {
+        this.set(await backlogBytes());
+      },
+    }),
+  };
+}
