@@ -10,6 +10,13 @@ import { S3OperationError, type ObjectStore } from './s3-writer.js';
 
 export type UploadResult = 'uploaded' | 'already-present';
 
+/** A failure no retry can fix, with its reason as its whole trace (it is shown on the dashboard). */
+function permanent(reason: string): UnrecoverableError {
+  const error = new UnrecoverableError(reason);
+  error.stack = `${error.name}: ${reason}`;
+  return error;
+}
+
 export interface ProcessorDeps {
   payloads: PayloadStore;
   store: ObjectStore;
@@ -37,7 +44,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const data = job.data;
     const bytes = await payloads.read(data.cacheKey);
     if (bytes === null) {
-      throw new UnrecoverableError(
+      throw permanent(
         `Image bytes are gone from Redis: they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted ` +
           `(the queue's Redis must run maxmemory-policy noeviction); the next request for the image queues it again`,
       );
@@ -45,7 +52,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const digest = createHash('md5').update(bytes).digest('hex');
     if (bytes.length !== data.size || digest !== data.digest) {
       await payloads.discard(data.cacheKey);
-      throw new UnrecoverableError(
+      throw permanent(
         `Image bytes in Redis do not match the job (size ${bytes.length}, md5 ${digest}; ` +
           `expected size ${data.size}, md5 ${data.digest}); nothing was written`,
       );

@@ -28,6 +28,8 @@ export class S3OperationError extends Error {
   ) {
     super(message);
     this.name = 'S3OperationError';
+    // BullMQ keeps the stack as the failed job's trace: the reason alone is what an operator needs.
+    this.stack = `${this.name}: ${message}`;
   }
 
   /** 503 SlowDown and friends: the provider asks us to slow down, not to give up. */

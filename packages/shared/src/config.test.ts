@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, VARIABLES, loadConfig, parseBind, retryWindowMs } from './config.js';
+import { ConfigError, VARIABLES, loadConfig, parseBind, retryWindowMs, type Role } from './config.js';
 
-const problemsOf = (env: Record<string, string>, role: 'proxy' | 'uploader' = 'proxy'): string[] => {
+const problemsOf = (env: Record<string, string>, role: Role = 'proxy'): string[] => {
   try {
     loadConfig(env, role);
     return [];
@@ -84,6 +84,25 @@ describe('loadConfig', () => {
   it('declares every variable once', () => {
     const names = VARIABLES.map((v) => v.name);
     expect(new Set(names).size).toBe(names.length);
+  });
+});
+
+describe('dashboard access', () => {
+  it('refuses a non-loopback address without credentials', () => {
+    expect(problemsOf({ DASHBOARD_BIND: '0.0.0.0:3000' }, 'dashboard')).toEqual([
+      'DASHBOARD_USER and DASHBOARD_PASSWORD are required when DASHBOARD_BIND (0.0.0.0:3000) is not a loopback address',
+    ]);
+    expect(problemsOf({ DASHBOARD_BIND: ':3000' }, 'dashboard')).toHaveLength(1);
+  });
+
+  it('allows loopback without credentials, and anything with both', () => {
+    expect(problemsOf({}, 'dashboard')).toEqual([]);
+    expect(problemsOf({ DASHBOARD_BIND: '[::1]:3000' }, 'dashboard')).toEqual([]);
+    expect(problemsOf({ DASHBOARD_BIND: ':3000', DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 's3cret' }, 'dashboard')).toEqual([]);
+  });
+
+  it('wants user and password together', () => {
+    expect(problemsOf({ DASHBOARD_USER: 'ops' }, 'dashboard')).toEqual(['DASHBOARD_USER and DASHBOARD_PASSWORD must be set together']);
   });
 });
 

@@ -2,7 +2,7 @@
 // its default; loadConfig() parses all of them and reports every bad one at once, each message
 // naming the variable, so a misconfigured deployment fails at start with one readable list.
 
-export type Role = 'proxy' | 'uploader';
+export type Role = 'proxy' | 'uploader' | 'dashboard';
 export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -47,6 +47,11 @@ export interface Config {
     uploadedTtlSec: number;
     failedRetentionSec: number;
   };
+  dashboard: {
+    bind: BindAddress;
+    user: string | undefined;
+    password: string | undefined;
+  };
   uploader: {
     concurrency: number;
     lockMs: number;
@@ -65,6 +70,7 @@ export interface Variable {
 }
 
 const BOTH: readonly Role[] = ['proxy', 'uploader'];
+const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard'];
 
 export const VARIABLES = [
   { name: 'S3_BUCKET', default: undefined, roles: ['uploader'], required: ['uploader'], description: 'Bucket for processed images.' },
@@ -81,9 +87,9 @@ export const VARIABLES = [
   { name: 'UPSTREAM_TIMEOUT_MS', default: '60000', roles: ['proxy'], description: 'Longest wait for imgproxy to send headers, and longest silence inside a body, before the request fails (502 / cut response).' },
   { name: 'CLIENT_HEADERS_TIMEOUT_MS', default: '10000', roles: ['proxy'], description: 'A client must send its request headers within this time, or gets 408 and is disconnected (slow-loris).' },
   { name: 'SHUTDOWN_TIMEOUT_MS', default: '20000', roles: BOTH, description: 'On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator\'s grace period.' },
-  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: BOTH, description: 'Redis for the queue and the teed bytes. Must run `maxmemory-policy noeviction`.' },
+  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: ALL, description: 'Redis for the queue and the teed bytes. Must run `maxmemory-policy noeviction`.' },
   { name: 'PAYLOAD_REDIS_URL', default: '', roles: BOTH, description: 'Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue\'s Redis. It may run `maxmemory-policy allkeys-lru`: an evicted image fails its upload and is queued again by its next request.' },
-  { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: BOTH, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:<QUEUE_NAME>:`. Proxy and uploaders must agree.' },
+  { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: ALL, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:<QUEUE_NAME>:`. Proxy and uploaders must agree.' },
   { name: 'CACHE_MAX_BYTES', default: '20971520', roles: ['proxy'], description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.' },
   { name: 'CACHE_BACKLOG_MAX_BYTES', default: '268435456', roles: ['proxy'], description: 'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders) new images are served but not teed until the backlog drains, so Redis never fills up.' },
   { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
@@ -96,7 +102,10 @@ export const VARIABLES = [
   { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
   { name: 'UPLOAD_THROTTLE_DELAY_MS', default: '2000', roles: ['uploader'], description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.' },
   { name: 'METRICS_BIND', default: ':9464', roles: BOTH, description: 'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`. `off` disables it. `npm start` gives the uploader this port + 1.' },
-  { name: 'LOG_LEVEL', default: 'info', roles: BOTH, description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.' },
+  { name: 'DASHBOARD_BIND', default: '127.0.0.1:3000', roles: ['dashboard'], description: 'Where Bull Board (failed uploads, retry) listens, at the root path. On any address but loopback it refuses to start without `DASHBOARD_USER` and `DASHBOARD_PASSWORD`.' },
+  { name: 'DASHBOARD_USER', default: '', roles: ['dashboard'], description: 'HTTP basic auth user for the dashboard.' },
+  { name: 'DASHBOARD_PASSWORD', default: '', roles: ['dashboard'], description: 'HTTP basic auth password for the dashboard (set both, or neither on loopback).' },
+  { name: 'LOG_LEVEL', default: 'info', roles: ALL, description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.' },
 ] as const satisfies readonly Variable[];
 
 export type VariableName = (typeof VARIABLES)[number]['name'];
@@ -159,6 +168,18 @@ export function loadConfig(env: Env, role: Role): Config {
     return values[0]!;
   };
 
+  const dashboardBind = parseBind(raw('DASHBOARD_BIND'));
+  if (!dashboardBind) problems.push(`DASHBOARD_BIND must be host:port or :port, got "${raw('DASHBOARD_BIND')}"`);
+  const dashboardUser = raw('DASHBOARD_USER') || undefined;
+  const dashboardPassword = raw('DASHBOARD_PASSWORD') || undefined;
+  if (role === 'dashboard') {
+    if ((dashboardUser === undefined) !== (dashboardPassword === undefined)) {
+      problems.push('DASHBOARD_USER and DASHBOARD_PASSWORD must be set together');
+    } else if (dashboardBind && !isLoopback(dashboardBind.host) && dashboardUser === undefined) {
+      problems.push(`DASHBOARD_USER and DASHBOARD_PASSWORD are required when DASHBOARD_BIND (${raw('DASHBOARD_BIND')}) is not a loopback address`);
+    }
+  }
+
   const bind = parseBind(raw('IMGPROXY_BIND'));
   if (!bind) problems.push(`IMGPROXY_BIND must be host:port or :port, got "${raw('IMGPROXY_BIND')}"`);
 
@@ -204,6 +225,11 @@ export function loadConfig(env: Env, role: Role): Config {
       uploadedTtlSec: int('CACHE_UPLOADED_TTL_SEC', 1),
       failedRetentionSec: int('UPLOAD_FAILED_RETENTION_SEC', 1),
     },
+    dashboard: {
+      bind: dashboardBind ?? { host: '127.0.0.1', port: 3000 },
+      user: dashboardUser,
+      password: dashboardPassword,
+    },
     uploader: {
       concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
       lockMs: int('UPLOAD_LOCK_MS', 1000),
@@ -238,6 +264,11 @@ export function retryWindowMs(attempts: number, backoffMs: number): number {
 export function normalizeFolder(folder: string): string {
   const trimmed = folder.replace(/^\/+|\/+$/g, '');
   return trimmed === '' ? '' : `${trimmed}/`;
+}
+
+/** Loopback only: 127.0.0.0/8, ::1, localhost. No host (`:3000`) means every interface. */
+export function isLoopback(host: string | undefined): boolean {
+  return host !== undefined && (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
 }
 
 /** `:8080`, `0.0.0.0:8080`, `[::1]:8080`, `localhost:0`. */

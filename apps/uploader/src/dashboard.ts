@@ -1,0 +1,35 @@
+import { Hono } from 'hono';
+import { basicAuth } from 'hono/basic-auth';
+import { serveStatic } from '@hono/node-server/serve-static';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { HonoAdapter } from '@bull-board/hono';
+import type { Queue } from 'bullmq';
+import type { Config, UploadJobData } from '@imgproxy-cache/shared';
+
+// Bull Board for the upload queue: failed uploads with their one-line reason, the image path and
+// key (job data is metadata only, never the bytes), and Retry for one or all. Served at the root
+// of DASHBOARD_BIND, behind basic auth whenever credentials are configured (config refuses a
+// non-loopback address without them).
+
+export function createDashboard(config: Config, queue: Queue<UploadJobData>): Hono {
+  const adapter = new BullMQAdapter(queue, { description: `Uploads to S3 bucket ${config.s3.bucket || '(see uploaders)'}` });
+  // The list shows what an operator looks for: the path and the key.
+  adapter.setFormatter('name', (job: { data?: Partial<UploadJobData> }) => `${job.data?.path ?? 'upload'}  →  ${job.data?.cacheKey ?? ''}`);
+
+  const serverAdapter = new HonoAdapter(serveStatic);
+  createBullBoard({
+    queues: [adapter],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'imgproxy-cache uploads' } },
+  });
+  serverAdapter.setBasePath('/');
+
+  const app = new Hono();
+  const { user, password } = config.dashboard;
+  if (user !== undefined && password !== undefined) {
+    app.use('*', basicAuth({ username: user, password, realm: 'imgproxy-cache dashboard' }));
+  }
+  app.route('/', serverAdapter.registerPlugin());
+  return app;
+}
