@@ -1,17 +1,15 @@
 #!/usr/bin/env node
-// `npm start`: the proxy and one uploader together, as the original single container ran. When
-// either exits, the other is stopped and this exits with the first one's code; SIGTERM and SIGINT
-// are passed on to both, so each can finish what it has in flight.
+// `npm start`: the proxy and one uploader together, as the original single container ran. With
+// `--with-imgproxy` (the all-in-one image) it also runs imgproxy itself on 127.0.0.1:8081. When
+// any of them exits, the others are stopped and this exits with the first one's code; SIGTERM and
+// SIGINT are passed on to all, so each can finish what it has in flight.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const services = {
-  proxy: 'apps/proxy/dist/index.js',
-  uploader: 'apps/uploader/dist/index.js',
-};
+const withImgproxy = process.argv.includes('--with-imgproxy');
 
-// Both processes would bind the same admin port: the uploader takes the next one, unless the
+// Both services would bind the same admin port: the uploader takes the next one, unless the
 // port is 0 (any) or metrics are off.
 function uploaderMetricsBind(bind = ':9464') {
   const match = /^(.*):(\d+)$/.exec(bind);
@@ -19,10 +17,20 @@ function uploaderMetricsBind(bind = ':9464') {
   return `${match[1]}:${Number(match[2]) + 1}`;
 }
 
-const envs = {
-  proxy: process.env,
-  uploader: { ...process.env, METRICS_BIND: uploaderMetricsBind(process.env.METRICS_BIND) },
+const services = {
+  proxy: { command: process.execPath, args: ['apps/proxy/dist/index.js'], env: process.env },
+  uploader: {
+    command: process.execPath,
+    args: ['apps/uploader/dist/index.js'],
+    env: { ...process.env, METRICS_BIND: uploaderMetricsBind(process.env.METRICS_BIND) },
+  },
 };
+if (withImgproxy) {
+  // imgproxy reads IMGPROXY_BIND too: it listens inside, the proxy outside (as the Go tool did).
+  // IMGPROXY_URL's default, http://127.0.0.1:8081, is where the proxy finds it.
+  services.imgproxy = { command: 'imgproxy', args: [], env: { ...process.env, IMGPROXY_BIND: '127.0.0.1:8081' } };
+}
+
 const children = new Map();
 let exitCode;
 
@@ -32,18 +40,26 @@ function stopAll(signal) {
   }
 }
 
-for (const [name, entry] of Object.entries(services)) {
-  const child = spawn(process.execPath, [entry], { cwd: root, stdio: 'inherit', env: envs[name] });
+for (const [name, { command, args, env }] of Object.entries(services)) {
+  const child = spawn(command, args, { cwd: root, stdio: 'inherit', env });
   children.set(name, child);
-  child.on('exit', (code, signal) => {
-    children.delete(name);
-    if (exitCode === undefined) {
-      exitCode = code ?? (signal ? 1 : 0);
-      if (code !== 0) console.error(`imgproxy-cache: ${name} exited (${signal ?? code}); stopping the other service`);
-      stopAll('SIGTERM');
-    }
-    if (children.size === 0) process.exit(exitCode);
+  // a command that cannot start at all (imgproxy missing) emits 'error' and no 'exit'
+  child.on('error', (error) => {
+    console.error(`imgproxy-cache: could not start ${name}: ${error.message}`);
+    onExit(name, 127, null);
   });
+  child.on('exit', (code, signal) => onExit(name, code, signal));
+}
+
+function onExit(name, code, signal) {
+  if (!children.has(name)) return;
+  children.delete(name);
+  if (exitCode === undefined) {
+    exitCode = code ?? (signal ? 1 : 0);
+    if (code !== 0) console.error(`imgproxy-cache: ${name} exited (${signal ?? code}); stopping the other services`);
+    stopAll('SIGTERM');
+  }
+  if (children.size === 0) process.exit(exitCode);
 }
 
 for (const signal of ['SIGTERM', 'SIGINT']) {

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BULL_PREFIX, cacheKeyOf, type UploadJobData } from '@imgproxy-cache/shared';
 import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
-import { createBucket, getObject, listKeys, testS3Client } from './support/s3.js';
+import { createBucket, getObject, listKeys, testS3Client, waitForObjectBytes } from './support/s3.js';
 import { startS3Tap, type S3Tap } from './support/s3-tap.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
 import { freePort } from './support/free-port.js';
@@ -104,8 +104,7 @@ async function setup(env: Record<string, string> = {}, { redisUp = true } = {}):
     },
     async waitForAll(paths) {
       for (const p of paths) {
-        const stored = await waitFor(() => getObject(s3, bucket, cacheKeyOf(p)), { what: `object for ${p}`, timeoutMs: 30_000 });
-        expect(stored.body.equals(stub.imageFor(p)), `bytes of ${p}`).toBe(true);
+        await waitForObjectBytes(s3, bucket, cacheKeyOf(p), stub.imageFor(p), 30_000);
       }
       expect(await listKeys(s3, bucket)).toEqual(paths.map(cacheKeyOf).sort());
     },

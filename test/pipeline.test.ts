@@ -109,7 +109,7 @@ describe('a cacheable 200', () => {
     release();
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) chunks.push(next.value as Buffer);
     expect(Buffer.concat(chunks).equals(image)).toBe(true);
-    await s.waitForObject('/slow/plain/x.png@png');
+    await s.waitForObject('/slow/plain/x.png@png', image);
   });
 
   it('is written once for five requests, one after another or all at once', async () => {

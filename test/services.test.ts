@@ -2,10 +2,9 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
-import { createBucket, getObject, testS3Client } from './support/s3.js';
+import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
 import { freePort } from './support/free-port.js';
 import { spawnService, type Service } from './support/service.js';
-import { waitFor } from './support/wait.js';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 
 // The built entry points, run the way users run them: configuration from the environment only,
@@ -90,8 +89,7 @@ describe('start-up', () => {
     const path = '/sig/rs:fill:300:300/plain/https://example.com/cat.jpg@png';
     const res = await request(`http://127.0.0.1:${port}${path}`);
     expect(Buffer.from(await res.body.arrayBuffer()).equals(stub.imageFor(path))).toBe(true);
-    const stored = await waitFor(() => getObject(s3, bucket, `processed/${cacheKeyOf(path)}`), { what: 'the object' });
-    expect(stored.body.equals(stub.imageFor(path))).toBe(true);
+    await waitForObjectBytes(s3, bucket, `processed/${cacheKeyOf(path)}`, stub.imageFor(path));
     await all.line(new RegExp(`Uploaded to S3 path=${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} bucket=${bucket} key=processed/${cacheKeyOf(path)}`));
 
     all.child.kill('SIGTERM');
@@ -113,5 +111,25 @@ describe('start-up', () => {
     });
     expect(await all.exited()).toBe(2);
     expect(all.output()).toMatch(/uploader exited \(2\); stopping the other service/);
+  });
+});
+
+describe('the container entry point', () => {
+  it('refuses an unknown service name', async () => {
+    const entry = run(['scripts/service.mjs', 'bogus'], {});
+    expect(await entry.exited()).toBe(2);
+    expect(entry.output()).toMatch(/unknown service "bogus"; expected one of proxy, uploader, dashboard, all, all-in-one/);
+  });
+
+  it('loads the named service into its own process', async () => {
+    const entry = run(['scripts/service.mjs', 'uploader'], {});
+    expect(await entry.exited()).toBe(2);
+    expect(entry.output()).toMatch(/imgproxy-cache uploader: Invalid configuration:\n {2}- S3_BUCKET is required/);
+  });
+
+  it('all-in-one stops everything when imgproxy cannot run', async () => {
+    const entry = run(['scripts/service.mjs', 'all-in-one'], { PATH: '/nonexistent', S3_BUCKET: 'b', REDIS_URL: inject('redisUrl'), IMGPROXY_BIND: '127.0.0.1:0', HEALTH_CHECK_TIMEOUT_IN_SEC: '30' });
+    expect(await entry.exited()).toBe(127);
+    expect(entry.output()).toMatch(/could not start imgproxy/);
   });
 });

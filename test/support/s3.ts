@@ -88,6 +88,29 @@ export async function getObject(client: S3Client, bucket: string, key: string): 
   }
 }
 
+/**
+ * Waits until the object holds exactly `expected`. s3rver acknowledges a PUT before its file is
+ * flushed and serves a file still being written (its putObject resolves on the hashing
+ * transform's 'finish'), so a reader can briefly see a partial object; waiting for the exact bytes
+ * checks the contract without that race. A wrong object that stays wrong makes this time out.
+ */
+export async function waitForObjectBytes(client: S3Client, bucket: string, key: string, expected: Buffer, timeoutMs = 15_000): Promise<StoredObject> {
+  let last: StoredObject | undefined;
+  const { waitFor } = await import('./wait.js');
+  try {
+    return await waitFor(
+      async () => {
+        last = await getObject(client, bucket, key);
+        return last?.body.equals(expected) ? last : undefined;
+      },
+      { what: `object ${key}`, timeoutMs },
+    );
+  } catch (error) {
+    const seen = last ? `it holds ${last.body.length} other bytes (expected ${expected.length})` : 'it never appeared';
+    throw new Error(`${(error as Error).message}: ${seen}`);
+  }
+}
+
 export async function objectExists(client: S3Client, bucket: string, key: string): Promise<boolean> {
   try {
     await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));

@@ -19,7 +19,7 @@ import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
 import { startUploader, type RunningUploader } from '../../apps/uploader/src/uploader.js';
 import { S3ObjectStore, createS3Client } from '../../apps/uploader/src/s3-writer.js';
 import { startImgproxyStub, type ImgproxyStub, type StubOptions } from './imgproxy-stub.js';
-import { S3RVER_CREDENTIALS, createBucket, getObject, listKeys, testS3Client, type StoredObject } from './s3.js';
+import { S3RVER_CREDENTIALS, createBucket, getObject, listKeys, testS3Client, waitForObjectBytes, type StoredObject } from './s3.js';
 import { startS3Tap, type S3Tap } from './s3-tap.js';
 import { waitFor } from './wait.js';
 
@@ -42,7 +42,8 @@ export interface Stack {
   get(path: string, init?: { method?: string; headers?: Record<string, string> }): Promise<Reply>;
   keyFor(path: string): string;
   object(path: string): Promise<StoredObject | undefined>;
-  waitForObject(path: string): Promise<StoredObject>;
+  /** waits for the object to hold exactly `expected` (by default what the stub serves for `path`) */
+  waitForObject(path: string, expected?: Buffer): Promise<StoredObject>;
   /** resolves with the proxy's final cache outcome for the n-th request of `path` (1-based) */
   outcomeOf(path: string, nth?: number): Promise<CacheOutcome>;
   /** resolves once the proxy has handed off every response and the queue holds no job waiting, active or delayed */
@@ -145,7 +146,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
     keyFor,
     object: (path) => getObject(s3, bucket, keyFor(path)),
-    waitForObject: (path) => waitFor(() => getObject(s3, bucket, keyFor(path)), { what: `object for ${path}` }),
+    waitForObject: (path, expected) => waitForObjectBytes(s3, bucket, keyFor(path), expected ?? stub.imageFor(path)),
     outcomeOf: (path, nth = 1) =>
       waitFor(() => outcomes.filter((o) => o.path === path)[nth - 1]?.outcome, { what: `cache outcome #${nth} of ${path}` }),
     async drained() {

@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1.7
+# One image for every service; the command picks it:
+#   docker run IMAGE proxy | uploader | dashboard | all
+# and a second target, all-in-one, that also runs imgproxy inside (as the original Go image did):
+#   docker build --target all-in-one -t imgproxy-cache:all-in-one .
+
+ARG NODE_IMAGE=node:24.11.1-bookworm-slim
+ARG IMGPROXY_IMAGE=ghcr.io/imgproxy/imgproxy:v3.30.1
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
+COPY packages/shared/package.json packages/shared/
+COPY apps/proxy/package.json apps/proxy/
+COPY apps/uploader/package.json apps/uploader/
+COPY test/package.json test/
+RUN npm ci --no-audit --no-fund
+COPY packages packages
+COPY apps apps
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/packages/shared/package.json packages/shared/
+COPY --from=build /app/packages/shared/dist packages/shared/dist
+COPY --from=build /app/apps/proxy/package.json apps/proxy/
+COPY --from=build /app/apps/proxy/dist apps/proxy/dist
+COPY --from=build /app/apps/uploader/package.json apps/uploader/
+COPY --from=build /app/apps/uploader/dist apps/uploader/dist
+COPY scripts/service.mjs scripts/start-all.mjs scripts/
+USER node
+EXPOSE 8080 9464 3000
+# node itself is the process (not npm), so SIGTERM reaches the service
+ENTRYPOINT ["node", "scripts/service.mjs"]
+CMD ["proxy"]
+
+# imgproxy and the proxy (and an uploader) in one container, supervised by start-all: when any
+# of them exits, the others are stopped and the container stops.
+FROM ${IMGPROXY_IMAGE} AS all-in-one
+ENV NODE_ENV=production
+COPY --from=runtime /usr/local/bin/node /usr/local/bin/node
+COPY --from=runtime /app /app
+WORKDIR /app
+EXPOSE 8080
+ENTRYPOINT ["node", "scripts/service.mjs"]
+CMD ["all-in-one"]

@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// The container's entry point: `node scripts/service.mjs <proxy|uploader|dashboard|all>` loads one
+// service into this very process, so that node is PID 1's child (with `init: true`) and receives
+// SIGTERM directly (npm would swallow it).
+const services = {
+  proxy: '../apps/proxy/dist/index.js',
+  uploader: '../apps/uploader/dist/index.js',
+  dashboard: '../apps/uploader/dist/dashboard-main.js',
+  all: './start-all.mjs',
+  'all-in-one': './start-all.mjs', // with imgproxy: see the Dockerfile's all-in-one target
+};
+
+const name = process.argv[2] ?? 'proxy';
+if (!(name in services)) {
+  console.error(`imgproxy-cache: unknown service "${name}"; expected one of ${Object.keys(services).join(', ')}`);
+  process.exit(2);
+}
+if (name === 'all-in-one') process.argv.push('--with-imgproxy');
+await import(services[name]);

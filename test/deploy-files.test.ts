@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { VARIABLES } from '@imgproxy-cache/shared';
+import { ROOT } from './support/service.js';
+
+// No Docker engine here, so the deployment files are checked as files: every variable our
+// services are given is one the config module knows (a typo would be silently ignored otherwise),
+// every image is pinned, and the compose file keeps the promises the README makes.
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string[];
+  environment?: Record<string, string>;
+  init?: boolean;
+  stop_grace_period?: string;
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }>;
+}
+
+const compose = parse(readFileSync(`${ROOT}/docker-compose.yml`, 'utf8'), { merge: true }) as { services: Record<string, Service> };
+const dockerfile = readFileSync(`${ROOT}/Dockerfile`, 'utf8');
+const known = new Set<string>([...VARIABLES.map((v) => v.name), 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);
+const ours = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+
+const pinned = (image: string) => {
+  const tag = image.split(':').at(-1) ?? '';
+  return image.includes(':') && tag !== 'latest' && /\d/.test(tag);
+};
+
+describe('docker-compose.yml', () => {
+  it('runs proxy, uploader and dashboard from our image, and redis, imgproxy, minio beside them', () => {
+    expect(ours.map(([name]) => name).sort()).toEqual(['dashboard', 'proxy', 'uploader']);
+    expect(Object.keys(compose.services).sort()).toEqual(['dashboard', 'imgproxy', 'minio', 'minio-init', 'proxy', 'redis', 'uploader']);
+    expect(compose.services.proxy!.command).toEqual(['proxy']);
+    expect(compose.services.uploader!.command).toEqual(['uploader']);
+    expect(compose.services.dashboard!.command).toEqual(['dashboard']);
+  });
+
+  it('gives our services only variables the config module knows', () => {
+    for (const [name, service] of ours) {
+      for (const key of Object.keys(service.environment ?? {})) expect(known.has(key), `${name}: ${key}`).toBe(true);
+    }
+  });
+
+  it('pins every image', () => {
+    for (const [name, service] of Object.entries(compose.services)) {
+      if (service.build !== undefined) continue;
+      expect(pinned(service.image ?? ''), `${name}: ${service.image}`).toBe(true);
+    }
+  });
+
+  it('has healthchecks, init, a grace period longer than the shutdown timeout, and waits on health', () => {
+    for (const [name, service] of Object.entries(compose.services)) {
+      if (name === 'minio-init') continue;
+      expect(service.healthcheck?.test, name).toBeDefined();
+    }
+    for (const [name, service] of ours) {
+      expect(service.init, name).toBe(true);
+      const graceMs = Number(/^(\d+)s$/.exec(service.stop_grace_period ?? '')?.[1]) * 1000;
+      expect(graceMs, name).toBeGreaterThan(Number(service.environment?.SHUTDOWN_TIMEOUT_MS));
+      for (const [dep, { condition }] of Object.entries(service.depends_on ?? {})) {
+        expect(['service_healthy', 'service_completed_successfully'], `${name} → ${dep}`).toContain(condition);
+      }
+    }
+    expect(compose.services.proxy!.healthcheck!.test.join(' ')).toMatch(/readyz/);
+    expect(compose.services.uploader!.healthcheck!.test.join(' ')).toMatch(/readyz/);
+  });
+
+  it('runs the queue’s Redis with noeviction and an append-only file on a volume', () => {
+    const redis = compose.services.redis as Service & { volumes: string[] };
+    expect(redis.command!.join(' ')).toMatch(/--maxmemory-policy noeviction/);
+    expect(redis.command!.join(' ')).toMatch(/--appendonly yes/);
+    expect(redis.volumes.some((v) => v.endsWith(':/data'))).toBe(true);
+  });
+
+  it('bakes in no secrets: credentials come from .env', () => {
+    for (const [name, service] of Object.entries(compose.services)) {
+      for (const [key, value] of Object.entries(service.environment ?? {})) {
+        if (/SECRET|PASSWORD|_KEY$|_KEY_ID$|SALT/.test(key)) expect(String(value), `${name}: ${key}`).toMatch(/^\$\{/);
+      }
+    }
+  });
+});
+
+describe('Dockerfile', () => {
+  it('pins its base images', () => {
+    const args = Object.fromEntries([...dockerfile.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+    const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]!.replace(/^\$\{(\w+)\}$/, (_, name: string) => args[name] ?? name));
+    expect(froms.length).toBeGreaterThanOrEqual(3);
+    for (const image of froms) expect(pinned(image), image).toBe(true);
+    expect(args.NODE_IMAGE).toMatch(/^node:24\.[\d.]+-\w+-slim$/);
+  });
+
+  it('sets only variables the config module knows (or NODE_ENV), runs as non-root, and runs node itself', () => {
+    for (const m of dockerfile.matchAll(/^ENV (\w+)=/gm)) expect(known.has(m[1]!) || m[1] === 'NODE_ENV', m[1]).toBe(true);
+    expect(dockerfile).toMatch(/^USER node$/m);
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "scripts\/service\.mjs"\]$/m);
+    expect(dockerfile).toMatch(/npm prune --omit=dev/);
+    expect(dockerfile).toMatch(/^FROM \$\{IMGPROXY_IMAGE\} AS all-in-one$/m);
+  });
+});
