@@ -84,7 +84,7 @@ describe('the backlog bound', () => {
 describe('PAYLOAD_REDIS_URL', () => {
   it('keeps the bytes in the second Redis and the queue in the first; images land', async () => {
     extraRedis = await spawnRedisServer();
-    const s = (stack = await startStack({ noUploader: true, env: { PAYLOAD_REDIS_URL: extraRedis.url } }));
+    const s = (stack = await startStack({ noUploader: true, env: { PAYLOAD_REDIS_URL: extraRedis.url, CACHE_RECENT_KEYS: '0' } }));
     const p = '/sig/plain/https://example.com/second.jpg@png';
     await s.get(p);
     expect(await s.outcomeOf(p)).toBe('queued');

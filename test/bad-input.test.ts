@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
-import { makePngOfSize } from './support/png.js';
+import { makePngOfSize } from './support/png.mjs';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 

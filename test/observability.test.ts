@@ -46,7 +46,7 @@ describe('proxy metrics and health', () => {
     expect(sample(text, 'imgproxy_cache_requests_total', { method: 'POST', status: '405' })).toBe(1);
     expect(sample(text, 'imgproxy_cache_requests_total', { method: 'GET', status: '404' })).toBe(1);
     expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'queued' })).toBe(1);
-    expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'uploaded' })).toBe(1);
+    expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'deduped' })).toBe(1);
     expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'status' })).toBe(1);
     expect(sample(text, 'imgproxy_cache_response_bytes_total')).toBe(2 * s.stub.imageFor(cached).length + 2);
     expect(sample(text, 'imgproxy_cache_upstream_duration_seconds_count', { method: 'GET' })).toBe(3);

@@ -2,11 +2,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { request } from 'undici';
-import { makePngOfSize } from './support/png.js';
+import { makePngOfSize } from './support/png.mjs';
 import { freePort } from './support/free-port.js';
 import { spawnRedisServer } from './support/redis-server.js';
 import { waitFor } from './support/wait.js';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
+import { crc32Of } from '@imgproxy-cache/shared';
 
 // The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
 // complete cacheable 200 lands at md5(path), byte-exact with its metadata; nothing else lands.
@@ -131,6 +132,14 @@ describe('a cacheable 200', () => {
     expect(s.outcomes.filter((o) => o.outcome === 'queued')).toHaveLength(2);
   });
 
+  it('remembers images it handed off: repeated requests skip the copy and Redis', async () => {
+    const s = await start({ noUploader: true });
+    const path = '/sig/plain/https://example.com/popular.jpg@png';
+    for (let i = 0; i < 3; i++) expect((await s.get(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+    expect([await s.outcomeOf(path, 1), await s.outcomeOf(path, 2), await s.outcomeOf(path, 3)]).toEqual(['queued', 'deduped', 'deduped']);
+    expect(s.proxy.tally.peak).toBe(s.stub.imageFor(path).length); // only the first was copied
+  });
+
   it('lands for 50 distinct images requested concurrently', async () => {
     const s = await start({ env: { UPLOAD_CONCURRENCY: '8' } });
     const paths = Array.from({ length: 50 }, (_, i) => `/sig/rs:fit:${i}:${i}/plain/https://example.com/${i}.jpg@png`);
@@ -156,7 +165,8 @@ describe('a cacheable 200', () => {
 
 describe('the hand-off to the uploaders', () => {
   it('tees the bytes into their own Redis key with a TTL; the job carries only metadata', async () => {
-    const s = await start({ noUploader: true, env: { CACHE_PAYLOAD_TTL_SEC: '3600', UPLOAD_ATTEMPTS: '4', UPLOAD_BACKOFF_MS: '500' } });
+    // CACHE_RECENT_KEYS=0: every request reaches Redis, whose dedup is under test here
+    const s = await start({ noUploader: true, env: { CACHE_PAYLOAD_TTL_SEC: '3600', UPLOAD_ATTEMPTS: '4', UPLOAD_BACKOFF_MS: '500', CACHE_RECENT_KEYS: '0' } });
     const path = '/sig/plain/https://example.com/tee.jpg@png';
     const image = s.stub.imageFor(path);
     await s.get(path);
@@ -175,7 +185,7 @@ describe('the hand-off to the uploaders', () => {
       cacheControl: 'max-age=31536000, public',
       contentDisposition: 'inline; filename="image.png"',
       size: image.length,
-      digest: createHash('md5').update(image).digest('hex'),
+      crc32: crc32Of(image),
       receivedAt: expect.any(Number),
       requestId: expect.any(String),
     });

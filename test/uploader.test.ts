@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { UPLOAD_JOB_NAME, cacheKeyOf, redisKeys, uploadJobOptions, type UploadJobData } from '@imgproxy-cache/shared';
+import { UPLOAD_JOB_NAME, cacheKeyOf, crc32Of, redisKeys, uploadJobOptions, type UploadJobData } from '@imgproxy-cache/shared';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -18,7 +17,6 @@ afterEach(async (ctx) => {
 });
 
 const start = async (options?: StackOptions) => (stack = await startStack(options));
-const md5hex = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
 function jobData(path: string, bytes: Buffer, overrides: Partial<UploadJobData> = {}): UploadJobData {
   return {
@@ -28,7 +26,7 @@ function jobData(path: string, bytes: Buffer, overrides: Partial<UploadJobData> 
     cacheControl: 'max-age=60, public',
     contentDisposition: null,
     size: bytes.length,
-    digest: md5hex(bytes),
+    crc32: crc32Of(bytes),
     receivedAt: Date.now(),
     ...overrides,
   };
@@ -71,7 +69,7 @@ describe('the uploader', () => {
   });
 
   it('does not write an object the bucket already holds, and remembers it as uploaded', async () => {
-    const s = await start();
+    const s = await start({ env: { CACHE_RECENT_KEYS: '0' } });
     const path = '/sig/plain/https://example.com/present.jpg@png';
     await s.s3.send(new PutObjectCommand({ Bucket: s.bucket, Key: s.keyFor(path), Body: s.stub.imageFor(path), ContentType: 'image/png' }));
     await s.get(path);
@@ -125,7 +123,7 @@ describe('the uploader', () => {
   });
 
   it('keeps a job that failed every attempt in the failed set with a readable reason; a new request re-queues it', async () => {
-    const s = await start({ env: { UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '10' } });
+    const s = await start({ env: { UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '10', CACHE_RECENT_KEYS: '0' } });
     const path = '/sig/plain/https://example.com/denied.jpg@png';
     s.tap.fault = (r) => (r.method === 'PUT' ? { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied' } : undefined);
     await s.get(path);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { makePng } from './png.js';
+import { makePng } from './png.mjs';
 
 // An HTTP server that stands in for imgproxy: real image bytes with imgproxy's headers and status
 // codes (see PITFALLS.md), plus switches for the behaviours the proxy must survive: slow, cut

@@ -69,7 +69,7 @@ export interface StackOptions {
 
 // Final outcomes: what the proxy decided once the response ended (or at headers, for skips).
 const FINAL = new Set<string>([
-  'queued', 'requeued', 'uploaded', 'already-queued', 'pending', 'backlog-full', 'redis-down', 'timeout', 'error',
+  'queued', 'requeued', 'uploaded', 'already-queued', 'pending', 'backlog-full', 'redis-down', 'timeout', 'error', 'deduped',
   'method', 'status', 'cache-control', 'fallback-image', 'content-type', 'content-encoding', 'set-cookie',
   'vary', 'vary-accept-no-format', 'vary-accept-format-mismatch', 'too-large', 'incomplete', 'empty',
 ]);

@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { errors, type Dispatcher } from 'undici';
-import { cacheKeyOf, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
+import { cacheKeyOf, crc32Of, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
 import { CappedCapture, type CaptureTally } from './capture.js';
 import { contentLength, decideAtEnd, decideAtHeaders, type Decision } from './cacheability.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
+import type { RecentKeys } from './recent-keys.js';
 
 // Streams one request through to imgproxy and its response back, byte for byte, writing straight
 // to Node's response (no web-stream bridging) with backpressure both ways. While streaming, a
@@ -22,6 +23,8 @@ export interface ForwardOptions {
   logger: Logger;
   /** bytes held by captures in this process */
   tally: CaptureTally;
+  /** images handed off a moment ago: not copied again */
+  recent: RecentKeys;
   /** every enqueue in flight, so that shutdown can wait for them */
   track: (work: Promise<unknown>) => void;
   /** observes each cache decision (metrics, tests) */
@@ -29,7 +32,17 @@ export interface ForwardOptions {
   metrics?: ProxyMetrics;
 }
 
-export type CacheOutcome = Exclude<Decision, { cache: true }>['reason'] | EnqueueOutcome;
+/** 'deduped': handed off by this proxy a moment ago (see RecentKeys), so not copied at all. */
+export type CacheOutcome = Exclude<Decision, { cache: true }>['reason'] | EnqueueOutcome | 'deduped';
+
+/** How long an image is remembered after each hand-off outcome; others are not remembered. */
+const REMEMBER_MS: Partial<Record<EnqueueOutcome, number>> = {
+  uploaded: 5 * 60_000,
+  queued: 15_000,
+  requeued: 15_000,
+  'already-queued': 15_000,
+  pending: 15_000,
+};
 
 export async function forward(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
   const target = req.url ?? '/';
@@ -37,12 +50,16 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   const path = rawPathOf(target);
   // One id per request, the client's when it sent one: imgproxy logs it too.
   const requestId = single(req.headers['x-request-id']) ?? randomUUID();
-  const logger = options.logger.child({ requestId });
+  let child: Logger | undefined; // made on first use: most requests log nothing
+  const log = () => (child ??= options.logger.child({ requestId }));
   const headersOut = upstreamRequestHeaders(req.headers, req.socket.remoteAddress);
   headersOut['x-request-id'] = requestId;
 
   const abort = new AbortController();
-  res.once('close', () => abort.abort());
+  // Only a client that leaves early aborts (an abort builds a DOMException: not on every request).
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
 
   const started = process.hrtime.bigint();
   let upstream: Dispatcher.ResponseData;
@@ -58,7 +75,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   } catch (error) {
     if (abort.signal.aborted) return; // the client left first
     const timedOut = error instanceof errors.HeadersTimeoutError;
-    logger.warn({ path, err: (error as Error).message }, 'imgproxy request failed');
+    log().warn({ path, err: (error as Error).message }, 'imgproxy request failed');
     sendError(res, timedOut ? 504 : 502, timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable');
     return;
   }
@@ -66,11 +83,15 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   options.metrics?.upstreamSeconds.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
   const { statusCode, headers, body } = upstream;
   const decision = decideAtHeaders({ method, path, status: statusCode, headers, maxBytes: options.cacheMaxBytes });
-  if (!decision.cache) options.onOutcome?.(decision.reason, path);
-  if (!decision.cache && decision.reason !== 'method' && decision.reason !== 'status') {
-    logger.debug({ path, reason: decision.reason }, 'Not caching response');
+  let cacheKey: string | undefined;
+  if (!decision.cache) {
+    options.onOutcome?.(decision.reason, path);
+    if (decision.reason !== 'method' && decision.reason !== 'status') log().debug({ path, reason: decision.reason }, 'Not caching response');
+  } else if (options.recent.has((cacheKey = cacheKeyOf(path)))) {
+    options.onOutcome?.('deduped', path);
+    cacheKey = undefined;
   }
-  const capture = decision.cache ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
+  const capture = cacheKey ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
 
   res.writeHead(statusCode, clientResponseHeaders(headers));
 
@@ -86,7 +107,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     capture?.release();
     options.onOutcome?.('incomplete', path);
     if (!res.destroyed) {
-      logger.warn({ path, received, err: error.message }, 'imgproxy response was cut short; ending the client response');
+      log().warn({ path, received, err: error.message }, 'imgproxy response was cut short; ending the client response');
       res.destroy(error);
     }
   });
@@ -98,7 +119,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   body.once('end', () => {
     ended = true;
     res.end();
-    if (!capture) return;
+    if (!capture || !cacheKey) return;
     const bytes = capture.bytes();
     const verdict = decideAtEnd({
       received,
@@ -110,27 +131,29 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       capture.release();
       const reason = verdict.cache ? 'too-large' : verdict.reason;
       options.onOutcome?.(reason, path);
-      logger.debug({ path, reason, received }, 'Not caching response');
+      log().debug({ path, reason, received }, 'Not caching response');
       return;
     }
     const work = options.enqueuer
       .enqueue({
         bytes,
         data: {
-          cacheKey: cacheKeyOf(path),
+          cacheKey,
           path,
           contentType: single(headers['content-type']),
           cacheControl: single(headers['cache-control']),
           contentDisposition: single(headers['content-disposition']),
           size: bytes.length,
-          digest: createHash('md5').update(bytes).digest('hex'),
+          crc32: crc32Of(bytes),
           receivedAt: Date.now(),
           requestId,
         },
       })
       .then((outcome) => {
+        const rememberMs = REMEMBER_MS[outcome];
+        if (rememberMs) options.recent.remember(cacheKey, rememberMs);
         options.onOutcome?.(outcome, path);
-        logger.debug({ path, outcome }, 'Cache hand-off');
+        log().debug({ path, outcome }, 'Cache hand-off');
       })
       .finally(() => capture.release()); // the bytes are held until Redis has them
     options.track(work);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { objectKeyOf, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
+import { crc32Of, objectKeyOf, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
 import { S3OperationError, type ObjectStore } from './s3-writer.js';
 
 // One upload: read the teed bytes, check them against the job, skip what the bucket already
@@ -49,14 +49,15 @@ export function createProcessor(deps: ProcessorDeps) {
           `(the queue's Redis must run maxmemory-policy noeviction); the next request for the image queues it again`,
       );
     }
-    const digest = createHash('md5').update(bytes).digest('hex');
-    if (bytes.length !== data.size || digest !== data.digest) {
+    const crc32 = crc32Of(bytes);
+    if (bytes.length !== data.size || crc32 !== data.crc32) {
       await payloads.discard(data.cacheKey);
       throw permanent(
-        `Image bytes in Redis do not match the job (size ${bytes.length}, md5 ${digest}; ` +
-          `expected size ${data.size}, md5 ${data.digest}); nothing was written`,
+        `Image bytes in Redis do not match the job (size ${bytes.length}, crc32 ${crc32}; ` +
+          `expected size ${data.size}, crc32 ${data.crc32}); nothing was written`,
       );
     }
+    const digest = createHash('md5').update(bytes).digest('hex');
 
     const key = objectKeyOf(deps.folder, data.cacheKey);
     const existing = await store.head(key);

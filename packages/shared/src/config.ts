@@ -30,6 +30,7 @@ export interface Config {
     upstreamTimeoutMs: number;
     enqueueTimeoutMs: number;
     cacheMaxBytes: number;
+    recentKeys: number;
     backlogMaxBytes: number;
     clientHeadersTimeoutMs: number;
   };
@@ -91,6 +92,7 @@ export const VARIABLES = [
   { name: 'PAYLOAD_REDIS_URL', default: '', roles: BOTH, description: 'Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue\'s Redis. It may run `maxmemory-policy allkeys-lru`: an evicted image fails its upload and is queued again by its next request.' },
   { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: ALL, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:<QUEUE_NAME>:`. Proxy and uploaders must agree.' },
   { name: 'CACHE_MAX_BYTES', default: '20971520', roles: ['proxy'], description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.' },
+  { name: 'CACHE_RECENT_KEYS', default: '100000', roles: ['proxy'], description: 'How many recently cached images each proxy remembers (for 15 s, or 5 min once uploaded), so that repeated requests for them skip the copy and the trip to Redis. `0` turns it off.' },
   { name: 'CACHE_BACKLOG_MAX_BYTES', default: '268435456', roles: ['proxy'], description: 'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders) new images are served but not teed until the backlog drains, so Redis never fills up.' },
   { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
   { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: ['proxy'], description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window (checked at start).' },
@@ -210,6 +212,7 @@ export function loadConfig(env: Env, role: Role): Config {
       upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
       enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
       cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
+      recentKeys: int('CACHE_RECENT_KEYS', 0, 10_000_000),
       backlogMaxBytes: int('CACHE_BACKLOG_MAX_BYTES', 1),
       clientHeadersTimeoutMs: int('CLIENT_HEADERS_TIMEOUT_MS', 100),
     },

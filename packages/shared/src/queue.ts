@@ -17,8 +17,12 @@ export interface UploadJobData {
   contentDisposition: string | null;
   /** byte length of the teed body */
   size: number;
-  /** lowercase hex MD5 of the body: checked before upload and sent as Content-MD5 */
-  digest: string;
+  /**
+   * CRC-32 of the body (8 lowercase hex digits), checked before upload. CRC-32 rather than MD5
+   * because the proxy computes it on every cached response (five times cheaper); the uploader
+   * computes the MD5 for Content-MD5 itself.
+   */
+  crc32: string;
   /** epoch milliseconds when the proxy finished receiving the body */
   receivedAt: number;
   /** X-Request-ID of the request that teed the bytes, for following one image through the logs */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 
-// Real PNG images for the imgproxy stand-in: pseudo-random pixels seeded by a string, so each
+// Real PNG images for the imgproxy stand-in and the benchmark: pseudo-random pixels seeded by a string, so each
 // path gets its own bytes, and stored without compression gain, so the size is about w·h·3.
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -10,13 +10,13 @@ const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   return c >>> 0;
 });
 
-function crc32(buffer: Buffer): number {
+function crc32(buffer) {
   let c = 0xffffffff;
-  for (const byte of buffer) c = CRC_TABLE[(c ^ byte) & 0xff]! ^ (c >>> 8);
+  for (const byte of buffer) c = CRC_TABLE[(c ^ byte) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
 
-function chunk(type: string, data: Buffer): Buffer {
+function chunk(type, data) {
   const head = Buffer.alloc(8);
   head.writeUInt32BE(data.length, 0);
   head.write(type, 4, 'latin1');
@@ -25,7 +25,7 @@ function chunk(type: string, data: Buffer): Buffer {
   return Buffer.concat([head, data, crc]);
 }
 
-function noise(seed: string, length: number): Buffer {
+function noise(seed, length) {
   const out = Buffer.alloc(length);
   let block = createHash('sha256').update(seed).digest();
   for (let offset = 0; offset < length; offset += block.length) {
@@ -36,7 +36,7 @@ function noise(seed: string, length: number): Buffer {
 }
 
 /** An RGB PNG of `width`×`height` whose pixels depend on `seed`. */
-export function makePng(seed: string, width = 64, height = 64): Buffer {
+export function makePng(seed, width = 64, height = 64) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
@@ -54,7 +54,7 @@ export function makePng(seed: string, width = 64, height = 64): Buffer {
 }
 
 /** A PNG of about `bytes` bytes. */
-export function makePngOfSize(seed: string, bytes: number): Buffer {
+export function makePngOfSize(seed, bytes) {
   const side = Math.max(1, Math.ceil(Math.sqrt(bytes / 3)));
   return makePng(seed, side, side);
 }

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { RecentKeys } from './recent-keys.js';
+
+describe('RecentKeys', () => {
+  it('remembers a key until its time is up', () => {
+    let now = 1000;
+    const keys = new RecentKeys(10, () => now);
+    keys.remember('a', 500);
+    expect(keys.has('a')).toBe(true);
+    now = 1499;
+    expect(keys.has('a')).toBe(true);
+    now = 1500;
+    expect(keys.has('a')).toBe(false);
+    expect(keys.size).toBe(0);
+  });
+
+  it('forgets the oldest key past its bound', () => {
+    const keys = new RecentKeys(2);
+    keys.remember('a', 60_000);
+    keys.remember('b', 60_000);
+    keys.remember('a', 60_000); // refreshed: now the youngest
+    keys.remember('c', 60_000);
+    expect([keys.has('a'), keys.has('b'), keys.has('c')]).toEqual([true, false, true]);
+  });
+
+  it('remembers nothing with a bound of 0', () => {
+    const keys = new RecentKeys(0);
+    keys.remember('a', 60_000);
+    expect(keys.has('a')).toBe(false);
+  });
+});

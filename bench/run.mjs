@@ -1,0 +1,375 @@
+#!/usr/bin/env node
+// `npm run bench`: imgproxy-cache beside nginx proxy_pass, on this machine, with everything
+// sharing its cores as in a small deployment. Not part of `npm test`: speed is measured here,
+// never asserted by a test. Writes bench/RESULTS.md.
+//
+//   upstream   nginx serving one ~30 KB PNG for every path (a Node server when nginx is missing),
+//              standing in for an imgproxy that answers instantly
+//   reference  nginx, one worker, proxy_pass to the upstream with keep-alive
+//   ours       the built proxy (child process) + one uploader + redis-server + s3rver
+//   load       wrk (Debian's) when installed, else autocannon; 32 connections; runs interleaved
+//
+// BENCH_SECONDS (default 10) and BENCH_ROUNDS (default 2) size the runs.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { makePngOfSize } from '../test/support/png.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const CONNECTIONS = 32;
+const work = mkdtempSync(join(tmpdir(), 'imgproxy-cache-bench-'));
+const children = [];
+const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+const NGINX = have('nginx') ? 'nginx' : have('/usr/sbin/nginx') ? '/usr/sbin/nginx' : undefined;
+const WRK = have('wrk') ? 'wrk' : undefined;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// Children write to files, never to pipes: a pipe nobody reads while wrk runs would fill up and
+// stall the process writing to it.
+function start(command, args, env = {}) {
+  const log = join(work, `child-${children.length}.log`);
+  const fd = openSync(log, 'w');
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  child.output = () => readFileSync(log, 'utf8');
+  children.push(child);
+  return child;
+}
+
+function run(command, args, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env } });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('exit', () => resolve(out));
+  });
+}
+
+async function until(check, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const httpOk = (url) => fetch(url).then((r) => r.ok, () => false);
+
+function rssMiB(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
+}
+
+// --- the pieces ------------------------------------------------------------------------------
+
+const image = makePngOfSize('bench', 30 * 1024);
+mkdirSync(join(work, 'www'), { recursive: true });
+writeFileSync(join(work, 'www', 'image.png'), image);
+chmodSync(work, 0o755); // nginx workers run as nobody when started by root
+
+async function startUpstream() {
+  const port = await freePort();
+  if (NGINX) {
+    const conf = join(work, 'upstream.conf');
+    writeFileSync(
+      conf,
+      `worker_processes 1; daemon off; pid ${work}/upstream.pid; error_log stderr error;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:${port};
+    location = /health { default_type text/plain; return 200 "imgproxy is running"; }
+    location / {
+      root ${work}/www; default_type image/png;
+      add_header Cache-Control "max-age=31536000, public";
+      rewrite ^ /image.png break;
+    }
+  }
+}
+`,
+    );
+    start(NGINX, ['-c', conf, '-p', work]);
+  } else {
+    const child = start(process.execPath, ['-e', `
+      const http = require('node:http'); const fs = require('node:fs');
+      const image = fs.readFileSync(${JSON.stringify(join(work, 'www', 'image.png'))});
+      http.createServer((req, res) => {
+        if (req.url === '/health') return res.end('imgproxy is running');
+        res.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000, public', 'content-length': image.length });
+        res.end(image);
+      }).listen(${port}, '127.0.0.1');`]);
+    void child;
+  }
+  await until(() => httpOk(`http://127.0.0.1:${port}/health`), 'the upstream');
+  return `http://127.0.0.1:${port}`;
+}
+
+async function startReference(upstream) {
+  const port = await freePort();
+  const conf = join(work, 'reference.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1; daemon off; pid ${work}/reference.pid; error_log stderr error;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000;
+  upstream imgproxy { server ${upstream.replace('http://', '')}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }
+  }
+}
+`,
+  );
+  start(NGINX, ['-c', conf, '-p', work]);
+  await until(() => httpOk(`http://127.0.0.1:${port}/health`), 'nginx proxy_pass');
+  return `http://127.0.0.1:${port}`;
+}
+
+async function startRedis() {
+  const port = await freePort();
+  start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']);
+  const url = `redis://127.0.0.1:${port}`;
+  await until(async () => {
+    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null });
+    r.on('error', () => {});
+    try {
+      await r.connect();
+      return (await r.ping()) === 'PONG';
+    } finally {
+      r.disconnect();
+    }
+  }, 'redis-server');
+  return url;
+}
+
+async function startS3() {
+  const child = start(process.execPath, ['test/support/s3rver-child.mjs', '0', join(work, 's3')]);
+  let port;
+  await until(() => {
+    const line = child.output().split('\n')[0];
+    if (line?.startsWith('{')) port = JSON.parse(line).port;
+    return port;
+  }, 's3rver');
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = s3Client(endpoint);
+  await client.send(new CreateBucketCommand({ Bucket: 'bench' }));
+  return { endpoint, client };
+}
+
+function s3Client(endpoint) {
+  return new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+// --- load ------------------------------------------------------------------------------------
+
+async function load(baseUrl, unique) {
+  const runId = randomUUID().slice(0, 8);
+  if (WRK) {
+    const out = await run(WRK, ['-t2', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', 'bench/wrk-report.lua', baseUrl], {
+      UNIQUE: unique ? '1' : '0',
+      RUN_ID: runId,
+    });
+    const line = out.split('\n').find((l) => l.startsWith('{'));
+    if (!line) throw new Error(`wrk failed: ${out}`);
+    const r = JSON.parse(line);
+    return { rps: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, errors: r.errors + r.non2xx };
+  }
+  const { default: autocannon } = await import('autocannon');
+  let n = 0;
+  const result = await autocannon({
+    url: baseUrl,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    requests: [{ setupRequest: (req) => ({ ...req, path: unique ? `/bench/rs:fit:${n}/plain/${runId}-${n++}.jpg@png` : '/bench/rs:fit:300:300/plain/repeated.jpg@png' }) }],
+  });
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
+}
+
+// --- uploader throughput ---------------------------------------------------------------------
+
+async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
+  const bytes = Array.from({ length: 16 }, (_, i) => makePngOfSize(`up-${i}`, 30 * 1024));
+  // the plain loop: PutObject calls with `concurrency` in flight, same server, same sizes
+  let next = 0;
+  const loopStart = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < jobs) {
+        const i = next++;
+        const body = bytes[i % bytes.length];
+        await s3.client.send(
+          new PutObjectCommand({ Bucket: 'bench', Key: `loop/${i}`, Body: body, ContentType: 'image/png', ContentMD5: createHash('md5').update(body).digest('base64') }),
+        );
+      }
+    }),
+  );
+  const loopSeconds = Number(process.hrtime.bigint() - loopStart) / 1e9;
+
+  // the queue: fill it through the proxy's own enqueuer, then time one uploader draining it
+  const queueName = `bench-${randomUUID().slice(0, 8)}`;
+  const shared = await import('../packages/shared/dist/index.js');
+  const { RedisEnqueuer } = await import('../apps/proxy/dist/enqueue.js');
+  const config = shared.loadConfig({ REDIS_URL: redisUrl, QUEUE_NAME: queueName, CACHE_BACKLOG_MAX_BYTES: String(1 << 30), ENQUEUE_TIMEOUT_MS: '10000' }, 'proxy');
+  const redis = shared.createProducerRedis(redisUrl);
+  await until(() => redis.status === 'ready', 'redis');
+  const enqueuer = new RedisEnqueuer(redis, redis, config, shared.createLogger('bench', 'silent'));
+  for (let i = 0; i < jobs; i++) {
+    const body = bytes[i % bytes.length];
+    const path = `/up/${queueName}/${i}.png`;
+    const outcome = await enqueuer.enqueue({
+      bytes: body,
+      data: {
+        cacheKey: shared.cacheKeyOf(path), path, contentType: 'image/png', cacheControl: 'max-age=60', contentDisposition: null,
+        size: body.length, crc32: shared.crc32Of(body), receivedAt: Date.now(),
+      },
+    });
+    if (outcome !== 'queued') throw new Error(`enqueue: ${outcome}`);
+  }
+  await enqueuer.close();
+  redis.disconnect();
+
+  const queueRedis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(queueName, { connection: queueRedis, prefix: 'bull' });
+  const uploader = start(process.execPath, ['apps/uploader/dist/index.js'], {
+    REDIS_URL: redisUrl, QUEUE_NAME: queueName, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', UPLOAD_CONCURRENCY: String(concurrency), METRICS_BIND: 'off', LOG_LEVEL: 'warn',
+  });
+  await until(async () => (await queue.getJobCounts('active', 'completed')).active > 0 || (await queue.getJobCounts('waiting')).waiting < jobs, 'the uploader to start', 30_000);
+  const queueStart = process.hrtime.bigint();
+  await until(async () => {
+    const c = await queue.getJobCounts('waiting', 'active', 'delayed');
+    return c.waiting + c.active + c.delayed === 0;
+  }, 'the queue to drain', 600_000);
+  const queueSeconds = Number(process.hrtime.bigint() - queueStart) / 1e9;
+  const failed = (await queue.getJobCounts('failed')).failed;
+  uploader.kill('SIGTERM');
+  await queue.close();
+  queueRedis.disconnect();
+  return { jobs, concurrency, loopRate: jobs / loopSeconds, queueRate: jobs / queueSeconds, failed };
+}
+
+// --- main ------------------------------------------------------------------------------------
+
+async function main() {
+  if (!NGINX) console.warn('nginx is not installed (apt-get install -y nginx): no reference to compare with; the upstream is a Node server');
+  console.log(`load generator: ${WRK ? 'wrk' : 'autocannon'}; ${CONNECTIONS} connections; ${SECONDS}s per run; ${ROUNDS} rounds`);
+  const upstream = await startUpstream();
+  const reference = NGINX ? await startReference(upstream) : undefined;
+  const redisUrl = await startRedis();
+  const s3 = await startS3();
+  const proxyPort = await freePort();
+  const env = {
+    IMGPROXY_URL: upstream, IMGPROXY_BIND: `127.0.0.1:${proxyPort}`, REDIS_URL: redisUrl, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', QUEUE_NAME: 'bench-http',
+  };
+  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: '127.0.0.1:0' });
+  start(process.execPath, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off', UPLOAD_CONCURRENCY: '16' });
+  const ours = `http://127.0.0.1:${proxyPort}`;
+  await until(() => httpOk(`${ours}/health`), 'the proxy');
+
+  // warm-up, and a check that every target serves the image
+  for (const url of [upstream, ours, reference].filter(Boolean)) {
+    const res = await fetch(`${url}/bench/warmup.png`);
+    const body = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200 || !body.equals(image)) throw new Error(`${url} answered ${res.status} with ${body.length} bytes`);
+  }
+
+  const targets = [
+    ['nginx proxy_pass', 'unique', reference, true],
+    ['imgproxy-cache', 'unique', ours, true],
+    ['nginx proxy_pass', 'repeated', reference, false],
+    ['imgproxy-cache', 'repeated', ours, false],
+    ['upstream direct', 'repeated', upstream, false],
+  ].filter(([, , url]) => url);
+  const results = new Map();
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [name, kind, url, unique] of targets) {
+      const r = await load(url, unique);
+      const key = `${name}|${kind}`;
+      results.set(key, [...(results.get(key) ?? []), r]);
+      console.log(`round ${round}  ${name.padEnd(17)} ${kind.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`);
+    }
+  }
+  const memory = rssMiB(proxy.pid);
+  const uploads = await uploaderThroughput(redisUrl, s3);
+  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (${(uploads.queueRate / uploads.loopRate).toFixed(2)}×), failed ${uploads.failed}`);
+
+  // median of the rounds for each
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const summary = (key) => {
+    const rs = results.get(key);
+    return rs && { rps: med(rs.map((r) => r.rps)), p50: med(rs.map((r) => r.p50)), p99: med(rs.map((r) => r.p99)), errors: rs.reduce((a, r) => a + r.errors, 0) };
+  };
+  const rows = [];
+  for (const [name, kind] of targets.map(([n, k]) => [n, k]).filter((v, i, a) => a.findIndex((w) => w[0] === v[0] && w[1] === v[1]) === i)) {
+    const s = summary(`${name}|${kind}`);
+    const ref = summary(`nginx proxy_pass|${kind}`);
+    const ratio = ref && name === 'imgproxy-cache' ? ` ${(s.rps / ref.rps).toFixed(2)}× | ${(s.p99 - ref.p99 >= 0 ? '+' : '')}${(s.p99 - ref.p99).toFixed(2)} ms` : ' | ';
+    rows.push(`| ${name} | ${kind} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.errors} |${ratio} |`);
+  }
+  const cpu = cpus()[0]?.model ?? 'unknown';
+  const report = `# Benchmark results
+
+Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}; machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB,
+Node ${process.version}, ${NGINX ? spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim() : 'no nginx'}; load: ${WRK ? 'wrk' : 'autocannon'},
+${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} interleaved rounds. Everything (load generator,
+upstream, nginx, proxy, uploader, Redis, s3rver) shares the same cores. The upstream answers a ${(image.length / 1024).toFixed(0)} KB PNG
+for every path; "unique" asks for a new path each request (each response is teed to Redis and queued),
+"repeated" asks for one path (the dedup path).
+
+| target | URLs | req/s | p50 ms | p99 ms | errors | vs nginx: req/s × \\| p99 Δ |
+|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+Proxy memory (RSS) after the runs: **${memory.toFixed(0)} MiB**.
+
+Uploader: ${uploads.jobs} queued images of 30 KB, one uploader with UPLOAD_CONCURRENCY=${uploads.concurrency}:
+**${uploads.queueRate.toFixed(0)} uploads/s**, against a plain loop of PutObject calls with ${uploads.concurrency} in flight on the same
+s3rver: ${uploads.loopRate.toFixed(0)}/s (**${(uploads.queueRate / uploads.loopRate).toFixed(2)}×**); failed: ${uploads.failed}.
+`;
+  writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), report);
+  console.log(`\n${report}`);
+}
+
+main()
+  .catch((error) => {
+    console.error(error);
+    for (const c of children) console.error(c.spawnargs.join(' '), '\n', c.output().slice(-2000));
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+    setTimeout(() => process.exit(), 500).unref();
+  });
