@@ -18,6 +18,9 @@ const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
 export function createProducerRedis(url: string, options: RedisOptions = {}): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
+    // commands issued in the same tick (tee, then BullMQ's add, across concurrent responses)
+    // go out in one write
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy,
