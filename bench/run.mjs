@@ -326,7 +326,11 @@ async function main() {
   console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (${(uploads.queueRate / uploads.loopRate).toFixed(2)}×), failed ${uploads.failed}`);
 
   // median of the rounds for each
-  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const med = (xs) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  };
   const summary = (key) => {
     const rs = results.get(key);
     return rs && { rps: med(rs.map((r) => r.rps)), p50: med(rs.map((r) => r.p50)), p99: med(rs.map((r) => r.p99)), errors: rs.reduce((a, r) => a + r.errors, 0) };

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
-import type { HttpBindings } from '@hono/node-server';
-import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import type { Dispatcher } from 'undici';
 import type { Config, Logger, ProxyMetrics } from '@imgproxy-cache/shared';
 import type { Enqueuer } from './enqueue.js';
@@ -22,8 +22,8 @@ export interface ProxyDeps {
 
 export interface ProxyApp {
   app: Hono<{ Bindings: HttpBindings }>;
-  /** the server's fetch callback: the Hono app, except HEAD (see below) */
-  fetch: (request: Request, env: HttpBindings) => Response | Promise<Response>;
+  /** the server's request listener: forwards image requests itself, hands the rest to Hono */
+  listener: (req: IncomingMessage, res: ServerResponse) => void;
   inflight: Inflight;
   tally: CaptureTally;
 }
@@ -39,47 +39,49 @@ export function createApp(deps: ProxyDeps): ProxyApp {
   const tally = deps.tally ?? new CaptureTally();
   const recent = new RecentKeys(config.proxy.recentKeys);
   const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
-  const app = new Hono<{ Bindings: HttpBindings }>();
-
-  const proxy = ({ incoming, outgoing }: HttpBindings): Response => {
-    forward(incoming, outgoing, {
-      upstream: deps.upstream,
-      basePath,
-      cacheMaxBytes: config.proxy.cacheMaxBytes,
-      upstreamTimeoutMs: config.proxy.upstreamTimeoutMs,
-      enqueuer: deps.enqueuer,
-      logger,
-      tally,
-      recent,
-      track: (work) => inflight.track(work),
-      onOutcome: deps.onOutcome,
-      metrics: deps.metrics,
-    }).catch((error: Error) => {
-      logger.error({ err: error.message, path: incoming.url }, 'Proxy failure');
-      sendError(outgoing, 502, 'imgproxy-cache could not forward the request');
-    });
-    return RESPONSE_ALREADY_SENT;
+  const options = {
+    upstream: deps.upstream,
+    basePath,
+    cacheMaxBytes: config.proxy.cacheMaxBytes,
+    upstreamTimeoutMs: config.proxy.upstreamTimeoutMs,
+    enqueuer: deps.enqueuer,
+    logger,
+    tally,
+    recent,
+    track: (work: Promise<unknown>) => inflight.track(work),
+    onOutcome: deps.onOutcome,
+    metrics: deps.metrics,
   };
 
+  const proxy = (req: IncomingMessage, res: ServerResponse): void => {
+    forward(req, res, options).catch((error: Error) => {
+      logger.error({ err: error.message, path: req.url }, 'Proxy failure');
+      sendError(res, 502, 'imgproxy-cache could not forward the request');
+    });
+  };
+
+  // Hono answers what is not forwarded: 405 for other methods, 400/414 for bad targets.
+  const app = new Hono<{ Bindings: HttpBindings }>();
   app.all('*', (c) => {
-    const { incoming } = c.env;
-    const method = incoming.method ?? '';
+    const method = c.env.incoming.method ?? '';
     if (!FORWARDED_METHODS.has(method)) {
       return c.text(`Method ${method} is not allowed: imgproxy-cache forwards GET, HEAD and OPTIONS\n`, 405, {
         allow: 'GET, HEAD, OPTIONS',
       });
     }
-    const problem = checkTarget(incoming.url);
-    if (problem) return c.text(`${problem.reason}\n`, problem.status);
-    return proxy(c.env);
+    // the listener forwards every GET, HEAD and OPTIONS whose target passes checkTarget
+    const problem = checkTarget(c.env.incoming.url)!;
+    return c.text(`${problem.reason}\n`, problem.status);
   });
+  const hono = getRequestListener(app.fetch);
 
-  // Requests to forward skip the router: Hono answers HEAD by running the GET route and
-  // re-wrapping its Response without a body, which loses RESPONSE_ALREADY_SENT (and HEAD must
-  // reach imgproxy as HEAD); and routing every image request through it costs time for nothing.
-  // The router answers the rest (405, 400).
-  const fetch = (request: Request, env: HttpBindings): Response | Promise<Response> =>
-    FORWARDED_METHODS.has(env.incoming.method ?? '') && !checkTarget(env.incoming.url) ? proxy(env) : app.fetch(request, env);
+  // Image requests skip the adapter: building a web Request and Response for each costs a
+  // quarter of the proxy's time (measured, bench/RESULTS.md), and HEAD must reach imgproxy as
+  // HEAD (Hono answers HEAD by running the GET route).
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    if (FORWARDED_METHODS.has(req.method ?? '') && !checkTarget(req.url)) proxy(req, res);
+    else void hono(req, res);
+  };
 
-  return { app, fetch, inflight, tally };
+  return { app, listener, inflight, tally };
 }

@@ -109,6 +109,17 @@ function header(headers: ResponseFacts['headers'], name: string): string | undef
 /** RFC 9111 §5.2.2: any of these means a shared cache must not store (or must revalidate) it. */
 function forbidsStoring(cacheControl: string | undefined): boolean {
   if (!cacheControl) return false;
+  // imgproxy sends the same Cache-Control on nearly every response: parse it once
+  if (cacheControl === lastCacheControl) return lastVerdict;
+  lastCacheControl = cacheControl;
+  lastVerdict = parseForbidsStoring(cacheControl);
+  return lastVerdict;
+}
+
+let lastCacheControl: string | undefined;
+let lastVerdict = false;
+
+function parseForbidsStoring(cacheControl: string): boolean {
   for (const directive of cacheControl.toLowerCase().split(',')) {
     const [name = '', value] = directive.trim().split('=', 2).map((s) => s.trim());
     if (name === 'no-store' || name === 'no-cache' || name === 'private') return true;

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { errors, type Dispatcher } from 'undici';
 import { cacheKeyOf, crc32Of, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
 import { CappedCapture, type CaptureTally } from './capture.js';
@@ -55,10 +56,13 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   const headersOut = upstreamRequestHeaders(req.headers, req.socket.remoteAddress);
   headersOut['x-request-id'] = requestId;
 
-  const abort = new AbortController();
-  // Only a client that leaves early aborts (an abort builds a DOMException: not on every request).
+  // undici takes an EventEmitter as its abort signal: far cheaper than an AbortController (a DOM
+  // EventTarget) on every request. Only a client that leaves early fires it.
+  const abort = Object.assign(new EventEmitter(), { aborted: false });
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
+    if (res.writableFinished) return;
+    abort.aborted = true;
+    abort.emit('abort');
   });
 
   const started = process.hrtime.bigint();
@@ -68,12 +72,12 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       method: method as Dispatcher.HttpMethod,
       path: options.basePath + target,
       headers: headersOut,
-      signal: abort.signal,
+      signal: abort,
       headersTimeout: options.upstreamTimeoutMs,
       bodyTimeout: options.upstreamTimeoutMs,
     });
   } catch (error) {
-    if (abort.signal.aborted) return; // the client left first
+    if (abort.aborted) return; // the client left first
     const timedOut = error instanceof errors.HeadersTimeoutError;
     log().warn({ path, err: (error as Error).message }, 'imgproxy request failed');
     sendError(res, timedOut ? 504 : 502, timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable');

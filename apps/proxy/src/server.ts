@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { createAdaptorServer } from '@hono/node-server';
+import { createServer } from 'node:http';
 import { Pool } from 'undici';
 import {
   createProducerRedis,
@@ -82,18 +82,18 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     metrics.cacheDecisions.inc({ outcome });
     options.onOutcome?.(outcome, path);
   };
-  const { fetch, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally });
+  const { listener, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
-  const server = createAdaptorServer({
-    fetch: fetch as (request: Request, env: unknown) => Response | Promise<Response>,
-    serverOptions: {
+  const server: Server = createServer(
+    {
       // Slow-loris: a client that does not finish its headers in time gets 408 and is closed.
       headersTimeout,
       requestTimeout: headersTimeout * 2,
       connectionsCheckingInterval: Math.min(1_000, Math.ceil(headersTimeout / 2)),
       keepAliveTimeout: 5_000,
     },
-  }) as Server;
+    listener,
+  );
   server.on('request', (req, res) => {
     res.once('close', () => metrics.requests.inc({ method: req.method ?? '', status: res.statusCode }));
   });
