@@ -1,21 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { ConfigError, createLogger, createUploadQueue, createWorkerRedis, loadConfig, rateLimited } from '@imgproxy-cache/shared';
+import { configOrExit, createLogger, createUploadQueue, createWorkerRedis, exitOnSignal, rateLimited, runMain } from '@imgproxy-cache/shared';
 import { createDashboard } from './dashboard.js';
 
 // Entry point of `npm run start:dashboard`.
 
-function main(): void {
-  let config;
-  try {
-    config = loadConfig(process.env, 'dashboard');
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`imgproxy-cache dashboard: ${error.message}`);
-      process.exit(2);
-    }
-    throw error;
-  }
+async function main(): Promise<void> {
+  const config = configOrExit(process.env, 'dashboard');
   const logger = createLogger('dashboard', config.logLevel);
   const logRedisError = rateLimited(10_000);
   const redis = createWorkerRedis(config.redisUrl, {
@@ -31,15 +22,11 @@ function main(): void {
       `Dashboard listening on ${host ?? ''}:${info.port}${config.dashboard.user === undefined ? ' (no auth: loopback only)' : ''}`,
     );
   });
-  const stop = () => {
+  exitOnSignal(logger, { stopping: 'Shutting down', stopped: 'Dashboard stopped' }, async () => {
     server.close();
-    void queue.close().finally(() => {
-      redis.disconnect();
-      process.exit(0);
-    });
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+    await queue.close();
+    redis.disconnect();
+  });
 }
 
-main();
+runMain('dashboard', main);

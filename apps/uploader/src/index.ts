@@ -1,21 +1,12 @@
 import { HeadBucketCommand, S3ServiceException } from '@aws-sdk/client-s3';
-import { ConfigError, createLogger, loadConfig } from '@imgproxy-cache/shared';
+import { configOrExit, createLogger, exitOnSignal, runMain } from '@imgproxy-cache/shared';
 import { S3ObjectStore, createS3Client } from './s3-writer.js';
 import { startUploader } from './uploader.js';
 
 // Entry point of one upload worker. Run as many as you like: nothing in them is per-instance.
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env, 'uploader');
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`imgproxy-cache uploader: ${error.message}`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = configOrExit(process.env, 'uploader');
   const logger = createLogger('uploader', config.logLevel);
   const client = createS3Client(config);
 
@@ -40,28 +31,10 @@ async function main(): Promise<void> {
     'Uploader started',
   );
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'Shutting down: finishing uploads in flight');
-    uploader.close(config.shutdownTimeoutMs).then(
-      () => {
-        client.destroy();
-        logger.info('Uploader stopped');
-        process.exit(0);
-      },
-      (error: Error) => {
-        logger.error({ err: error.message }, 'Error while shutting down');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  exitOnSignal(logger, { stopping: 'Shutting down: finishing uploads in flight', stopped: 'Uploader stopped' }, async () => {
+    await uploader.close(config.shutdownTimeoutMs);
+    client.destroy();
+  });
 }
 
-main().catch((error: Error) => {
-  console.error(`imgproxy-cache uploader: ${error.stack ?? error.message}`);
-  process.exit(1);
-});
+runMain('uploader', main);

@@ -7,3 +7,4 @@ export * from './redis.js';
 export * from './payload-store.js';
 export * from './metrics.js';
 export * from './admin-server.js';
+export * from './service.js';

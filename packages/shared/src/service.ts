@@ -1,0 +1,51 @@
+import { ConfigError, loadConfig, type Config, type Role } from './config.js';
+import type { Logger } from './logger.js';
+
+// What every entry point does the same way: read the configuration or stop with the reasons, and
+// stop cleanly, once, on SIGTERM or SIGINT.
+
+/** The configuration for `role`, or exit 2 listing every bad variable. */
+export function configOrExit(env: Readonly<Record<string, string | undefined>>, role: Role): Config {
+  try {
+    return loadConfig(env, role);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`imgproxy-cache ${role}: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
+
+/**
+ * On the first SIGTERM or SIGINT: log `stopping`, run `stop`, log `stopped` and exit 0 (1 if
+ * `stop` failed). Later signals are ignored: `stop` is already bounded by its own timeout.
+ */
+export function exitOnSignal(logger: Logger, messages: { stopping: string; stopped: string }, stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, messages.stopping);
+    stop().then(
+      () => {
+        logger.info(messages.stopped);
+        process.exit(0);
+      },
+      (error: Error) => {
+        logger.error({ err: error.message }, 'Error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}
+
+/** Runs an entry point's `main`, exiting 1 with the error when it throws. */
+export function runMain(role: Role, main: () => Promise<void>): void {
+  main().catch((error: Error) => {
+    console.error(`imgproxy-cache ${role}: ${error.stack ?? error.message}`);
+    process.exit(1);
+  });
+}
