@@ -89,17 +89,29 @@ mkdirSync(join(work, 'www'), { recursive: true });
 writeFileSync(join(work, 'www', 'image.png'), image);
 chmodSync(work, 0o755); // nginx workers run as nobody when started by root
 
-async function startUpstream() {
-  const port = await freePort();
-  if (NGINX) {
-    const conf = join(work, 'upstream.conf');
-    writeFileSync(
-      conf,
-      `worker_processes 1; daemon off; pid ${work}/upstream.pid; error_log stderr error;
+/** One nginx with one worker, `http` holding the given upstream/server blocks; resolves its URL. */
+async function startNginx(name, port, http) {
+  const conf = join(work, `${name}.conf`);
+  writeFileSync(
+    conf,
+    `worker_processes 1; daemon off; pid ${work}/${name}.pid; error_log stderr error;
 events { worker_connections 4096; }
 http {
   access_log off; keepalive_requests 1000000;
-  server {
+${http}
+}
+`,
+  );
+  start(NGINX, ['-c', conf, '-p', work]);
+  const url = `http://127.0.0.1:${port}`;
+  await until(() => httpOk(`${url}/health`), name);
+  return url;
+}
+
+async function startUpstream() {
+  const port = await freePort();
+  if (NGINX) {
+    return startNginx('upstream', port, `  server {
     listen 127.0.0.1:${port};
     location = /health { default_type text/plain; return 200 "imgproxy is running"; }
     location / {
@@ -107,46 +119,27 @@ http {
       add_header Cache-Control "max-age=31536000, public";
       rewrite ^ /image.png break;
     }
+  }`);
   }
-}
-`,
-    );
-    start(NGINX, ['-c', conf, '-p', work]);
-  } else {
-    const child = start(process.execPath, ['-e', `
-      const http = require('node:http'); const fs = require('node:fs');
-      const image = fs.readFileSync(${JSON.stringify(join(work, 'www', 'image.png'))});
-      http.createServer((req, res) => {
-        if (req.url === '/health') return res.end('imgproxy is running');
-        res.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000, public', 'content-length': image.length });
-        res.end(image);
-      }).listen(${port}, '127.0.0.1');`]);
-    void child;
-  }
+  start(process.execPath, ['-e', `
+    const http = require('node:http'); const fs = require('node:fs');
+    const image = fs.readFileSync(${JSON.stringify(join(work, 'www', 'image.png'))});
+    http.createServer((req, res) => {
+      if (req.url === '/health') return res.end('imgproxy is running');
+      res.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000, public', 'content-length': image.length });
+      res.end(image);
+    }).listen(${port}, '127.0.0.1');`]);
   await until(() => httpOk(`http://127.0.0.1:${port}/health`), 'the upstream');
   return `http://127.0.0.1:${port}`;
 }
 
 async function startReference(upstream) {
   const port = await freePort();
-  const conf = join(work, 'reference.conf');
-  writeFileSync(
-    conf,
-    `worker_processes 1; daemon off; pid ${work}/reference.pid; error_log stderr error;
-events { worker_connections 4096; }
-http {
-  access_log off; keepalive_requests 1000000;
-  upstream imgproxy { server ${upstream.replace('http://', '')}; keepalive 64; }
+  return startNginx('reference', port, `  upstream imgproxy { server ${upstream.replace('http://', '')}; keepalive 64; }
   server {
     listen 127.0.0.1:${port};
     location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }
-  }
-}
-`,
-  );
-  start(NGINX, ['-c', conf, '-p', work]);
-  await until(() => httpOk(`http://127.0.0.1:${port}/health`), 'nginx proxy_pass');
-  return `http://127.0.0.1:${port}`;
+  }`);
 }
 
 async function startRedis() {
