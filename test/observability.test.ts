@@ -53,6 +53,17 @@ describe('proxy metrics and health', () => {
     expect(sample(text, 'imgproxy_cache_capture_bytes')).toBe(0);
   });
 
+  it('counts one decision per response, also when an uncacheable body is cut short', async () => {
+    const s = await start();
+    s.stub.on('/sig/cut404', () => ({ status: 404, headers: { 'content-type': 'text/plain' }, body: Buffer.alloc(50_000, 1), pieceSize: 8192, cutAfter: 20_000 }));
+    await expect(s.get('/sig/cut404')).rejects.toThrow();
+    await s.outcomeOf('/sig/cut404');
+    await waitFor(() => s.proxy.inflight.size === 0, { what: 'the response to settle' });
+    const { text } = await admin(s.proxy.admin!.port, '/metrics');
+    expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'status' })).toBe(1);
+    expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'incomplete' })).toBeUndefined();
+  });
+
   it('counts images not cached because Redis is down', async () => {
     const s = await start({ noUploader: true, env: { REDIS_URL: `redis://127.0.0.1:${await freePort()}` } });
     await s.get('/sig/plain/https://example.com/down.jpg@png');

@@ -108,8 +108,10 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   });
   res.on('drain', () => body.resume());
   body.once('error', (error) => {
-    capture?.release();
-    options.onOutcome?.('incomplete', path);
+    if (capture) {
+      capture.release();
+      options.onOutcome?.('incomplete', path); // decided cacheable at headers, cut short since
+    }
     if (!res.destroyed) {
       log().warn({ path, received, err: error.message }, 'imgproxy response was cut short; ending the client response');
       res.destroy(error);
