@@ -253,6 +253,7 @@ describe('nothing else lands', () => {
     expect(reply.headers['content-length']).toBe(String(s.stub.imageFor(path).length));
     expect(s.stub.requests.at(-1)!.method).toBe('HEAD');
     expect(await settledBucket(s, path, 'method')).toEqual([]);
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 20, msg: 'Not caching response', path, reason: 'method' }));
   });
 
   it('OPTIONS is forwarded and never stored', async () => {
@@ -281,6 +282,7 @@ describe('nothing else lands', () => {
     expect(reply.status).toBe(status);
     expect(reply.body.toString()).toBe(`imgproxy says ${status}`);
     expect(await settledBucket(s, path, 'status')).toEqual([]);
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 20, msg: 'Not caching response', path, reason: 'status', status }));
   });
 
   it('an image served with 4xx (fallback image with IMGPROXY_FALLBACK_IMAGE_HTTP_CODE) is not stored', async () => {

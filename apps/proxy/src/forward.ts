@@ -53,6 +53,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   const requestId = single(req.headers['x-request-id']) ?? randomUUID();
   let child: Logger | undefined; // made on first use: most requests log nothing
   const log = () => (child ??= options.logger.child({ requestId }));
+  const debug = options.logger.isLevelEnabled('debug');
   const headersOut = upstreamRequestHeaders(req.headers, req.socket.remoteAddress);
   headersOut['x-request-id'] = requestId;
 
@@ -90,9 +91,10 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   let cacheKey: string | undefined;
   if (!decision.cache) {
     options.onOutcome?.(decision.reason, path);
-    if (decision.reason !== 'method' && decision.reason !== 'status') log().debug({ path, reason: decision.reason }, 'Not caching response');
+    if (debug) log().debug({ path, reason: decision.reason, status: statusCode }, 'Not caching response');
   } else if (options.recent.has((cacheKey = cacheKeyOf(path)))) {
     options.onOutcome?.('deduped', path);
+    if (debug) log().debug({ path, reason: 'deduped' }, 'Not caching response');
     cacheKey = undefined;
   }
   const capture = cacheKey ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
@@ -137,7 +139,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       capture.release();
       const reason = verdict.cache ? 'too-large' : verdict.reason;
       options.onOutcome?.(reason, path);
-      log().debug({ path, reason, received }, 'Not caching response');
+      if (debug) log().debug({ path, reason, received }, 'Not caching response');
       return;
     }
     const work = options.enqueuer
@@ -159,7 +161,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
         const rememberMs = REMEMBER_MS[outcome];
         if (rememberMs) options.recent.remember(cacheKey, rememberMs);
         options.onOutcome?.(outcome, path);
-        log().debug({ path, outcome }, 'Cache hand-off');
+        if (debug) log().debug({ path, outcome }, 'Cache hand-off');
       })
       .finally(() => capture.release()); // the bytes are held until Redis has them
     options.track(work);
