@@ -415,6 +415,17 @@ describe('the proxy in between', () => {
     expect(s.stub.requests).toHaveLength(0);
   });
 
+  it('prepends the path of IMGPROXY_URL to what it forwards; the key stays the client’s path', async () => {
+    const s = await start({ imgproxyPath: '/imgproxy/' });
+    const path = '/sig/plain/https://example.com/prefixed.jpg@png';
+    s.stub.on('/imgproxy/sig/', (req) => ({ headers: { 'content-type': 'image/png' }, body: s.stub.imageFor(req.url!) }));
+    const reply = await s.get(path);
+    expect(s.stub.requests.at(-1)!.url).toBe(`/imgproxy${path}`);
+    expect(reply.body.equals(s.stub.imageFor(`/imgproxy${path}`))).toBe(true);
+    await s.waitForObject(path, s.stub.imageFor(`/imgproxy${path}`));
+    expect(await s.keys()).toEqual([md5(path)]);
+  });
+
   it('answers 502 with a reason when imgproxy is down', async () => {
     const s = await start();
     await s.stub.close();

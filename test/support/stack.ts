@@ -65,6 +65,8 @@ export interface StackOptions {
   noUploader?: boolean;
   /** a Redis of the test's own for everything (tests that pause or kill Redis must not share it) */
   redisUrl?: string;
+  /** a path after the stub's address in IMGPROXY_URL (imgproxy behind a path prefix) */
+  imgproxyPath?: string;
 }
 
 // Final outcomes: what the proxy decided once the response ended (or at headers, for skips).
@@ -86,7 +88,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   const env = {
     IMGPROXY_BIND: '127.0.0.1:0',
-    IMGPROXY_URL: stub.url,
+    IMGPROXY_URL: `${stub.url}${options.imgproxyPath ?? ''}`,
     REDIS_URL: redisUrl,
     QUEUE_NAME: queueName,
     S3_BUCKET: bucket,

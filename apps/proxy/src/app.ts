@@ -38,10 +38,9 @@ export function createApp(deps: ProxyDeps): ProxyApp {
   const inflight = new Inflight();
   const tally = deps.tally ?? new CaptureTally();
   const recent = new RecentKeys(config.proxy.recentKeys);
-  const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
   const options = {
     upstream: deps.upstream,
-    basePath,
+    basePath: config.proxy.imgproxyBasePath,
     cacheMaxBytes: config.proxy.cacheMaxBytes,
     upstreamTimeoutMs: config.proxy.upstreamTimeoutMs,
     enqueuer: deps.enqueuer,

@@ -9,9 +9,8 @@ async function main(): Promise<void> {
   const config = configOrExit(process.env, 'proxy');
   const logger = createLogger('proxy', config.logLevel);
 
-  const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
   const probe = new Pool(config.proxy.imgproxyUrl.origin, { connections: 1 });
-  const ready = await waitForImgproxy(probe, basePath, config.proxy.healthCheckTimeoutSec, logger);
+  const ready = await waitForImgproxy(probe, config.proxy.imgproxyBasePath, config.proxy.healthCheckTimeoutSec, logger);
   await probe.close();
   if (!ready) {
     logger.fatal(

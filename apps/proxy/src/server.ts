@@ -109,10 +109,9 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
 
   // Ready when imgproxy is healthy and Redis reachable (the proxy serves without Redis, but does
   // not cache: an orchestrator should know).
-  const basePath = config.proxy.imgproxyUrl.pathname.replace(/\/+$/, '');
   const admin = config.metricsBind
     ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
-        imgproxy: await imgproxyHealthy(upstream, basePath, 1_000),
+        imgproxy: await imgproxyHealthy(upstream, config.proxy.imgproxyBasePath, 1_000),
         redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
       }))
     : undefined;

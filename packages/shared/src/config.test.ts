@@ -28,6 +28,11 @@ describe('loadConfig', () => {
     expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
   });
 
+  it('takes a path prefix from IMGPROXY_URL', () => {
+    expect(loadConfig({ IMGPROXY_URL: 'http://imgproxy:8080/prefix/' }, 'proxy').proxy.imgproxyBasePath).toBe('/prefix');
+    expect(loadConfig({}, 'proxy').proxy.imgproxyBasePath).toBe('');
+  });
+
   it('requires S3_BUCKET for the uploader only', () => {
     expect(problemsOf({}, 'uploader')).toEqual(['S3_BUCKET is required']);
     expect(problemsOf({}, 'proxy')).toEqual([]);

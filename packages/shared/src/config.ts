@@ -26,6 +26,8 @@ export interface Config {
   proxy: {
     bind: BindAddress;
     imgproxyUrl: URL;
+    /** the path of IMGPROXY_URL without its trailing slash ('' for none), prepended to every forwarded path */
+    imgproxyBasePath: string;
     healthCheckTimeoutSec: number;
     upstreamTimeoutMs: number;
     enqueueTimeoutMs: number;
@@ -189,6 +191,8 @@ export function loadConfig(env: Env, role: Role): Config {
   const metricsBind = metricsValue.toLowerCase() === 'off' ? undefined : parseBind(metricsValue);
   if (metricsValue.toLowerCase() !== 'off' && !metricsBind) problems.push(`METRICS_BIND must be host:port, :port or off, got "${metricsValue}"`);
 
+  const imgproxyUrl = url('IMGPROXY_URL', ['http:', 'https:']);
+
   const queueName = raw('QUEUE_NAME');
   if (!/^[A-Za-z0-9._-]+$/.test(queueName)) {
     problems.push(`QUEUE_NAME may hold only letters, digits, ".", "_" and "-", got "${queueName}"`);
@@ -207,7 +211,8 @@ export function loadConfig(env: Env, role: Role): Config {
     },
     proxy: {
       bind: bind ?? { host: undefined, port: 8080 },
-      imgproxyUrl: url('IMGPROXY_URL', ['http:', 'https:']),
+      imgproxyUrl,
+      imgproxyBasePath: imgproxyUrl.pathname.replace(/\/+$/, ''),
       healthCheckTimeoutSec: int('HEALTH_CHECK_TIMEOUT_IN_SEC', 0),
       upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
       enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
