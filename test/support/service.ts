@@ -38,11 +38,13 @@ export function spawnService(args: string[], env: Record<string, string>): Servi
         .map((l) => JSON.parse(l) as Record<string, unknown>),
     line: (pattern, timeoutMs = 15_000) =>
       waitFor(() => out.split('\n').find((l) => pattern.test(l)), { timeoutMs, what: `output matching ${pattern}` }),
-    exited: (timeoutMs = 15_000) =>
-      Promise.race([
-        exit,
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms:\n${out}`)), timeoutMs)),
-      ]),
+    exited: (timeoutMs = 15_000) => {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms:\n${out}`)), timeoutMs);
+      });
+      return Promise.race([exit, deadline]).finally(() => clearTimeout(timer));
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');
