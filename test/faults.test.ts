@@ -132,6 +132,17 @@ async function serveAll(w: World, list: string[]): Promise<void> {
   });
 }
 
+/** Serves `list` again and again until its last image has landed: caching works again. */
+async function untilCached(w: World, list: string[], what: string): Promise<void> {
+  await waitFor(
+    async () => {
+      await serveAll(w, list);
+      return (await getObject(w.s3, w.bucket, cacheKeyOf(list.at(-1)!))) !== undefined;
+    },
+    { what, intervalMs: 200, timeoutMs: 30_000 },
+  );
+}
+
 describe('uploader killed mid-upload', () => {
   it('every image lands after a restart, none with other bytes', async () => {
     const w = await setup({ UPLOAD_LOCK_MS: '2000', UPLOAD_CONCURRENCY: '4' });
@@ -207,13 +218,7 @@ describe('Redis outage', () => {
     w.redis = await spawnRedisServer(w.redis.port);
     await uploader.line(/Uploader started/);
     const up = paths('up', 3);
-    await waitFor(
-      async () => {
-        await serveAll(w, up);
-        return (await getObject(w.s3, w.bucket, cacheKeyOf(up[0]!))) !== undefined;
-      },
-      { what: 'caching to resume', intervalMs: 200, timeoutMs: 30_000 },
-    );
+    await untilCached(w, up, 'caching to resume');
     await w.waitForAll(up);
 
     await w.redis.stop(); // Redis dies under load
@@ -221,13 +226,7 @@ describe('Redis outage', () => {
     await serveAll(w, during);
     w.redis = await spawnRedisServer(w.redis.port);
     const after = paths('after', 3);
-    await waitFor(
-      async () => {
-        await serveAll(w, after);
-        return (await getObject(w.s3, w.bucket, cacheKeyOf(after[2]!))) !== undefined;
-      },
-      { what: 'caching to resume after the restart', intervalMs: 200, timeoutMs: 30_000 },
-    );
+    await untilCached(w, after, 'caching to resume after the restart');
     await waitFor(async () => (await listKeys(w.s3, w.bucket)).length === up.length + after.length, { what: 'the last uploads' });
     // Redis errors were logged, rate-limited, not once per request
     const redisErrors = proxy.logs().filter((l) => String(l.msg).startsWith('Redis connection error'));
