@@ -69,13 +69,6 @@ export interface StackOptions {
   imgproxyPath?: string;
 }
 
-// Final outcomes: what the proxy decided once the response ended (or at headers, for skips).
-const FINAL = new Set<string>([
-  'queued', 'requeued', 'uploaded', 'already-queued', 'pending', 'backlog-full', 'redis-down', 'timeout', 'error', 'deduped',
-  'method', 'status', 'cache-control', 'fallback-image', 'content-type', 'content-encoding', 'set-cookie',
-  'vary', 'vary-accept-no-format', 'vary-accept-format-mismatch', 'too-large', 'incomplete', 'empty',
-]);
-
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const id = randomUUID().slice(0, 8);
   const redisUrl = options.redisUrl ?? inject('redisUrl');
@@ -111,9 +104,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   });
   const outcomes: { outcome: CacheOutcome; path: string }[] = [];
   const proxy = await startProxy(proxyConfig, createLogger('proxy', proxyConfig.logLevel, sink), {
-    onOutcome: (outcome, path) => {
-      if (FINAL.has(outcome)) outcomes.push({ outcome, path });
-    },
+    // one outcome per response: why it was not cached, or what the hand-off to Redis did
+    onOutcome: (outcome, path) => outcomes.push({ outcome, path }),
   });
   const uploader = options.noUploader
     ? undefined
