@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { cacheKeyOf, createLogger, loadConfig, redisKeys } from '@imgproxy-cache/shared';
+import { PayloadStore, cacheKeyOf, createLogger, loadConfig, redisKeys } from '@imgproxy-cache/shared';
 import { Redis } from 'ioredis';
 import { startUploader, type RunningUploader } from '../apps/uploader/src/uploader.js';
 import { S3ObjectStore, createS3Client } from '../apps/uploader/src/s3-writer.js';
@@ -108,5 +108,39 @@ describe('PAYLOAD_REDIS_URL', () => {
     } finally {
       payloads.disconnect();
     }
+  });
+});
+
+describe('the tee', () => {
+  // The bytes travel in a plain SET of a staged key, and the tee script keeps them (RENAME) or
+  // drops them: whatever it decides, no staged key is left behind and the count stays exact.
+  it('keeps the bytes it needs, drops the rest, and leaves no staged keys', async () => {
+    const s = (stack = await startStack({ noUploader: true }));
+    const keys = redisKeys(s.config.queue.name);
+    const store = new PayloadStore(s.redis, keys);
+    const opts = { ttlSec: 600, orphanAgeSec: 30, backlogMaxBytes: 10_000, jobState: 'check' as const };
+    const staged = () => s.redis.keys(`bull:${s.config.queue.name}:staged:*`);
+    const counted = async () => Number((await s.redis.get(keys.backlogBytes())) ?? 0);
+
+    const a = Buffer.alloc(4_000, 1);
+    expect(await store.tee('a', a, opts)).toBe('new');
+    expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a)).toBe(true);
+    const ttl = await s.redis.ttl(keys.payload('a'));
+    expect(ttl).toBeGreaterThan(590); // the payload's TTL, not the staged key's minute
+    expect(await counted()).toBe(4_000);
+
+    // the same image again while its bytes wait for their job: dropped
+    expect(await store.tee('a', Buffer.alloc(4_000, 2), opts)).toBe('pending');
+    expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a)).toBe(true);
+    // uploaded a moment ago: dropped
+    await s.redis.set(keys.uploaded('b'), '1');
+    expect(await store.tee('b', Buffer.alloc(4_000, 3), opts)).toBe('uploaded');
+    expect(await s.redis.exists(keys.payload('b'))).toBe(0);
+    // past the bound: dropped
+    expect(await store.tee('c', Buffer.alloc(7_000, 4), opts)).toBe('backlog-full');
+    expect(await s.redis.exists(keys.payload('c'))).toBe(0);
+
+    expect(await counted()).toBe(4_000);
+    expect(await staged()).toEqual([]);
   });
 });

@@ -96,6 +96,7 @@ export class RedisEnqueuer implements Enqueuer {
       backlogMaxBytes: this.config.proxy.backlogMaxBytes,
       jobState,
     });
+    if (result === 'lost') throw new Error('the image bytes did not reach Redis');
     if (result === 'backlog-full') this.noteBacklog(true);
     if (result !== 'new' && result !== 'failed') return result;
     this.noteBacklog(false);

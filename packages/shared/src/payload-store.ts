@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from './redis-keys.js';
 
@@ -11,14 +12,23 @@ export type TeeResult =
   | 'already-queued' // a job for it exists and has not failed
   | 'pending' // another request wrote its bytes a moment ago and is adding the job
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES reached
+  | 'lost' // the staged bytes were not there (their SET failed): nothing written
   | 'failed' // bytes written; the image's earlier job had failed and must be replaced
   | 'new'; // bytes written; add the job
 
 /** What the queue's Redis knows of the image's job, when the bytes live in another Redis. */
 export type JobState = 'check' | 'none' | 'failed';
 
-// KEYS: uploaded, payload, backlog bytes, backlog sizes, backlog expiry, job hash, failed set
-// ARGV: id, bytes, ttl sec, orphan age sec, backlog max, job state ('check' = look at KEYS[6..7])
+/** Staged bytes that no script claimed (their producer died in between) expire after this. */
+const STAGED_TTL_SEC = 60;
+
+// KEYS: uploaded, payload, backlog bytes, backlog sizes, backlog expiry, job hash, failed set, staged
+// ARGV: id, ttl sec, orphan age sec, backlog max, job state ('check' = look at KEYS[6..7])
+//
+// The bytes arrive by a plain SET of the staged key just before this script runs, never as a
+// script argument: Redis copies a script's arguments into Lua strings, which made the tee three
+// times as expensive as the SET itself (bench/PROFILE.md). The script then keeps them (RENAME,
+// O(1)) or drops them.
 const RELEASE = `
 local function release(sizes, expiry, counter, id)
   local size = redis.call('HGET', sizes, id)
@@ -31,28 +41,34 @@ end
 `;
 
 const TEE = `${RELEASE}
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'uploaded' end
-local failed = ARGV[6] == 'failed'
-if ARGV[6] == 'check' and redis.call('EXISTS', KEYS[6]) == 1 then
-  if redis.call('ZSCORE', KEYS[7], ARGV[1]) then failed = true else return 'already-queued' end
+local function drop(result)
+  redis.call('DEL', KEYS[8])
+  return result
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return drop('uploaded') end
+local failed = ARGV[5] == 'failed'
+if ARGV[5] == 'check' and redis.call('EXISTS', KEYS[6]) == 1 then
+  if redis.call('ZSCORE', KEYS[7], ARGV[1]) then failed = true else return drop('already-queued') end
 end
 if not failed then
-  -- bytes without a job: a producer is between its SET and its add(), or died there
+  -- bytes without a job: a producer is between its tee and its add(), or died there
   local ttl = redis.call('TTL', KEYS[2])
-  if ttl > 0 and (tonumber(ARGV[3]) - ttl) < tonumber(ARGV[4]) then return 'pending' end
+  if ttl > 0 and (tonumber(ARGV[2]) - ttl) < tonumber(ARGV[3]) then return drop('pending') end
 end
+local size = redis.call('STRLEN', KEYS[8])
+if size == 0 then return 'lost' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 100)) do
   release(KEYS[4], KEYS[5], KEYS[3], gone)
 end
 release(KEYS[4], KEYS[5], KEYS[3], ARGV[1])
-local size = string.len(ARGV[2])
-if tonumber(redis.call('GET', KEYS[3]) or '0') + size > tonumber(ARGV[5]) then return 'backlog-full' end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if tonumber(redis.call('GET', KEYS[3]) or '0') + size > tonumber(ARGV[4]) then return drop('backlog-full') end
+redis.call('RENAME', KEYS[8], KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('INCRBY', KEYS[3], size)
 redis.call('HSET', KEYS[4], ARGV[1], size)
-redis.call('ZADD', KEYS[5], now + tonumber(ARGV[3]) * 1000, ARGV[1])
+redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]) * 1000, ARGV[1])
 if failed then return 'failed' end
 return 'new'
 `;
@@ -67,31 +83,44 @@ return 1
 `;
 
 interface Scripts {
-  icTee(...args: (string | number | Buffer)[]): Promise<TeeResult>;
+  icTee(...args: (string | number)[]): Promise<TeeResult>;
   icDone(...args: (string | number)[]): Promise<number>;
 }
 
+/** Staged keys of concurrent tees of one image, from any proxy, must differ. */
+const ATTEMPT_PREFIX = `${randomBytes(6).toString('hex')}-`;
+
 export class PayloadStore {
   private readonly redis: Redis & Scripts;
+  private attempts = 0;
 
   constructor(
     redis: Redis,
     private readonly keys: RedisKeys,
   ) {
     if (!(redis as Partial<Scripts>).icTee) {
-      redis.defineCommand('icTee', { numberOfKeys: 7, lua: TEE });
+      redis.defineCommand('icTee', { numberOfKeys: 8, lua: TEE });
       redis.defineCommand('icDone', { numberOfKeys: 5, lua: DONE });
     }
     this.redis = redis as Redis & Scripts;
   }
 
-  /** Dedup checks and, when the image needs uploading, writes its bytes: one atomic round trip. */
-  tee(id: string, bytes: Buffer, opts: { ttlSec: number; orphanAgeSec: number; backlogMaxBytes: number; jobState: JobState }): Promise<TeeResult> {
+  /**
+   * Dedup checks and, when the image needs uploading, its bytes: one round trip carrying a SET of
+   * the bytes under a key of their own and the script that keeps or drops them. Both are written
+   * in the same tick on one connection, so Redis runs them in that order.
+   */
+  async tee(id: string, bytes: Buffer, opts: { ttlSec: number; orphanAgeSec: number; backlogMaxBytes: number; jobState: JobState }): Promise<TeeResult> {
     const k = this.keys;
-    return this.redis.icTee(
-      k.uploaded(id), k.payload(id), k.backlogBytes(), k.backlogSizes(), k.backlogExpiry(), k.job(id), k.failed(),
-      id, bytes, opts.ttlSec, opts.orphanAgeSec, opts.backlogMaxBytes, opts.jobState,
-    );
+    const staged = k.staged(id, `${ATTEMPT_PREFIX}${(this.attempts++).toString(36)}`);
+    const [, result] = await Promise.all([
+      this.redis.set(staged, bytes, 'EX', STAGED_TTL_SEC),
+      this.redis.icTee(
+        k.uploaded(id), k.payload(id), k.backlogBytes(), k.backlogSizes(), k.backlogExpiry(), k.job(id), k.failed(), staged,
+        id, opts.ttlSec, opts.orphanAgeSec, opts.backlogMaxBytes, opts.jobState,
+      ),
+    ]);
+    return result;
   }
 
   read(id: string): Promise<Buffer | null> {

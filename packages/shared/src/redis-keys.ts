@@ -1,12 +1,15 @@
 // Every Redis key this tool writes, built in one place. They live under BullMQ's own namespace for
 // the queue (`bull:<queue>:`) so that one QUEUE_NAME isolates a deployment (or a test) completely.
-// BullMQ's job ids are our MD5 keys (32 hex digits), so `payload:` and `uploaded:` cannot collide.
+// BullMQ's job ids are our MD5 keys (32 hex digits), so `payload:`, `staged:` and `uploaded:`
+// cannot collide.
 
 export const BULL_PREFIX = 'bull';
 
 export interface RedisKeys {
   /** the teed image bytes waiting for upload */
   payload(cacheKey: string): string;
+  /** bytes on their way in, before the tee script decides to keep them (one per attempt) */
+  staged(cacheKey: string, attempt: string): string;
   /** set once the image is in the bucket, so that further requests skip it */
   uploaded(cacheKey: string): string;
   /** BullMQ's hash for the job whose id is the cache key */
@@ -25,6 +28,7 @@ export function redisKeys(queueName: string): RedisKeys {
   const base = `${BULL_PREFIX}:${queueName}`;
   return {
     payload: (cacheKey) => `${base}:payload:${cacheKey}`,
+    staged: (cacheKey, attempt) => `${base}:staged:${cacheKey}:${attempt}`,
     uploaded: (cacheKey) => `${base}:uploaded:${cacheKey}`,
     job: (cacheKey) => `${base}:${cacheKey}`,
     failed: () => `${base}:failed`,
