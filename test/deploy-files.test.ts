@@ -17,6 +17,7 @@ interface Service {
   stop_grace_period?: string;
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }>;
+  cpu_shares?: number;
 }
 
 const compose = parse(readFileSync(`${ROOT}/docker-compose.yml`, 'utf8'), { merge: true }) as { services: Record<string, Service> };
@@ -66,6 +67,12 @@ describe('docker-compose.yml', () => {
     }
     expect(compose.services.proxy!.healthcheck!.test.join(' ')).toMatch(/readyz/);
     expect(compose.services.uploader!.healthcheck!.test.join(' ')).toMatch(/readyz/);
+  });
+
+  it('gives the uploaders less CPU weight than the proxy and imgproxy', () => {
+    const weight = (s: Service) => s.cpu_shares ?? 1024;
+    expect(weight(compose.services.uploader!)).toBeLessThan(weight(compose.services.proxy!));
+    expect(weight(compose.services.uploader!)).toBeLessThan(weight(compose.services.imgproxy!));
   });
 
   it('runs the queue’s Redis with noeviction and an append-only file on a volume', () => {

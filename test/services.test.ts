@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
 import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
@@ -41,6 +42,12 @@ describe('configuration', () => {
     expect(uploader.output()).toMatch(/S3_BUCKET is required/);
   });
 
+  it('the uploader refuses a niceness outside 0–19', async () => {
+    const uploader = run(UPLOADER, { S3_BUCKET: 'b', UPLOAD_NICE: '-5' });
+    expect(await uploader.exited()).toBe(2);
+    expect(uploader.output()).toMatch(/UPLOAD_NICE must be a whole number from 0 to 19, got "-5"/);
+  });
+
   it('the uploader refuses a bucket that does not exist', async () => {
     const uploader = run(UPLOADER, {
       S3_BUCKET: 'no-such-bucket',
@@ -50,6 +57,38 @@ describe('configuration', () => {
     });
     expect(await uploader.exited()).toBe(2);
     expect(uploader.output()).toMatch(/S3_BUCKET \\?"no-such-bucket\\?" does not exist/);
+  });
+});
+
+describe("the uploader's CPU priority", () => {
+  /** niceness of every thread of a process (Linux keeps one per thread) */
+  const threadNiceness = (pid: number) =>
+    readdirSync(`/proc/${pid}/task`).map((tid) => Number(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
+
+  async function startedUploader(env: Record<string, string>): Promise<Service> {
+    const bucket = `b-${randomUUID().slice(0, 8)}`;
+    const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
+    await createBucket(s3, bucket);
+    s3.destroy();
+    const uploader = run(UPLOADER, {
+      S3_BUCKET: bucket,
+      S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
+      S3_REGION: 'us-east-1',
+      REDIS_URL: inject('redisUrl'),
+      QUEUE_NAME: `nice-${bucket}`,
+      ...env,
+    });
+    await uploader.line(/Uploader started/);
+    return uploader;
+  }
+
+  it.runIf(existsSync('/proc/self/task'))('is lowered on every thread: 10 by default, UPLOAD_NICE otherwise, 0 leaves it', async () => {
+    const byDefault = await startedUploader({});
+    expect(new Set(threadNiceness(byDefault.child.pid!))).toEqual(new Set([10]));
+    const seven = await startedUploader({ UPLOAD_NICE: '7' });
+    expect(new Set(threadNiceness(seven.child.pid!))).toEqual(new Set([7]));
+    const untouched = await startedUploader({ UPLOAD_NICE: '0' });
+    expect(new Set(threadNiceness(untouched.child.pid!))).toEqual(new Set([threadNiceness(process.pid)[0]]));
   });
 });
 

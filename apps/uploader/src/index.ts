@@ -2,12 +2,17 @@ import { HeadBucketCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { configOrExit, createLogger, exitOnSignal, runMain } from '@imgproxy-cache/shared';
 import { S3ObjectStore, createS3Client } from './s3-writer.js';
 import { startUploader } from './uploader.js';
+import { lowerPriority } from './priority.js';
 
 // Entry point of one upload worker. Run as many as you like: nothing in them is per-instance.
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'uploader');
   const logger = createLogger('uploader', config.logLevel);
+  if (config.uploader.nice > 0) {
+    const { failed } = lowerPriority(config.uploader.nice);
+    if (failed.length > 0) logger.warn({ nice: config.uploader.nice, failed }, 'Could not lower the CPU priority of some threads (UPLOAD_NICE)');
+  }
   const client = createS3Client(config);
 
   // A bucket that does not exist is a configuration error; anything else (S3 down, a key allowed
@@ -27,7 +32,7 @@ async function main(): Promise<void> {
   const store = new S3ObjectStore(client, config.s3.bucket, config.s3.requestTimeoutMs);
   const uploader = await startUploader({ config, store, logger });
   logger.info(
-    { queue: config.queue.name, bucket: config.s3.bucket, folder: config.s3.folder, concurrency: config.uploader.concurrency },
+    { queue: config.queue.name, bucket: config.s3.bucket, folder: config.s3.folder, concurrency: config.uploader.concurrency, nice: config.uploader.nice },
     'Uploader started',
   );
 

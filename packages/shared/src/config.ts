@@ -57,6 +57,8 @@ export interface Config {
   };
   uploader: {
     concurrency: number;
+    /** niceness (0–19) the uploader sets on all its threads at start; 0 = leave as started */
+    nice: number;
     lockMs: number;
     throttleDelayMs: number;
   };
@@ -103,6 +105,7 @@ export const VARIABLES = [
   { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['proxy'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
   { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['proxy'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
+  { name: 'UPLOAD_NICE', default: '10', roles: ['uploader'], description: 'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (`npm start`, one host, the all-in-one image), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Containers are separate CPU groups: there, give the uploader fewer CPU shares (docker-compose.yml does).' },
   { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
   { name: 'UPLOAD_THROTTLE_DELAY_MS', default: '2000', roles: ['uploader'], description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.' },
   { name: 'METRICS_BIND', default: ':9464', roles: BOTH, description: 'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`. `off` disables it. `npm start` gives the uploader this port + 1.' },
@@ -240,6 +243,7 @@ export function loadConfig(env: Env, role: Role): Config {
     },
     uploader: {
       concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
+      nice: int('UPLOAD_NICE', 0, 19),
       lockMs: int('UPLOAD_LOCK_MS', 1000),
       throttleDelayMs: int('UPLOAD_THROTTLE_DELAY_MS', 1),
     },
