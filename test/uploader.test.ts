@@ -68,8 +68,11 @@ describe('the uploader', () => {
     expect(await s.keys()).toEqual([]);
   });
 
-  it('does not write an object the bucket already holds, and remembers it as uploaded', async () => {
-    const s = await start({ env: { CACHE_RECENT_KEYS: '0' } });
+  it.each([
+    ['true', 'one conditional create, refused (412), then a look at the object'],
+    ['false', 'a look at the object, no write'],
+  ])('does not overwrite an object the bucket already holds, and remembers it as uploaded (S3_CONDITIONAL_WRITES=%s: %s)', async (conditional) => {
+    const s = await start({ env: { CACHE_RECENT_KEYS: '0', S3_CONDITIONAL_WRITES: conditional } });
     const path = '/sig/plain/https://example.com/present.jpg@png';
     await s.s3.send(new PutObjectCommand({ Bucket: s.bucket, Key: s.keyFor(path), Body: s.stub.imageFor(path), ContentType: 'image/png' }));
     await s.get(path);
@@ -78,11 +81,27 @@ describe('the uploader', () => {
     const keys = redisKeys(s.config.queue.name);
     await waitFor(async () => (await s.redis.exists(keys.uploaded(cacheKeyOf(path)))) === 1, { what: 'uploaded marker' });
     expect(await s.redis.exists(keys.payload(cacheKeyOf(path)))).toBe(0);
-    expect(s.tap.requests.filter(isPutOf(cacheKeyOf(path)))).toHaveLength(0);
+    const forKey = s.tap.requests.filter((r) => r.url.split('?')[0]!.endsWith(`/${s.keyFor(path)}`));
+    expect(forKey.map((r) => `${r.method} ${r.status}`)).toEqual(conditional === 'true' ? ['PUT 412', 'HEAD 200'] : ['HEAD 200']);
+    expect((await s.object(path))!.cacheControl).toBeUndefined(); // still the object put above
     expect(s.logs.some((l) => l.msg === 'Already in S3, not written again')).toBe(true);
     // and the next request tees nothing
     await s.get(path);
     expect(await s.outcomeOf(path, 2)).toBe('uploaded');
+  });
+
+  it.each([
+    ['true', ['PUT 200'], '*'],
+    ['false', ['HEAD 404', 'PUT 200'], undefined],
+  ])('writes a new image with as few requests as it can (S3_CONDITIONAL_WRITES=%s: %j)', async (conditional, requests, ifNoneMatch) => {
+    const s = await start({ env: { S3_CONDITIONAL_WRITES: conditional } });
+    const path = '/sig/plain/https://example.com/new.jpg@png';
+    await s.get(path);
+    expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+    await s.drained();
+    const forKey = s.tap.requests.filter((r) => r.url.split('?')[0]!.endsWith(`/${s.keyFor(path)}`));
+    expect(forKey.map((r) => `${r.method} ${r.status}`)).toEqual(requests);
+    expect(forKey.find((r) => r.method === 'PUT')!.headers['if-none-match']).toBe(ifNoneMatch);
   });
 
   it('replaces an object holding different bytes for the same path, and says so', async () => {

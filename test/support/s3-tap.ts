@@ -3,12 +3,15 @@ import type { AddressInfo } from 'node:net';
 
 // An HTTP proxy between the uploader and s3rver that records every request and can inject the
 // faults no local S3 server produces on demand: error answers (503 SlowDown, 403, 412...) and
-// dropped connections.
+// dropped connections. It also gives s3rver what it lacks of today's S3: a PUT with
+// `If-None-Match: *` is refused with 412 when the object exists (s3rver would overwrite it).
 
 export interface TapRequest {
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
+  /** the status it was answered with, once answered */
+  status?: number;
 }
 
 export type Fault =
@@ -42,7 +45,8 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
   };
 
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers };
+    const seen: TapRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers };
+    res.once('finish', () => (seen.status = res.statusCode));
     tap.requests.push(seen);
     const fault = tap.fault?.(seen);
     if (fault?.kind === 'drop') {
@@ -67,8 +71,34 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
       });
       return;
     }
+    if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
+      req.pause();
+      void exists(req.url ?? '/').then((found) => {
+        if (!found) return forward(req, res);
+        req.resume();
+        refuse(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+      });
+      return;
+    }
     forward(req, res);
   });
+
+  function refuse(res: ServerResponse, status: number, code: string, message: string): void {
+    const body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+    res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  function exists(url: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      const head = request({ host: '127.0.0.1', port: targetPort, method: 'HEAD', path: url.split('?')[0] }, (answer) => {
+        answer.resume();
+        resolve(answer.statusCode === 200);
+      });
+      head.on('error', () => resolve(false));
+      head.end();
+    });
+  }
 
   function forward(req: IncomingMessage, res: ServerResponse): void {
     const upstream = request(

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
 import { crc32Of, objectKeyOf, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
-import { S3OperationError, type ObjectStore } from './s3-writer.js';
+import { S3OperationError, type ObjectStore, type PutRequest, type StoredObject } from './s3-writer.js';
 
 // One upload: read the teed bytes, check them against the job, skip what the bucket already
 // holds, write the rest with its metadata and Content-MD5, then forget the bytes and remember the
@@ -22,6 +22,8 @@ export interface ProcessorDeps {
   store: ObjectStore;
   folder: string;
   uploadedTtlSec: number;
+  /** S3_CONDITIONAL_WRITES: create with If-None-Match: *, look at the object only when it exists */
+  conditionalWrites: boolean;
   logger: Logger;
   /** S3 asked us to slow down: pause the whole queue and put this job back without an attempt */
   throttle: (error: S3OperationError) => Promise<Error>;
@@ -29,6 +31,24 @@ export interface ProcessorDeps {
 
 export function createProcessor(deps: ProcessorDeps) {
   const { payloads, store, logger } = deps;
+
+  /**
+   * The object may exist: identical bytes are left alone; different ones (imgproxy's output
+   * changed since) are replaced, and said so. Without conditional writes, a new object is written
+   * here too.
+   */
+  async function settleExisting(path: string, object: Omit<PutRequest, 'ifAbsent'>, existing: StoredObject | undefined): Promise<UploadResult> {
+    if (existing && (existing.md5 ? existing.md5 === object.md5 : existing.size === object.body.length)) return 'already-present';
+    if (existing) {
+      logger.warn(
+        { path, bucket: store.bucket, key: object.key, oldSize: existing.size, oldMd5: existing.md5, newSize: object.body.length, newMd5: object.md5 },
+        'Replacing an object that holds different bytes for the same path (imgproxy output changed)',
+      );
+    }
+    // Conditional when nothing was there, so that a concurrent writer is never overwritten.
+    const put = await store.put({ ...object, ifAbsent: deps.conditionalWrites && existing === undefined });
+    return put === 'written' ? 'uploaded' : 'already-present';
+  }
 
   return async function processUpload(job: Job<UploadJobData>): Promise<UploadResult> {
     try {
@@ -60,29 +80,16 @@ export function createProcessor(deps: ProcessorDeps) {
     const digest = createHash('md5').update(bytes).digest('hex');
 
     const key = objectKeyOf(deps.folder, data.cacheKey);
-    const existing = await store.head(key);
+    const object = { key, body: bytes, contentType: data.contentType, cacheControl: data.cacheControl, contentDisposition: data.contentDisposition, md5: digest };
     let result: UploadResult;
-    if (existing && (existing.md5 ? existing.md5 === digest : existing.size === bytes.length)) {
-      result = 'already-present';
+    if (deps.conditionalWrites) {
+      // The common case, a new image, costs one request: a create that S3 refuses (412) when the
+      // object is already there. Only then is it looked at.
+      const put = await store.put({ ...object, ifAbsent: true });
+      result = put === 'written' ? 'uploaded' : await settleExisting(data.path, object, await store.head(key));
     } else {
-      if (existing) {
-        logger.warn(
-          { path: data.path, bucket: store.bucket, key, oldSize: existing.size, oldMd5: existing.md5, newSize: bytes.length, newMd5: digest },
-          'Replacing an object that holds different bytes for the same path (imgproxy output changed)',
-        );
-      }
-      const put = await store.put({
-        key,
-        body: bytes,
-        contentType: data.contentType,
-        cacheControl: data.cacheControl,
-        contentDisposition: data.contentDisposition,
-        md5: digest,
-        ifAbsent: existing === undefined,
-      });
-      result = put === 'written' ? 'uploaded' : 'already-present';
+      result = await settleExisting(data.path, object, await store.head(key));
     }
-
     // Marked first, in the same script: from here on the proxy skips this image.
     await payloads.uploaded(data.cacheKey, deps.uploadedTtlSec);
 

@@ -132,7 +132,7 @@ export class S3ObjectStore implements ObjectStore {
       );
       return 'written';
     } catch (error) {
-      // 412: the object appeared since our HEAD (another uploader, or it was there all along).
+      // 412: the object is there already (written before, or by another uploader just now).
       if (request.ifAbsent && error instanceof S3ServiceException && error.$metadata?.httpStatusCode === 412) return 'exists';
       throw describeS3Error('PutObject', error);
     }

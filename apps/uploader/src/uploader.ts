@@ -58,6 +58,7 @@ export async function startUploader({ config, store, logger, onResult }: Uploade
     store,
     folder: config.s3.folder,
     uploadedTtlSec: config.queue.uploadedTtlSec,
+    conditionalWrites: config.s3.conditionalWrites,
     logger,
     async throttle(error) {
       logThrottle((suppressed) =>

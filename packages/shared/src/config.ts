@@ -84,7 +84,7 @@ export const VARIABLES = [
   { name: 'S3_REGION', default: 'auto', roles: ['uploader'], description: 'Region used for request signing.' },
   { name: 'S3_FORCE_PATH_STYLE', default: 'true', roles: ['uploader'], description: 'Path-style addressing (MinIO and s3rver need it; Tigris and AWS work either way).' },
   { name: 'S3_CHECKSUM_MODE', default: 'WHEN_REQUIRED', roles: ['uploader'], description: '`WHEN_REQUIRED` or `WHEN_SUPPORTED`: whether the SDK adds CRC32 checksums to every request. R2, B2 and older MinIO reject them, so the default only sends what the operation requires (Content-MD5 is always sent).' },
-  { name: 'S3_CONDITIONAL_WRITES', default: 'true', roles: ['uploader'], description: 'Send `If-None-Match: *` on PutObject so a concurrent writer cannot be overwritten (412 counts as done). Turn off for providers that reject the header.' },
+  { name: 'S3_CONDITIONAL_WRITES', default: 'true', roles: ['uploader'], description: 'Create objects with `If-None-Match: *`: a new image costs one request, and an object already there is never overwritten blindly (on 412 the uploader looks at it: same bytes count as done, different ones are replaced and logged). Turn off for providers that reject the header; each upload then looks first (HEAD) and writes after.' },
   { name: 'S3_REQUEST_TIMEOUT_MS', default: '30000', roles: ['uploader'], description: 'Abort one S3 request (HEAD or PUT) after this long; the job is retried.' },
   { name: 'IMGPROXY_BIND', default: ':8080', roles: ['proxy'], description: 'Proxy listen address, `host:port` or `:port`.' },
   { name: 'IMGPROXY_URL', default: 'http://127.0.0.1:8081', roles: ['proxy'], description: 'Where imgproxy listens. A path here is prepended to every forwarded path.' },
