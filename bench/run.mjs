@@ -13,7 +13,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,12 +43,13 @@ function freePort() {
 
 // Children write to files, never to pipes: a pipe nobody reads while wrk runs would fill up and
 // stall the process writing to it.
-function start(command, args, env = {}) {
+function start(command, args, env = {}, name = command) {
   const log = join(work, `child-${children.length}.log`);
   const fd = openSync(log, 'w');
   const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.output = () => readFileSync(log, 'utf8');
+  child.label = name;
   children.push(child);
   return child;
 }
@@ -77,6 +78,40 @@ async function until(check, what, timeoutMs = 20_000) {
 
 const httpOk = (url) => fetch(url).then((r) => r.ok, () => false);
 
+/** CPU seconds used so far by a process and its children (nginx's worker, say). */
+function cpuSeconds(pid) {
+  const ticks = (p) => {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      return Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch {
+      return 0;
+    }
+  };
+  let total = ticks(pid);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+      if (ppid === pid) total += ticks(entry);
+    } catch {}
+  }
+  return total / 100; // USER_HZ
+}
+
+/** CPU seconds of every component (and wrk) over `work()`, as a share of one core. */
+async function withCpuShares(seconds, work) {
+  const before = new Map(children.map((c) => [c.label, cpuSeconds(c.pid)]));
+  const result = await work();
+  const shares = {};
+  for (const c of children) {
+    if (c.exitCode !== null) continue;
+    const used = cpuSeconds(c.pid) - (before.get(c.label) ?? 0);
+    shares[c.label] = (shares[c.label] ?? 0) + used / seconds;
+  }
+  return { ...result, cpu: shares };
+}
+
 function rssMiB(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
@@ -102,7 +137,7 @@ ${http}
 }
 `,
   );
-  start(NGINX, ['-c', conf, '-p', work]);
+  start(NGINX, ['-c', conf, '-p', work], {}, name === 'upstream' ? 'upstream' : 'nginx');
   const url = `http://127.0.0.1:${port}`;
   await until(() => httpOk(`${url}/health`), name);
   return url;
@@ -128,7 +163,7 @@ async function startUpstream() {
       if (req.url === '/health') return res.end('imgproxy is running');
       res.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000, public', 'content-length': image.length });
       res.end(image);
-    }).listen(${port}, '127.0.0.1');`]);
+    }).listen(${port}, '127.0.0.1');`], {}, 'upstream');
   await until(() => httpOk(`http://127.0.0.1:${port}/health`), 'the upstream');
   return `http://127.0.0.1:${port}`;
 }
@@ -144,7 +179,7 @@ async function startReference(upstream) {
 
 async function startRedis() {
   const port = await freePort();
-  start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']);
+  start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], {}, 'redis');
   const url = `redis://127.0.0.1:${port}`;
   await until(async () => {
     const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null });
@@ -160,7 +195,7 @@ async function startRedis() {
 }
 
 async function startS3() {
-  const child = start(process.execPath, ['test/support/s3rver-child.mjs', '0', join(work, 's3')]);
+  const child = start(process.execPath, ['test/support/s3rver-child.mjs', '0', join(work, 's3')], {}, 's3rver');
   let port;
   await until(() => {
     const line = child.output().split('\n')[0];
@@ -215,6 +250,9 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
   const bytes = Array.from({ length: 16 }, (_, i) => makePngOfSize(`up-${i}`, 30 * 1024));
   // the plain loop: PutObject calls with `concurrency` in flight, same server, same sizes
   let next = 0;
+  const s3rver = children.find((c) => c.label === 's3rver');
+  const redisChild = children.find((c) => c.label === 'redis');
+  const loopCpu0 = { self: process.cpuUsage(), s3rver: cpuSeconds(s3rver.pid) };
   const loopStart = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -228,6 +266,8 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
     }),
   );
   const loopSeconds = Number(process.hrtime.bigint() - loopStart) / 1e9;
+  const selfCpu = process.cpuUsage(loopCpu0.self);
+  const loopCpu = { loop: (selfCpu.user + selfCpu.system) / 1e6 / loopSeconds, s3rver: (cpuSeconds(s3rver.pid) - loopCpu0.s3rver) / loopSeconds };
 
   // the queue: fill it through the proxy's own enqueuer, then time one uploader draining it
   const queueName = `bench-${randomUUID().slice(0, 8)}`;
@@ -254,27 +294,44 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
 
   const queueRedis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(queueName, { connection: queueRedis, prefix: 'bull' });
-  const uploader = start(process.execPath, ['apps/uploader/dist/index.js'], {
+  const uploader = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/uploader/dist/index.js'], {
     REDIS_URL: redisUrl, QUEUE_NAME: queueName, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', UPLOAD_CONCURRENCY: String(concurrency), METRICS_BIND: 'off', LOG_LEVEL: 'warn',
-  });
+    UPLOAD_NICE: '0', // compared with a loop at normal priority, on an otherwise idle machine
+  }, 'uploader (throughput)');
   await until(async () => (await queue.getJobCounts('active', 'completed')).active > 0 || (await queue.getJobCounts('waiting')).waiting < jobs, 'the uploader to start', 30_000);
+  const queueCpu0 = { uploader: cpuSeconds(uploader.pid), s3rver: cpuSeconds(s3rver.pid), redis: cpuSeconds(redisChild.pid) };
   const queueStart = process.hrtime.bigint();
   await until(async () => {
     const c = await queue.getJobCounts('waiting', 'active', 'delayed');
     return c.waiting + c.active + c.delayed === 0;
   }, 'the queue to drain', 600_000);
   const queueSeconds = Number(process.hrtime.bigint() - queueStart) / 1e9;
+  const queueCpu = Object.fromEntries(
+    Object.entries({ uploader, s3rver, redis: redisChild }).map(([k, c]) => [k, (cpuSeconds(c.pid) - queueCpu0[k]) / queueSeconds]),
+  );
   const failed = (await queue.getJobCounts('failed')).failed;
   uploader.kill('SIGTERM');
+  await until(() => uploader.exitCode !== null, 'the uploader to stop', 30_000);
   await queue.close();
   queueRedis.disconnect();
-  return { jobs, concurrency, loopRate: jobs / loopSeconds, queueRate: jobs / queueSeconds, failed };
+  return { jobs, concurrency, loopRate: jobs / loopSeconds, queueRate: jobs / queueSeconds, failed, loopCpu, queueCpu };
 }
 
 // --- main ------------------------------------------------------------------------------------
 
+const cpuText = (shares) => Object.entries(shares).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+
+/** BENCH_ONLY=uploads: only the uploader against the PutObject loop, for tuning the uploader. */
+async function uploadsOnly() {
+  const redisUrl = await startRedis();
+  const s3 = await startS3();
+  const uploads = await uploaderThroughput(redisUrl, s3);
+  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s (cpu ${cpuText(uploads.queueCpu)}) vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (cpu ${cpuText(uploads.loopCpu)}): ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
+}
+
 async function main() {
+  if (process.env.BENCH_ONLY === 'uploads') return uploadsOnly();
   if (!NGINX) console.warn('nginx is not installed (apt-get install -y nginx): no reference to compare with; the upstream is a Node server');
   console.log(`load generator: ${WRK ? 'wrk' : 'autocannon'}; ${CONNECTIONS} connections; ${SECONDS}s per run; ${ROUNDS} rounds`);
   const upstream = await startUpstream();
@@ -286,8 +343,8 @@ async function main() {
     IMGPROXY_URL: upstream, IMGPROXY_BIND: `127.0.0.1:${proxyPort}`, REDIS_URL: redisUrl, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', QUEUE_NAME: 'bench-http',
   };
-  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: '127.0.0.1:0' });
-  start(process.execPath, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off', UPLOAD_CONCURRENCY: '16' });
+  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: '127.0.0.1:0' }, 'proxy');
+  const uploader = start(process.execPath, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off', UPLOAD_CONCURRENCY: '16' }, 'uploader');
   const ours = `http://127.0.0.1:${proxyPort}`;
   await until(() => httpOk(`${ours}/health`), 'the proxy');
 
@@ -308,15 +365,19 @@ async function main() {
   const results = new Map();
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, kind, url, unique] of targets) {
-      const r = await load(url, unique);
+      const r = await withCpuShares(SECONDS, () => load(url, unique));
       const key = `${name}|${kind}`;
       results.set(key, [...(results.get(key) ?? []), r]);
-      console.log(`round ${round}  ${name.padEnd(17)} ${kind.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`);
+      console.log(`round ${round}  ${name.padEnd(17)} ${kind.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  cpu ${Object.entries(r.cpu).filter(([, v]) => v >= 0.01).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
     }
   }
   const memory = rssMiB(proxy.pid);
+  // the uploads queued by the runs would compete with the throughput measurement
+  uploader.kill('SIGKILL');
+  proxy.kill('SIGTERM'); // exits by itself, writing its profile under BENCH_CPU_PROF
+  await until(() => proxy.exitCode !== null, 'the proxy to stop', 30_000);
   const uploads = await uploaderThroughput(redisUrl, s3);
-  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (${(uploads.queueRate / uploads.loopRate).toFixed(2)}×), failed ${uploads.failed}`);
+  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s (cpu ${cpuText(uploads.queueCpu)}) vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (cpu ${cpuText(uploads.loopCpu)}): ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
 
   // median of the rounds for each
   const med = (xs) => {
@@ -326,14 +387,18 @@ async function main() {
   };
   const summary = (key) => {
     const rs = results.get(key);
-    return rs && { rps: med(rs.map((r) => r.rps)), p50: med(rs.map((r) => r.p50)), p99: med(rs.map((r) => r.p99)), errors: rs.reduce((a, r) => a + r.errors, 0) };
+    if (!rs) return undefined;
+    const cpu = {};
+    for (const r of rs) for (const [k, v] of Object.entries(r.cpu)) cpu[k] = (cpu[k] ?? 0) + v / rs.length;
+    return { rps: med(rs.map((r) => r.rps)), p50: med(rs.map((r) => r.p50)), p99: med(rs.map((r) => r.p99)), errors: rs.reduce((a, r) => a + r.errors, 0), cpu };
   };
   const rows = [];
   for (const [name, kind] of targets.map(([n, k]) => [n, k]).filter((v, i, a) => a.findIndex((w) => w[0] === v[0] && w[1] === v[1]) === i)) {
     const s = summary(`${name}|${kind}`);
     const ref = summary(`nginx proxy_pass|${kind}`);
     const ratio = ref && name === 'imgproxy-cache' ? ` ${(s.rps / ref.rps).toFixed(2)}× | ${(s.p99 - ref.p99 >= 0 ? '+' : '')}${(s.p99 - ref.p99).toFixed(2)} ms` : ' | ';
-    rows.push(`| ${name} | ${kind} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.errors} |${ratio} |`);
+    const cpu = Object.entries(s.cpu).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+    rows.push(`| ${name} | ${kind} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.errors} |${ratio} | ${cpu} |`);
   }
   const cpu = cpus()[0]?.model ?? 'unknown';
   const report = `# Benchmark results
@@ -343,10 +408,12 @@ Node ${process.version}, ${NGINX ? spawnSync(NGINX, ['-v'], { encoding: 'utf8' }
 ${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} interleaved rounds. Everything (load generator,
 upstream, nginx, proxy, uploader, Redis, s3rver) shares the same cores. The upstream answers a ${(image.length / 1024).toFixed(0)} KB PNG
 for every path; "unique" asks for a new path each request (each response is teed to Redis and queued),
-"repeated" asks for one path (the dedup path).
+"repeated" asks for one path (the dedup path). The last column is the CPU each process used during
+the run (1.00 = one core of the ${cpus().length}; nginx counts its worker, wrk is not shown): the uploader keeps
+draining what the unique runs queued during the runs that follow, at lower priority (UPLOAD_NICE).
 
-| target | URLs | req/s | p50 ms | p99 ms | errors | vs nginx: req/s × \\| p99 Δ |
-|---|---|---|---|---|---|---|
+| target | URLs | req/s | p50 ms | p99 ms | errors | req/s vs nginx | p99 vs nginx | CPU during the run, in cores |
+|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 Proxy memory (RSS) after the runs: **${memory.toFixed(0)} MiB**.
