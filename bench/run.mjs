@@ -46,7 +46,8 @@ function freePort() {
 function start(command, args, env = {}, name = command) {
   const log = join(work, `child-${children.length}.log`);
   const fd = openSync(log, 'w');
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  // each in a process group of its own, so that nginx's workers go with their master
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   child.output = () => readFileSync(log, 'utf8');
   child.label = name;
@@ -343,7 +344,7 @@ async function main() {
     IMGPROXY_URL: upstream, IMGPROXY_BIND: `127.0.0.1:${proxyPort}`, REDIS_URL: redisUrl, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', QUEUE_NAME: 'bench-http',
   };
-  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: '127.0.0.1:0' }, 'proxy');
+  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), process.env.BENCH_PROXY_ENTRY ?? 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: process.env.BENCH_PROXY_ENTRY ? 'off' : '127.0.0.1:0' }, 'proxy');
   const uploader = start(process.execPath, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off', UPLOAD_CONCURRENCY: '16' }, 'uploader');
   const ours = `http://127.0.0.1:${proxyPort}`;
   await until(() => httpOk(`${ours}/health`), 'the proxy');
@@ -433,7 +434,11 @@ main()
     process.exitCode = 1;
   })
   .finally(() => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    for (const c of children) {
+      try {
+        process.kill(-c.pid, 'SIGKILL');
+      } catch {}
+    }
     rmSync(work, { recursive: true, force: true });
     setTimeout(() => process.exit(), 500).unref();
   });
