@@ -46,8 +46,9 @@ function freePort() {
 function start(command, args, env = {}, name = command) {
   const log = join(work, `child-${children.length}.log`);
   const fd = openSync(log, 'w');
-  // each in a process group of its own, so that nginx's workers go with their master
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd], detached: true });
+  // Not detached: a new session would also be a scheduling group of its own (autogroup), where
+  // the uploader's lower priority no longer counts against the proxy's.
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.output = () => readFileSync(log, 'utf8');
   child.label = name;
@@ -419,7 +420,7 @@ ${rows.join('\n')}
 
 Proxy memory (RSS) after the runs: **${memory.toFixed(0)} MiB**.
 
-Uploader: ${uploads.jobs} queued images of 30 KB, one uploader with UPLOAD_CONCURRENCY=${uploads.concurrency}:
+Uploader: ${uploads.jobs} queued images of 30 KB, one uploader with UPLOAD_CONCURRENCY=${uploads.concurrency} and UPLOAD_NICE=0, after the runs, alone:
 **${uploads.queueRate.toFixed(0)} uploads/s**, against a plain loop of PutObject calls with ${uploads.concurrency} in flight on the same
 s3rver: ${uploads.loopRate.toFixed(0)}/s (**${(uploads.queueRate / uploads.loopRate).toFixed(2)}×**); failed: ${uploads.failed}.
 `;
@@ -433,12 +434,11 @@ main()
     for (const c of children) console.error(c.spawnargs.join(' '), '\n', c.output().slice(-2000));
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const c of children) {
-      try {
-        process.kill(-c.pid, 'SIGKILL');
-      } catch {}
-    }
+  .finally(async () => {
+    // SIGTERM first: nginx's master then stops its workers (SIGKILL would leave them running)
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await until(() => children.every((c) => c.exitCode !== null || c.signalCode !== null), 'the children to stop', 3_000).catch(() => undefined);
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     rmSync(work, { recursive: true, force: true });
     setTimeout(() => process.exit(), 500).unref();
   });
