@@ -26,7 +26,8 @@ export function lowerPriority(nice: number): PriorityResult {
     try {
       if (getPriority(tid) < nice) setPriority(tid, nice);
     } catch (error) {
-      failed.push(`${tid}: ${(error as Error).message}`);
+      // a thread that ended since the listing needs nothing
+      if ((error as { info?: { code?: string } }).info?.code !== 'ESRCH') failed.push(`${tid}: ${(error as Error).message}`);
     }
   }
   return { nice, failed };
