@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
 import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
@@ -151,6 +153,110 @@ describe('start-up', () => {
     });
     expect(await all.exited()).toBe(2);
     expect(all.output()).toMatch(/uploader exited \(2\); stopping the other service/);
+  });
+});
+
+describe('PROXY_WORKERS', () => {
+  /** pids of the processes whose parent is `pid` */
+  const childrenOf = (pid: number) =>
+    readdirSync('/proc')
+      .filter((e) => /^\d+$/.test(e))
+      .filter((e) => {
+        try {
+          return Number(readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid;
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  const metric = (text: string, name: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(name))
+      .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+
+  it.runIf(existsSync('/proc/self/stat'))('serves from several workers, sums their metrics, replaces one that dies, and stops them all', async () => {
+    stub = await startImgproxyStub();
+    const bucket = `b-${randomUUID().slice(0, 8)}`;
+    const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
+    await createBucket(s3, bucket);
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const env = {
+      IMGPROXY_URL: stub.url,
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      METRICS_BIND: `127.0.0.1:${adminPort}`,
+      PROXY_WORKERS: '2',
+      REDIS_URL: inject('redisUrl'),
+      QUEUE_NAME: `workers-${bucket}`,
+    };
+    const proxy = run(PROXY, env);
+    await proxy.line(/Proxy listening/);
+    expect(proxy.output().match(/Proxy listening/g)).toHaveLength(1);
+    expect(proxy.output().match(/imgproxy is ready/g)).toHaveLength(1);
+    const workers = childrenOf(proxy.child.pid!);
+    expect(workers).toHaveLength(2);
+
+    // served and cached as by one process
+    const paths = Array.from({ length: 20 }, (_, i) => `/sig/workers/plain/https://example.com/${i}.jpg@png`);
+    for (const p of paths) {
+      const res = await request(`http://127.0.0.1:${port}${p}`);
+      expect(Buffer.from(await res.body.arrayBuffer()).equals(stub.imageFor(p))).toBe(true);
+    }
+    const uploader = run(UPLOADER, {
+      ...env,
+      METRICS_BIND: 'off',
+      S3_BUCKET: bucket,
+      S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
+      S3_REGION: 'us-east-1',
+    });
+    await uploader.line(/Uploader started/);
+    for (const p of paths) await waitForObjectBytes(s3, bucket, cacheKeyOf(p), stub.imageFor(p));
+
+    // the primary answers for all: every response counted once, from whichever worker served it
+    const scrape = async () => (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
+    expect(metric(await scrape(), 'imgproxy_cache_requests_total{method="GET",status="200"')).toBe(paths.length);
+    expect(metric(await scrape(), 'imgproxy_cache_cache_decisions_total{outcome="queued"')).toBe(paths.length);
+    const ready = await request(`http://127.0.0.1:${adminPort}/readyz`);
+    expect(ready.statusCode).toBe(200);
+    expect(await ready.body.json()).toEqual({ ready: true, checks: { workers: true, imgproxy: true, redis: true } });
+
+    // a worker that dies is replaced; serving goes on meanwhile
+    process.kill(workers[0]!, 'SIGKILL');
+    await proxy.line(/A proxy worker exited; starting another/);
+    await proxy.line(/The new proxy worker is listening/);
+    const now = childrenOf(proxy.child.pid!);
+    expect(now).toHaveLength(2);
+    expect(now).not.toContain(workers[0]);
+    const again = await request(`http://127.0.0.1:${port}${paths[0]}`);
+    expect(again.statusCode).toBe(200);
+    await again.body.dump();
+
+    const current = childrenOf(proxy.child.pid!);
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited()).toBe(0);
+    expect(proxy.output().match(/Proxy stopped/g)).toHaveLength(1);
+    for (const pid of current) expect(existsSync(`/proc/${pid}`), `worker ${pid} still running`).toBe(false);
+    s3.destroy();
+  });
+
+  it('stops with exit 1 when its workers cannot start', async () => {
+    stub = await startImgproxyStub();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const proxy = run(PROXY, {
+        IMGPROXY_URL: stub.url,
+        IMGPROXY_BIND: `127.0.0.1:${(taken.address() as AddressInfo).port}`,
+        METRICS_BIND: 'off',
+        PROXY_WORKERS: '2',
+        REDIS_URL: inject('redisUrl'),
+      });
+      expect(await proxy.exited()).toBe(1);
+      expect(proxy.output()).toMatch(/A proxy worker failed to start; stopping/);
+      expect(proxy.output()).toMatch(/EADDRINUSE/);
+    } finally {
+      taken.close();
+    }
   });
 });
 

@@ -1,13 +1,18 @@
+import cluster from 'node:cluster';
 import { Pool } from 'undici';
-import { configOrExit, createLogger, exitOnSignal, runMain } from '@imgproxy-cache/shared';
+import { configOrExit, createLogger, exitOnSignal, runMain, type Config, type Logger } from '@imgproxy-cache/shared';
 import { waitForImgproxy } from './health.js';
 import { startProxy } from './server.js';
+import { serveAsWorker, supervise } from './cluster.js';
 
 // Entry point: configuration from the environment, wait for imgproxy, serve, stop on signals.
+// With PROXY_WORKERS > 1 this process supervises that many workers (cluster.ts), each serving.
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'proxy');
   const logger = createLogger('proxy', config.logLevel);
+
+  if (cluster.isWorker) return worker(config, logger.child({ worker: cluster.worker!.id }));
 
   const probe = new Pool(config.proxy.imgproxyUrl.origin, { connections: 1 });
   const ready = await waitForImgproxy(probe, config.proxy.imgproxyBasePath, config.proxy.healthCheckTimeoutSec, logger);
@@ -21,12 +26,36 @@ async function main(): Promise<void> {
     return;
   }
 
+  if (config.proxy.workers > 1) {
+    process.exit(await supervise(config, logger));
+  }
+
   const proxy = await startProxy(config, logger);
   logger.info({ port: proxy.port, imgproxyUrl: config.proxy.imgproxyUrl.href }, `Proxy listening on ${config.proxy.bind.host ?? ''}:${proxy.port}`);
 
   exitOnSignal(logger, { stopping: 'Shutting down: finishing in-flight responses', stopped: 'Proxy stopped' }, () =>
     proxy.close(config.shutdownTimeoutMs),
   );
+}
+
+/** One of PROXY_WORKERS: serves on the shared port; the primary serves METRICS_BIND for all. */
+async function worker(config: Config, logger: Logger): Promise<void> {
+  const proxy = await startProxy({ ...config, metricsBind: undefined }, logger);
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    proxy.close(config.shutdownTimeoutMs).then(
+      () => process.exit(0),
+      (error: Error) => {
+        logger.error({ err: error.message }, 'Error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  serveAsWorker(proxy, stop);
 }
 
 runMain('proxy', main);

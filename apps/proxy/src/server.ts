@@ -10,6 +10,7 @@ import {
   startAdminServer,
   type AdminServer,
   type Config,
+  type Readiness,
   type Logger,
   type ProxyMetrics,
   type Redis,
@@ -32,6 +33,8 @@ export interface RunningProxy {
   metrics: ProxyMetrics;
   /** /metrics, /livez, /readyz on METRICS_BIND (undefined when off) */
   admin: AdminServer | undefined;
+  /** what /readyz checks: imgproxy healthy, Redis connected */
+  readiness: Readiness;
   /** Stops accepting, lets in-flight responses and their hand-offs finish (bounded), closes all. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -109,12 +112,11 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
 
   // Ready when imgproxy is healthy and Redis reachable (the proxy serves without Redis, but does
   // not cache: an orchestrator should know).
-  const admin = config.metricsBind
-    ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
-        imgproxy: await imgproxyHealthy(upstream, config.proxy.imgproxyBasePath, 1_000),
-        redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
-      }))
-    : undefined;
+  const readiness = async () => ({
+    imgproxy: await imgproxyHealthy(upstream, config.proxy.imgproxyBasePath, 1_000),
+    redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
+  });
+  const admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness) : undefined;
 
   return {
     server,
@@ -124,6 +126,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     tally,
     metrics,
     admin,
+    readiness,
     async close(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

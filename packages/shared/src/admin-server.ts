@@ -1,6 +1,5 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
 import type { BindAddress } from './config.js';
 
 // The admin address of each service (METRICS_BIND): Prometheus metrics and the health checks
@@ -11,13 +10,19 @@ export interface Readiness {
   (): Promise<Record<string, boolean>>;
 }
 
+/** A prom-client Registry, or the cluster primary's view of its workers' metrics. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
 export interface AdminServer {
   server: Server;
   port: number;
   close(): Promise<void>;
 }
 
-export async function startAdminServer(bind: BindAddress, registry: Registry, readiness: Readiness): Promise<AdminServer> {
+export async function startAdminServer(bind: BindAddress, registry: MetricsSource, readiness: Readiness): Promise<AdminServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     const send = (status: number, type: string, body: string) => {

@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 // The only reader of process.env in the project. Every variable is declared once in VARIABLES with
 // its default; loadConfig() parses all of them and reports every bad one at once, each message
 // naming the variable, so a misconfigured deployment fails at start with one readable list.
@@ -35,6 +37,8 @@ export interface Config {
     recentKeys: number;
     backlogMaxBytes: number;
     clientHeadersTimeoutMs: number;
+    /** PROXY_WORKERS resolved: how many processes serve (1 = no cluster) */
+    workers: number;
   };
   redisUrl: string;
   /** PAYLOAD_REDIS_URL: a second Redis for the teed bytes; undefined = REDIS_URL holds them */
@@ -90,6 +94,7 @@ export const VARIABLES = [
   { name: 'IMGPROXY_URL', default: 'http://127.0.0.1:8081', roles: ['proxy'], description: 'Where imgproxy listens. A path here is prepended to every forwarded path.' },
   { name: 'HEALTH_CHECK_TIMEOUT_IN_SEC', default: '30', roles: ['proxy'], description: "How long the proxy waits for imgproxy's `/health` at start before exiting non-zero." },
   { name: 'UPSTREAM_TIMEOUT_MS', default: '60000', roles: ['proxy'], description: 'Longest wait for imgproxy to send headers, and longest silence inside a body, before the request fails (502 / cut response).' },
+  { name: 'PROXY_WORKERS', default: '1', roles: ['proxy'], description: 'Processes serving the proxy port (Node cluster); `0` means one per CPU core. Above 1, the first process only supervises: it waits for imgproxy, starts the workers (replacing any that dies), serves `METRICS_BIND` with their metrics summed, and stops them all on SIGTERM. More workers use more cores and more memory (each holds its own connections and recent keys); on a small host shared with imgproxy, keep 1.' },
   { name: 'CLIENT_HEADERS_TIMEOUT_MS', default: '10000', roles: ['proxy'], description: 'A client must send its request headers within this time, or gets 408 and is disconnected (slow-loris).' },
   { name: 'SHUTDOWN_TIMEOUT_MS', default: '20000', roles: BOTH, description: 'On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator\'s grace period.' },
   { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: ALL, description: 'Redis for the queue and the teed bytes. Must run `maxmemory-policy noeviction`.' },
@@ -223,6 +228,7 @@ export function loadConfig(env: Env, role: Role): Config {
       recentKeys: int('CACHE_RECENT_KEYS', 0, 10_000_000),
       backlogMaxBytes: int('CACHE_BACKLOG_MAX_BYTES', 1),
       clientHeadersTimeoutMs: int('CLIENT_HEADERS_TIMEOUT_MS', 100),
+      workers: resolveWorkers(int('PROXY_WORKERS', 0, 256)),
     },
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']).toString(),
     payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : url('PAYLOAD_REDIS_URL', ['redis:', 'rediss:']).toString(),
@@ -265,6 +271,11 @@ export function loadConfig(env: Env, role: Role): Config {
 
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** PROXY_WORKERS: 0 means one per core. */
+function resolveWorkers(value: number): number {
+  return value === 0 ? availableParallelism() : value;
 }
 
 /** Sum of BullMQ's exponential delays between `attempts` tries: backoff·(2^(attempts−1) − 1). */

@@ -1,0 +1,151 @@
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { startAdminServer, type AdminServer, type Config, type Logger } from '@imgproxy-cache/shared';
+import type { RunningProxy } from './server.js';
+
+// PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no
+// images: it starts the workers, replaces one that dies, answers METRICS_BIND for all of them
+// (their metrics summed, /readyz only when every worker is ready), and stops them on SIGTERM.
+
+const LISTENING = 'imgproxy-cache:listening';
+const READYZ = 'imgproxy-cache:readyz';
+
+interface ListeningMessage {
+  type: typeof LISTENING;
+  port: number;
+}
+interface ReadyzMessage {
+  type: typeof READYZ;
+  id: number;
+  checks?: Record<string, boolean>;
+}
+
+/** Runs in the primary until SIGTERM/SIGINT; resolves the exit code. */
+export function supervise(config: Config, logger: Logger): Promise<number> {
+  const count = config.proxy.workers;
+  const live = new Map<number, Worker>(); // by worker id
+  const listening = new Set<number>();
+  let announced = false;
+  let stopping = false;
+  let exitCode = 0;
+  let admin: AdminServer | undefined;
+  let finish!: (code: number) => void;
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+
+  const fork = () => {
+    const worker = cluster.fork();
+    live.set(worker.id, worker);
+    worker.on('message', (message: ListeningMessage) => {
+      if (message?.type !== LISTENING) return;
+      listening.add(worker.id);
+      if (announced) logger.info({ pid: worker.process.pid }, 'The new proxy worker is listening');
+      if (announced || listening.size < count) return;
+      announced = true;
+      logger.info(
+        { port: message.port, workers: count, imgproxyUrl: config.proxy.imgproxyUrl.href },
+        `Proxy listening on ${config.proxy.bind.host ?? ''}:${message.port}`,
+      );
+    });
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    live.delete(worker.id);
+    const wasListening = listening.delete(worker.id);
+    if (stopping) {
+      // one still starting has nothing in flight: SIGTERM simply ends it
+      if (code !== 0 && wasListening) exitCode = 1;
+      if (live.size === 0) void stopped();
+      return;
+    }
+    if (!wasListening) {
+      // It never served: the next one would fail the same way (port taken, say).
+      logger.fatal({ pid: worker.process.pid, code, signal }, 'A proxy worker failed to start; stopping');
+      stop(1);
+      return;
+    }
+    logger.error({ pid: worker.process.pid, code, signal }, 'A proxy worker exited; starting another');
+    fork();
+  });
+
+  async function stopped(): Promise<void> {
+    await admin?.close();
+    logger.info('Proxy stopped');
+    finish(exitCode);
+  }
+
+  function stop(code: number): void {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    if (live.size === 0) {
+      void stopped();
+      return;
+    }
+    for (const worker of live.values()) worker.process.kill('SIGTERM');
+    // each worker bounds its own shutdown by SHUTDOWN_TIMEOUT_MS; this is for one that hangs anyway
+    setTimeout(() => {
+      for (const worker of live.values()) worker.process.kill('SIGKILL');
+    }, config.shutdownTimeoutMs + 5_000).unref();
+  }
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    logger.info({ signal }, 'Shutting down: finishing in-flight responses');
+    stop(0);
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
+  for (let i = 0; i < count; i++) fork();
+
+  if (config.metricsBind) {
+    const aggregator = new AggregatorRegistry();
+    let nextId = 0;
+    const ask = (worker: Worker, id: number) =>
+      new Promise<Record<string, boolean> | undefined>((resolve) => {
+        const timer = setTimeout(() => done(undefined), 2_000);
+        const onMessage = (message: ReadyzMessage) => {
+          if (message?.type === READYZ && message.id === id) done(message.checks);
+        };
+        function done(checks: Record<string, boolean> | undefined) {
+          clearTimeout(timer);
+          worker.off('message', onMessage);
+          resolve(checks);
+        }
+        worker.on('message', onMessage);
+        if (worker.isConnected()) worker.send({ type: READYZ, id } satisfies ReadyzMessage);
+        else done(undefined);
+      });
+    void startAdminServer(
+      config.metricsBind,
+      { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },
+      async () => {
+        const id = nextId++;
+        const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
+        const all = (name: string) => answers.every((a) => a?.[name] === true);
+        return { workers: answers.length === count && answers.every(Boolean), imgproxy: all('imgproxy'), redis: all('redis') };
+      },
+    ).then(
+      (server) => (admin = server),
+      (error: Error) => {
+        logger.fatal({ err: error.message }, 'Could not listen on METRICS_BIND');
+        stop(1);
+      },
+    );
+  }
+
+  return finished;
+}
+
+/** Runs in a worker once its proxy listens: reports to the primary and answers its questions. */
+export function serveAsWorker(proxy: RunningProxy, onPrimaryGone: () => void): void {
+  AggregatorRegistry.setRegistries([proxy.metrics.registry]);
+  new AggregatorRegistry(); // installs the answer to the primary's metrics requests
+  process.on('message', (message: ReadyzMessage) => {
+    if (message?.type !== READYZ) return;
+    void proxy.readiness().then((checks) => process.send?.({ type: READYZ, id: message.id, checks } satisfies ReadyzMessage));
+  });
+  // A primary that was killed outright leaves nobody to stop this worker: stop by itself.
+  process.once('disconnect', onPrimaryGone);
+  process.send?.({ type: LISTENING, port: proxy.port } satisfies ListeningMessage);
+}
