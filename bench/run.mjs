@@ -114,9 +114,19 @@ async function withCpuShares(seconds, work) {
   return { ...result, cpu: shares };
 }
 
-function rssMiB(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
+/** Resident memory of a process, and of its children too with `withChildren` (cluster workers). */
+function rssMiB(pid, withChildren = false) {
+  const rss = (p) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1]) / 1024;
+  let total = rss(pid);
+  if (withChildren) {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === pid) total += rss(entry);
+      } catch {}
+    }
+  }
+  return total;
 }
 
 // --- the pieces ------------------------------------------------------------------------------
@@ -250,6 +260,10 @@ async function load(baseUrl, unique) {
 
 async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
   const bytes = Array.from({ length: 16 }, (_, i) => makePngOfSize(`up-${i}`, 30 * 1024));
+  // s3rver (and the SDK) run far slower until warm: warm them up first, outside the timing
+  for (let i = 0; i < 200; i++) {
+    await s3.client.send(new PutObjectCommand({ Bucket: 'bench', Key: `warm/${i % 16}`, Body: bytes[i % 16], ContentType: 'image/png' }));
+  }
   // the plain loop: PutObject calls with `concurrency` in flight, same server, same sizes
   let next = 0;
   const s3rver = children.find((c) => c.label === 's3rver');
@@ -322,14 +336,30 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
 
 // --- main ------------------------------------------------------------------------------------
 
+/** The uploader measurement twice, loop and queue alternating, each rate the median (the mean of two). */
+async function uploaderRounds(redisUrl, s3, rounds = 2) {
+  const all = [];
+  for (let i = 0; i < rounds; i++) {
+    const r = await uploaderThroughput(redisUrl, s3);
+    console.log(`uploads, round ${i + 1}: queue ${r.queueRate.toFixed(0)}/s (cpu ${cpuText(r.queueCpu)}) vs PutObject loop ${r.loopRate.toFixed(0)}/s (cpu ${cpuText(r.loopCpu)})`);
+    all.push(r);
+  }
+  const mid = (xs) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+  };
+  return { ...all[0], rounds, queueRate: mid(all.map((r) => r.queueRate)), loopRate: mid(all.map((r) => r.loopRate)), failed: all.reduce((a, r) => a + r.failed, 0) };
+}
+
 const cpuText = (shares) => Object.entries(shares).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
 
 /** BENCH_ONLY=uploads: only the uploader against the PutObject loop, for tuning the uploader. */
 async function uploadsOnly() {
   const redisUrl = await startRedis();
   const s3 = await startS3();
-  const uploads = await uploaderThroughput(redisUrl, s3);
-  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s (cpu ${cpuText(uploads.queueCpu)}) vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (cpu ${cpuText(uploads.loopCpu)}): ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
+  const uploads = await uploaderRounds(redisUrl, s3);
+  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s: ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
 }
 
 async function main() {
@@ -345,13 +375,18 @@ async function main() {
     IMGPROXY_URL: upstream, IMGPROXY_BIND: `127.0.0.1:${proxyPort}`, REDIS_URL: redisUrl, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', QUEUE_NAME: 'bench-http',
   };
-  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), process.env.BENCH_PROXY_ENTRY ?? 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: process.env.BENCH_PROXY_ENTRY ? 'off' : '127.0.0.1:0' }, 'proxy');
+  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: '127.0.0.1:0' }, 'proxy');
+  // the same with PROXY_WORKERS=2 (its CPU and memory include its workers)
+  const clusterPort = await freePort();
+  const clustered = start(process.execPath, ['apps/proxy/dist/index.js'], { ...env, IMGPROXY_BIND: `127.0.0.1:${clusterPort}`, METRICS_BIND: 'off', PROXY_WORKERS: '2' }, 'proxy ×2');
   const uploader = start(process.execPath, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off', UPLOAD_CONCURRENCY: '16' }, 'uploader');
   const ours = `http://127.0.0.1:${proxyPort}`;
+  const oursClustered = `http://127.0.0.1:${clusterPort}`;
   await until(() => httpOk(`${ours}/health`), 'the proxy');
+  await until(() => httpOk(`${oursClustered}/health`), 'the proxy with 2 workers');
 
   // warm-up, and a check that every target serves the image
-  for (const url of [upstream, ours, reference].filter(Boolean)) {
+  for (const url of [upstream, ours, oursClustered, reference].filter(Boolean)) {
     const res = await fetch(`${url}/bench/warmup.png`);
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status !== 200 || !body.equals(image)) throw new Error(`${url} answered ${res.status} with ${body.length} bytes`);
@@ -360,8 +395,10 @@ async function main() {
   const targets = [
     ['nginx proxy_pass', 'unique', reference, true],
     ['imgproxy-cache', 'unique', ours, true],
+    ['imgproxy-cache ×2', 'unique', oursClustered, true],
     ['nginx proxy_pass', 'repeated', reference, false],
     ['imgproxy-cache', 'repeated', ours, false],
+    ['imgproxy-cache ×2', 'repeated', oursClustered, false],
     ['upstream direct', 'repeated', upstream, false],
   ].filter(([, , url]) => url);
   const results = new Map();
@@ -374,12 +411,15 @@ async function main() {
     }
   }
   const memory = rssMiB(proxy.pid);
+  const clusteredMemory = rssMiB(clustered.pid, true);
+  clustered.kill('SIGTERM');
+  await until(() => clustered.exitCode !== null, 'the proxy with 2 workers to stop', 30_000);
   // the uploads queued by the runs would compete with the throughput measurement
   uploader.kill('SIGKILL');
   proxy.kill('SIGTERM'); // exits by itself, writing its profile under BENCH_CPU_PROF
   await until(() => proxy.exitCode !== null, 'the proxy to stop', 30_000);
-  const uploads = await uploaderThroughput(redisUrl, s3);
-  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s (cpu ${cpuText(uploads.queueCpu)}) vs PutObject loop ${uploads.loopRate.toFixed(0)}/s (cpu ${cpuText(uploads.loopCpu)}): ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
+  const uploads = await uploaderRounds(redisUrl, s3);
+  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s: ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
 
   // median of the rounds for each
   const med = (xs) => {
@@ -398,7 +438,7 @@ async function main() {
   for (const [name, kind] of targets.map(([n, k]) => [n, k]).filter((v, i, a) => a.findIndex((w) => w[0] === v[0] && w[1] === v[1]) === i)) {
     const s = summary(`${name}|${kind}`);
     const ref = summary(`nginx proxy_pass|${kind}`);
-    const ratio = ref && name === 'imgproxy-cache' ? ` ${(s.rps / ref.rps).toFixed(2)}× | ${(s.p99 - ref.p99 >= 0 ? '+' : '')}${(s.p99 - ref.p99).toFixed(2)} ms` : ' | ';
+    const ratio = ref && name.startsWith('imgproxy-cache') ? ` ${(s.rps / ref.rps).toFixed(2)}× | ${(s.p99 - ref.p99 >= 0 ? '+' : '')}${(s.p99 - ref.p99).toFixed(2)} ms` : ' | ';
     const cpu = Object.entries(s.cpu).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
     rows.push(`| ${name} | ${kind} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.errors} |${ratio} | ${cpu} |`);
   }
@@ -410,7 +450,8 @@ Node ${process.version}, ${NGINX ? spawnSync(NGINX, ['-v'], { encoding: 'utf8' }
 ${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} interleaved rounds. Everything (load generator,
 upstream, nginx, proxy, uploader, Redis, s3rver) shares the same cores. The upstream answers a ${(image.length / 1024).toFixed(0)} KB PNG
 for every path; "unique" asks for a new path each request (each response is teed to Redis and queued),
-"repeated" asks for one path (the dedup path). The last column is the CPU each process used during
+"repeated" asks for one path (the dedup path). "imgproxy-cache ×2" is the same proxy with PROXY_WORKERS=2
+(a primary and two worker processes); both share one uploader. The last column is the CPU each process used during
 the run (1.00 = one core of the ${cpus().length}; nginx counts its worker, wrk is not shown): the uploader keeps
 draining what the unique runs queued during the runs that follow, at lower priority (UPLOAD_NICE).
 
@@ -418,9 +459,11 @@ draining what the unique runs queued during the runs that follow, at lower prior
 |---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-Proxy memory (RSS) after the runs: **${memory.toFixed(0)} MiB**.
+Proxy memory (RSS) after the runs: **${memory.toFixed(0)} MiB**; with PROXY_WORKERS=2 (the primary and its two
+workers together): ${clusteredMemory.toFixed(0)} MiB.
 
-Uploader: ${uploads.jobs} queued images of 30 KB, one uploader with UPLOAD_CONCURRENCY=${uploads.concurrency} and UPLOAD_NICE=0, after the runs, alone:
+Uploader: ${uploads.jobs} queued images of 30 KB, one uploader with UPLOAD_CONCURRENCY=${uploads.concurrency} and UPLOAD_NICE=0, after the runs, alone,
+${uploads.rounds} rounds alternating with the loop (mean of each):
 **${uploads.queueRate.toFixed(0)} uploads/s**, against a plain loop of PutObject calls with ${uploads.concurrency} in flight on the same
 s3rver: ${uploads.loopRate.toFixed(0)}/s (**${(uploads.queueRate / uploads.loopRate).toFixed(2)}×**); failed: ${uploads.failed}.
 `;
