@@ -236,7 +236,7 @@ describe('Redis outage', () => {
 });
 
 describe('graceful shutdown', () => {
-  it('SIGTERM to the proxy: stops accepting, finishes the response in flight and its hand-off, exits 0', async () => {
+  it('SIGTERM to the proxy (twice): stops accepting, finishes the response in flight and its hand-off, exits 0', async () => {
     const w = await setup();
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -254,6 +254,7 @@ describe('graceful shutdown', () => {
     const body = res.body.arrayBuffer();
     proxy.child.kill('SIGTERM');
     await proxy.line(/Shutting down/);
+    proxy.child.kill('SIGTERM'); // an impatient second signal changes nothing
     await expect(request(`http://127.0.0.1:${w.proxyPort}/sig/new.png`)).rejects.toThrow(); // no longer accepting
     release();
     expect(Buffer.from(await body).equals(w.stub.imageFor(path))).toBe(true);

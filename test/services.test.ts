@@ -233,6 +233,8 @@ describe('PROXY_WORKERS', () => {
 
     const current = childrenOf(proxy.child.pid!);
     proxy.child.kill('SIGTERM');
+    await proxy.line(/Shutting down/);
+    proxy.child.kill('SIGTERM'); // a second signal changes nothing
     expect(await proxy.exited()).toBe(0);
     expect(proxy.output().match(/Proxy stopped/g)).toHaveLength(1);
     for (const pid of current) expect(existsSync(`/proc/${pid}`), `worker ${pid} still running`).toBe(false);

@@ -93,8 +93,8 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
     logger.info({ signal }, 'Shutting down: finishing in-flight responses');
     stop(0);
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal); // `on`: a second signal must not kill the primary mid-shutdown
+  process.on('SIGINT', onSignal);
 
   for (let i = 0; i < count; i++) fork();
 

@@ -53,8 +53,8 @@ async function worker(config: Config, logger: Logger): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.on('SIGTERM', stop); // `on`: a second signal must not kill the worker mid-shutdown
+  process.on('SIGINT', stop);
   serveAsWorker(proxy, stop);
 }
 

@@ -38,8 +38,10 @@ export function exitOnSignal(logger: Logger, messages: { stopping: string; stopp
       },
     );
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  // `on`, not `once`: with no listener left, a second signal would kill the process mid-shutdown
+  // (Node's default action), losing what it was finishing.
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 /** Runs an entry point's `main`, exiting 1 with the error when it throws. */
