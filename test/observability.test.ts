@@ -129,6 +129,8 @@ describe('request ids', () => {
     const uploadLine = await waitFor(() => s.logs.find((l) => String(l.msg).startsWith(`Uploaded to S3 path=${given}`)), { what: 'upload line' });
     expect(uploadLine).toMatchObject({ requestId: 'client-chosen-1', path: given, bucket: s.bucket, key: s.keyFor(given), size: s.stub.imageFor(given).length });
     expect(uploadLine.durationMs).toEqual(expect.any(Number));
-    expect(s.logs.find((l) => String(l.msg).startsWith(`Uploaded to S3 path=${made}`))).toMatchObject({ requestId: generated });
+    // the line follows the PUT (the object can be read a moment before it is written)
+    const madeLine = await waitFor(() => s.logs.find((l) => String(l.msg).startsWith(`Uploaded to S3 path=${made}`)), { what: 'upload line' });
+    expect(madeLine).toMatchObject({ requestId: generated });
   });
 });

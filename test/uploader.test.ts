@@ -84,7 +84,7 @@ describe('the uploader', () => {
     const forKey = s.tap.requests.filter((r) => r.url.split('?')[0]!.endsWith(`/${s.keyFor(path)}`));
     expect(forKey.map((r) => `${r.method} ${r.status}`)).toEqual(conditional === 'true' ? ['PUT 412', 'HEAD 200'] : ['HEAD 200']);
     expect((await s.object(path))!.cacheControl).toBeUndefined(); // still the object put above
-    expect(s.logs.some((l) => l.msg === 'Already in S3, not written again')).toBe(true);
+    await waitFor(() => s.logs.some((l) => l.msg === 'Already in S3, not written again'), { what: 'the log line' }); // just after the marker
     // and the next request tees nothing
     await s.get(path);
     expect(await s.outcomeOf(path, 2)).toBe('uploaded');
@@ -150,7 +150,9 @@ describe('the uploader', () => {
     const job = (await s.queue.getJob(cacheKeyOf(path)))!;
     expect(job.attemptsMade).toBe(3);
     expect(s.tap.requests.filter(isPutOf(cacheKeyOf(path)))).toHaveLength(3);
-    expect(s.logs.some((l) => l.msg === 'Upload failed for good; kept in the failed set' && l.reason === 'PutObject 403 AccessDenied: Access Denied')).toBe(true);
+    await waitFor(() => s.logs.some((l) => l.msg === 'Upload failed for good; kept in the failed set' && l.reason === 'PutObject 403 AccessDenied: Access Denied'), {
+      what: 'the log line', // written when the worker hears of the failure, which Redis shows first
+    });
 
     // The bucket accepts writes again; the image is asked for again: it heals by itself.
     s.tap.fault = undefined;
