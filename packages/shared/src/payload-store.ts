@@ -19,8 +19,12 @@ export type TeeResult =
 /** What the queue's Redis knows of the image's job, when the bytes live in another Redis. */
 export type JobState = 'check' | 'none' | 'failed';
 
-/** Staged bytes that no script claimed (their producer died in between) expire after this. */
-const STAGED_TTL_SEC = 60;
+/**
+ * Staged bytes that no script claimed (the script failed, or the producer died in between) expire
+ * after this. They are not counted in the backlog, so this is kept short: the script normally runs
+ * right behind the SET, and a producer gives up after ENQUEUE_TIMEOUT_MS anyway.
+ */
+const STAGED_TTL_SEC = 15;
 
 // KEYS: uploaded, payload, backlog bytes, backlog sizes, backlog expiry, job hash, failed set, staged
 // ARGV: id, ttl sec, orphan age sec, backlog max, job state ('check' = look at KEYS[6..7])
