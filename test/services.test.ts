@@ -8,6 +8,7 @@ import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js
 import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
 import { freePort } from './support/free-port.js';
 import { spawnService, type Service } from './support/service.js';
+import { waitFor } from './support/wait.js';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 
 // The built entry points, run the way users run them: configuration from the environment only,
@@ -239,6 +240,16 @@ describe('PROXY_WORKERS', () => {
     expect(proxy.output().match(/Proxy stopped/g)).toHaveLength(1);
     for (const pid of current) expect(existsSync(`/proc/${pid}`), `worker ${pid} still running`).toBe(false);
     s3.destroy();
+  });
+
+  it.runIf(existsSync('/proc/self/stat'))('leaves no workers behind when its primary is killed outright', async () => {
+    stub = await startImgproxyStub();
+    const proxy = run(PROXY, { IMGPROXY_URL: stub.url, IMGPROXY_BIND: '127.0.0.1:0', METRICS_BIND: 'off', PROXY_WORKERS: '2', REDIS_URL: inject('redisUrl') });
+    await proxy.line(/Proxy listening/);
+    const workers = childrenOf(proxy.child.pid!);
+    expect(workers).toHaveLength(2);
+    proxy.child.kill('SIGKILL');
+    await waitFor(() => workers.every((pid) => !existsSync(`/proc/${pid}`)), { what: 'the orphaned workers to exit' });
   });
 
   it('stops with exit 1 when its workers cannot start', async () => {

@@ -138,14 +138,14 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
 }
 
 /** Runs in a worker once its proxy listens: reports to the primary and answers its questions. */
-export function serveAsWorker(proxy: RunningProxy, onPrimaryGone: () => void): void {
+export function serveAsWorker(proxy: RunningProxy): void {
   AggregatorRegistry.setRegistries([proxy.metrics.registry]);
   new AggregatorRegistry(); // installs the answer to the primary's metrics requests
   process.on('message', (message: ReadyzMessage) => {
     if (message?.type !== READYZ) return;
     void proxy.readiness().then((checks) => process.send?.({ type: READYZ, id: message.id, checks } satisfies ReadyzMessage));
   });
-  // A primary that was killed outright leaves nobody to stop this worker: stop by itself.
-  process.once('disconnect', onPrimaryGone);
+  // A primary killed outright leaves no orphans: Node's cluster ends a worker whose channel to
+  // its primary closes unexpectedly (test/services.test.ts checks it).
   process.send?.({ type: LISTENING, port: proxy.port } satisfies ListeningMessage);
 }

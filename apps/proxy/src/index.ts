@@ -55,7 +55,7 @@ async function worker(config: Config, logger: Logger): Promise<void> {
   };
   process.on('SIGTERM', stop); // `on`: a second signal must not kill the worker mid-shutdown
   process.on('SIGINT', stop);
-  serveAsWorker(proxy, stop);
+  serveAsWorker(proxy);
 }
 
 runMain('proxy', main);
