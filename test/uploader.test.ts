@@ -55,6 +55,19 @@ describe('the uploader', () => {
     expect(await s.keys()).toEqual([]);
   });
 
+  it('completes, not fails, a job run again after its upload was done (lock lost to a stall)', async () => {
+    const s = await start();
+    const data = jobData('/sig/ran-twice.png', Buffer.from('x'));
+    // what the first run left: no bytes, the image marked as uploaded
+    await s.redis.set(redisKeys(s.config.queue.name).uploaded(data.cacheKey), '1');
+    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config, data.cacheKey));
+    await waitFor(() => s.logs.some((l) => l.msg === 'Already in S3, not written again' && l.path === data.path), { what: 'the second run to finish' });
+    await s.drained();
+    expect(await s.queue.getJob(data.cacheKey)).toBeUndefined(); // completed and removed, not failed
+    expect(await s.queue.getJobCounts('failed')).toEqual({ failed: 0 });
+    expect(s.tap.requests).toEqual([]); // S3 was not asked anything
+  });
+
   it('refuses bytes that do not match the job’s size and digest', async () => {
     const s = await start();
     const good = s.stub.imageFor('good');

@@ -63,6 +63,12 @@ export function createProcessor(deps: ProcessorDeps) {
     const started = Date.now();
     const data = job.data;
     const bytes = await payloads.read(data.cacheKey);
+    if (bytes === null && (await payloads.isUploaded(data.cacheKey))) {
+      // This job ran before and finished its upload, but its uploader lost the job's lock before
+      // it could say so (a stalled event loop), and BullMQ handed the job out again.
+      logger.info({ path: data.path, key: objectKeyOf(deps.folder, data.cacheKey), attempt: job.attemptsMade + 1, requestId: data.requestId }, 'Already in S3, not written again');
+      return 'already-present';
+    }
     if (bytes === null) {
       throw permanent(
         `Image bytes are gone from Redis: they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted ` +

@@ -131,6 +131,11 @@ export class PayloadStore {
     return this.redis.getBuffer(this.keys.payload(id));
   }
 
+  /** Whether the image was uploaded recently (its `uploaded:` marker is set). */
+  async isUploaded(id: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.uploaded(id))) === 1;
+  }
+
   /** The image is in the bucket: remember it for `uploadedTtlSec`, drop its bytes. */
   async uploaded(id: string, uploadedTtlSec: number): Promise<void> {
     await this.done(id, uploadedTtlSec);
