@@ -285,7 +285,8 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
   const selfCpu = process.cpuUsage(loopCpu0.self);
   const loopCpu = { loop: (selfCpu.user + selfCpu.system) / 1e6 / loopSeconds, s3rver: (cpuSeconds(s3rver.pid) - loopCpu0.s3rver) / loopSeconds };
 
-  // the queue: fill it through the proxy's own enqueuer, then time one uploader draining it
+  // the queue: fill it through the proxy's own enqueuer (onto the intake), then time one uploader
+  // turning it into jobs and draining them
   const queueName = `bench-${randomUUID().slice(0, 8)}`;
   const shared = await import('../packages/shared/dist/index.js');
   const { RedisEnqueuer } = await import('../apps/proxy/dist/enqueue.js');
@@ -315,12 +316,14 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
     AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', UPLOAD_CONCURRENCY: String(concurrency), METRICS_BIND: 'off', LOG_LEVEL: 'warn',
     UPLOAD_NICE: '0', // compared with a loop at normal priority, on an otherwise idle machine
   }, 'uploader (throughput)');
-  await until(async () => (await queue.getJobCounts('active', 'completed')).active > 0 || (await queue.getJobCounts('waiting')).waiting < jobs, 'the uploader to start', 30_000);
+  // the images wait on the intake; the uploader makes their jobs and uploads them
+  const intake = new shared.Intake(queueRedis, shared.redisKeys(queueName));
+  await until(async () => (await intake.size()) < jobs, 'the uploader to start', 30_000);
   const queueCpu0 = { uploader: cpuSeconds(uploader.pid), s3rver: cpuSeconds(s3rver.pid), redis: cpuSeconds(redisChild.pid) };
   const queueStart = process.hrtime.bigint();
   await until(async () => {
     const c = await queue.getJobCounts('waiting', 'active', 'delayed');
-    return c.waiting + c.active + c.delayed === 0;
+    return c.waiting + c.active + c.delayed === 0 && (await intake.size()) === 0;
   }, 'the queue to drain', 600_000);
   const queueSeconds = Number(process.hrtime.bigint() - queueStart) / 1e9;
   const queueCpu = Object.fromEntries(

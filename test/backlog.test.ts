@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { PayloadStore, cacheKeyOf, createLogger, loadConfig, redisKeys } from '@imgproxy-cache/shared';
+import { Intake, PayloadStore, cacheKeyOf, createLogger, loadConfig, redisKeys, type UploadJobData } from '@imgproxy-cache/shared';
 import { Redis } from 'ioredis';
 import { startUploader, type RunningUploader } from '../apps/uploader/src/uploader.js';
 import { S3ObjectStore, createS3Client } from '../apps/uploader/src/s3-writer.js';
@@ -40,6 +40,10 @@ function stackEnv(s: Stack): Record<string, string> {
     S3_REGION: 'us-east-1',
     METRICS_BIND: 'off',
   };
+}
+
+function jobData(cacheKey: string, bytes: Buffer): UploadJobData {
+  return { cacheKey, path: `/${cacheKey}`, contentType: 'image/png', cacheControl: null, contentDisposition: null, size: bytes.length, crc32: '00000000', receivedAt: 1 };
 }
 
 describe('the backlog bound', () => {
@@ -93,10 +97,12 @@ describe('PAYLOAD_REDIS_URL', () => {
     try {
       expect((await payloads.getBuffer(keys.payload(cacheKeyOf(p))))!.equals(s.stub.imageFor(p))).toBe(true);
       expect(await s.redis.exists(keys.payload(cacheKeyOf(p)))).toBe(0);
-      expect(await s.queue.getJob(cacheKeyOf(p))).toBeDefined();
-      // a second request while the job waits: checked against the queue's Redis
+      // the intake entry is in the queue's Redis, for an uploader to make the job
+      expect(await s.redis.hkeys(keys.intakeEntries())).toEqual([cacheKeyOf(p)]);
+      expect(await payloads.exists(keys.intakeEntries())).toBe(0);
+      // a second request while it waits: checked against the queue's Redis
       await s.get(p);
-      expect(await s.outcomeOf(p, 2)).toBe('already-queued');
+      expect(await s.outcomeOf(p, 2)).toBe('pending');
 
       uploader = await lateUploader(s);
       await s.waitForObject(p);
@@ -118,29 +124,37 @@ describe('the tee', () => {
     const s = (stack = await startStack({ noUploader: true }));
     const keys = redisKeys(s.config.queue.name);
     const store = new PayloadStore(s.redis, keys);
+    const intake = new Intake(s.redis, keys);
     const opts = { ttlSec: 600, orphanAgeSec: 30, backlogMaxBytes: 10_000, jobState: 'check' as const };
     const staged = () => s.redis.keys(`bull:${s.config.queue.name}:staged:*`);
     const counted = async () => Number((await s.redis.get(keys.backlogBytes())) ?? 0);
 
     const a = Buffer.alloc(4_000, 1);
-    expect(await store.tee('a', a, opts)).toBe('new');
+    expect(await store.tee(jobData('a', a), a, opts)).toBe('new');
     expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a)).toBe(true);
     const ttl = await s.redis.ttl(keys.payload('a'));
     expect(ttl).toBeGreaterThan(590); // the payload's TTL, not the staged key's minute
     expect(await counted()).toBe(4_000);
+    // on the intake in the same step, for an uploader to make its job
+    expect(await intake.size()).toBe(1);
 
-    // the same image again while its bytes wait for their job: dropped
-    expect(await store.tee('a', Buffer.alloc(4_000, 2), opts)).toBe('pending');
+    // the same image again while it waits on the intake: dropped
+    const a2 = Buffer.alloc(4_000, 2);
+    expect(await store.tee(jobData('a', a2), a2, opts)).toBe('pending');
     expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a)).toBe(true);
+    expect(await intake.size()).toBe(1);
     // uploaded a moment ago: dropped
     await s.redis.set(keys.uploaded('b'), '1');
-    expect(await store.tee('b', Buffer.alloc(4_000, 3), opts)).toBe('uploaded');
+    const b = Buffer.alloc(4_000, 3);
+    expect(await store.tee(jobData('b', b), b, opts)).toBe('uploaded');
     expect(await s.redis.exists(keys.payload('b'))).toBe(0);
     // past the bound: dropped
-    expect(await store.tee('c', Buffer.alloc(7_000, 4), opts)).toBe('backlog-full');
+    const c = Buffer.alloc(7_000, 4);
+    expect(await store.tee(jobData('c', c), c, opts)).toBe('backlog-full');
     expect(await s.redis.exists(keys.payload('c'))).toBe(0);
 
     expect(await counted()).toBe(4_000);
     expect(await staged()).toEqual([]);
+    expect([...(await intake.claim(10))]).toEqual([['a', { replace: false, data: jobData('a', a) }]]);
   });
 });

@@ -7,7 +7,7 @@ import { freePort } from './support/free-port.js';
 import { spawnRedisServer } from './support/redis-server.js';
 import { waitFor } from './support/wait.js';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
-import { crc32Of } from '@imgproxy-cache/shared';
+import { Intake, crc32Of, redisKeys } from '@imgproxy-cache/shared';
 
 // The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
 // complete cacheable 200 lands at md5(path), byte-exact with its metadata; nothing else lands.
@@ -182,24 +182,46 @@ describe('the hand-off to the uploaders', () => {
     const ttl = await s.redis.ttl(payload);
     expect(ttl).toBeGreaterThan(3500);
     expect(ttl).toBeLessThanOrEqual(3600);
-    const job = (await s.queue.getJob(key))!;
-    expect(job.data).toEqual({
-      cacheKey: key,
-      path,
-      contentType: 'image/png',
-      cacheControl: 'max-age=31536000, public',
-      contentDisposition: 'inline; filename="image.png"',
-      size: image.length,
-      crc32: crc32Of(image),
-      receivedAt: expect.any(Number),
-      requestId: expect.any(String),
+    // the metadata waits on the intake, for an uploader to make the job
+    const entries = await new Intake(s.redis, redisKeys(s.config.queue.name)).claim(10);
+    expect([...entries.keys()]).toEqual([key]);
+    expect(entries.get(key)).toEqual({
+      replace: false,
+      data: {
+        cacheKey: key,
+        path,
+        contentType: 'image/png',
+        cacheControl: 'max-age=31536000, public',
+        contentDisposition: 'inline; filename="image.png"',
+        size: image.length,
+        crc32: crc32Of(image),
+        receivedAt: expect.any(Number),
+        requestId: expect.any(String),
+      },
     });
+
+    // a second request meanwhile tees and enqueues nothing
+    await s.get(path);
+    expect(await s.outcomeOf(path, 2)).toBe('pending');
+    expect(await s.redis.keys(`bull:${s.config.queue.name}:staged:*`)).toEqual([]);
+  });
+
+  it('the uploaders turn the intake into jobs, with their own retry settings', async () => {
+    const s = await start({ env: { UPLOAD_ATTEMPTS: '4', UPLOAD_BACKOFF_MS: '500', CACHE_RECENT_KEYS: '0' } });
+    await s.queue.pause(); // jobs are made, not taken
+    const path = '/sig/plain/https://example.com/job.jpg@png';
+    await s.get(path);
+    expect(await s.outcomeOf(path)).toBe('queued');
+    const key = md5(path);
+    const job = await waitFor(() => s.queue.getJob(key), { what: 'the job' });
+    expect(job.data).toMatchObject({ cacheKey: key, path, size: s.stub.imageFor(path).length });
     expect(job.opts).toMatchObject({ attempts: 4, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } });
+    await waitFor(async () => (await s.redis.hlen(redisKeys(s.config.queue.name).intakeEntries())) === 0, { what: 'the intake to empty' });
 
     // a second request while the job waits tees and enqueues nothing
     await s.get(path);
     expect(await s.outcomeOf(path, 2)).toBe('already-queued');
-    expect(await s.queue.getJobCounts('waiting')).toEqual({ waiting: 1 });
+    expect(await s.queue.getJobCounts('waiting')).toEqual({ waiting: 1 }); // one job, made once
   });
 
   it('serves every image at once while Redis is down, and starts caching by itself when Redis appears', async () => {

@@ -11,6 +11,7 @@ import {
   createLogger,
   loadConfig,
   objectKeyOf,
+  redisKeys,
   type Config,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
@@ -46,7 +47,7 @@ export interface Stack {
   waitForObject(path: string, expected?: Buffer): Promise<StoredObject>;
   /** resolves with the proxy's final cache outcome for the n-th request of `path` (1-based) */
   outcomeOf(path: string, nth?: number): Promise<CacheOutcome>;
-  /** resolves once the proxy has handed off every response and the queue holds no job waiting, active or delayed */
+  /** resolves once the proxy has handed off every response, the intake is empty and the queue holds no job waiting, active or delayed */
   drained(): Promise<void>;
   keys(): Promise<string[]>;
   stop(): Promise<void>;
@@ -147,6 +148,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await waitFor(
         async () => {
           if (proxy.inflight.size > 0) return false;
+          if ((await redis.hlen(redisKeys(queueName).intakeEntries())) > 0) return false;
           const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
           return Object.values(counts).every((n) => n === 0);
         },

@@ -1,29 +1,26 @@
 import {
+  Intake,
   PayloadStore,
-  UPLOAD_JOB_NAME,
-  createUploadQueue,
   rateLimited,
   redisKeys,
-  uploadJobOptions,
   type Config,
   type JobState,
   type Logger,
   type Redis,
-  type RedisKeys,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
-import type { Queue } from 'bullmq';
 
 // Hands a complete, cacheable body to the uploaders: the bytes go into their own Redis key with a
-// TTL, and a BullMQ job whose id is the cache key carries the metadata. It runs after the client's
-// response has ended, never throws, and never waits for a Redis that is not there.
+// TTL, and an intake entry carries the metadata; an uploader turns the entry into a BullMQ job
+// whose id is the cache key (shared/src/intake.ts). It runs after the client's response has ended,
+// never throws, and never waits for a Redis that is not there.
 
 export type EnqueueOutcome =
-  | 'queued' // bytes teed, job added
-  | 'requeued' // the image's earlier job had failed: replaced by a fresh one with these bytes
+  | 'queued' // bytes teed, on the intake
+  | 'requeued' // the image's earlier job had failed: on the intake again with these bytes
   | 'uploaded' // the image was uploaded recently: nothing to do
   | 'already-queued' // a job for the image exists and is not failed
-  | 'pending' // another request is teeing the same image right now
+  | 'pending' // the image is teed already and its job about to be created
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES of bytes already wait for upload
   | 'redis-down' // not connected: skipped at once
   | 'timeout' // Redis did not answer within ENQUEUE_TIMEOUT_MS
@@ -42,8 +39,7 @@ export interface Enqueuer {
 class TimeoutError extends Error {}
 
 export class RedisEnqueuer implements Enqueuer {
-  private readonly queue: Queue<UploadJobData>;
-  private readonly keys: RedisKeys;
+  private readonly intake: Intake;
   private readonly payloads: PayloadStore;
   private readonly logFailure = rateLimited(10_000);
   private readonly orphanAgeSec: number;
@@ -56,13 +52,11 @@ export class RedisEnqueuer implements Enqueuer {
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
-    this.keys = redisKeys(config.queue.name);
-    this.payloads = new PayloadStore(payloadRedis, this.keys);
-    this.queue = createUploadQueue(config.queue.name, redis);
-    this.queue.on('error', () => {
-      /* connection errors are logged, rate-limited, by the Redis client's owner */
-    });
-    // Bytes without a job older than this were left by a producer whose add() failed.
+    const keys = redisKeys(config.queue.name);
+    this.intake = new Intake(redis, keys);
+    this.payloads = new PayloadStore(payloadRedis, keys);
+    // With PAYLOAD_REDIS_URL: bytes without an intake entry older than this were left by a
+    // producer that died, or whose push failed, between the two Redis.
     this.orphanAgeSec = Math.max(30, Math.ceil((config.proxy.enqueueTimeoutMs * 3) / 1000));
   }
 
@@ -83,14 +77,14 @@ export class RedisEnqueuer implements Enqueuer {
   }
 
   private async tee({ data, bytes }: TeedImage): Promise<EnqueueOutcome> {
-    const { cacheKey } = data;
-    let jobState: JobState = 'check'; // one Redis: the tee script looks at the job itself
-    if (this.payloadRedis !== this.redis) {
-      const [exists, failedScore] = (await this.redis.multi().exists(this.keys.job(cacheKey)).zscore(this.keys.failed(), cacheKey).exec())!;
-      if (exists![1] === 1 && failedScore![1] === null) return 'already-queued';
-      jobState = exists![1] === 1 ? 'failed' : 'none';
+    const split = this.payloadRedis !== this.redis;
+    let jobState: JobState = 'check'; // one Redis: the tee script does everything
+    if (split) {
+      const known = await this.intake.check(data.cacheKey);
+      if (known === 'pending' || known === 'already-queued') return known;
+      jobState = known;
     }
-    const result = await this.payloads.tee(cacheKey, bytes, {
+    const result = await this.payloads.tee(data, bytes, {
       ttlSec: this.config.queue.payloadTtlSec,
       orphanAgeSec: this.orphanAgeSec,
       backlogMaxBytes: this.config.proxy.backlogMaxBytes,
@@ -100,14 +94,14 @@ export class RedisEnqueuer implements Enqueuer {
     if (result === 'backlog-full') this.noteBacklog(true);
     if (result !== 'new' && result !== 'failed') return result;
     this.noteBacklog(false);
-    try {
-      // A failed job keeps its id for the dashboard; a new complete body for the image replaces it.
-      if (result === 'failed') await this.queue.remove(cacheKey);
-      await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config, cacheKey));
-    } catch (error) {
-      // Without a job nobody will ever read the bytes: free them now rather than at their TTL.
-      await this.payloads.discard(cacheKey).catch(() => undefined);
-      throw error;
+    if (split) {
+      try {
+        await this.intake.push(data, result === 'failed');
+      } catch (error) {
+        // Without an entry nobody will ever read the bytes: free them now rather than at their TTL.
+        await this.payloads.discard(data.cacheKey).catch(() => undefined);
+        throw error;
+      }
     }
     return result === 'failed' ? 'requeued' : 'queued';
   }
@@ -136,7 +130,7 @@ export class RedisEnqueuer implements Enqueuer {
   }
 
   async close(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
+    // the Redis connections belong to the server
   }
 }
 

@@ -1,6 +1,7 @@
 import { Worker, type Job } from 'bullmq';
 import {
   BULL_PREFIX,
+  Intake,
   PayloadStore,
   createRegistry,
   createUploadQueue,
@@ -17,6 +18,7 @@ import {
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { createProcessor, type UploadResult } from './processor.js';
+import { IntakePump } from './intake-pump.js';
 import type { ObjectStore } from './s3-writer.js';
 
 export interface RunningUploader {
@@ -36,9 +38,11 @@ export interface UploaderOptions {
   store: ObjectStore;
   logger: Logger;
   onResult?: (result: UploadResult | 'failed', job: UploadJobData) => void;
+  /** how often the intake pump looks for images left claimed by an uploader that died (tests) */
+  intakeRescanMs?: number;
 }
 
-export async function startUploader({ config, store, logger, onResult }: UploaderOptions): Promise<RunningUploader> {
+export async function startUploader({ config, store, logger, onResult, intakeRescanMs }: UploaderOptions): Promise<RunningUploader> {
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
@@ -46,10 +50,12 @@ export async function startUploader({ config, store, logger, onResult }: Uploade
   const payloadRedis: Redis = createWorkerRedis(config.payloadRedisUrl ?? config.redisUrl, { onError });
   const queue = createUploadQueue(config.queue.name, connection);
   const logThrottle = rateLimited(10_000);
-  const payloads = new PayloadStore(payloadRedis, redisKeys(config.queue.name));
+  const keys = redisKeys(config.queue.name);
+  const payloads = new PayloadStore(payloadRedis, keys);
+  const intake = new Intake(connection, keys);
   const metrics = createUploaderMetrics(
     createRegistry('uploader'),
-    () => queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
+    async () => ({ ...(await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')), intake: await intake.size() }),
     () => payloads.backlogBytes(),
   );
 
@@ -106,6 +112,16 @@ export async function startUploader({ config, store, logger, onResult }: Uploade
     },
   );
 
+  // The proxies put teed images on the intake; this uploader turns them into jobs, with the others.
+  const pump = new IntakePump({
+    intake,
+    queue,
+    blocking: createWorkerRedis(config.redisUrl, { onError }),
+    config,
+    logger,
+    rescanMs: intakeRescanMs,
+  });
+
   worker.on('completed', (job, result) => onResult?.(result, job.data));
   worker.on('failed', (job, error) => {
     if (!job) return;
@@ -138,6 +154,8 @@ export async function startUploader({ config, store, logger, onResult }: Uploade
     async close(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      // Images it claimed and has not made into jobs yet stay claimed: another uploader's scan takes them.
+      await Promise.race([pump.close(), deadline]);
       const closing = worker.close();
       const outcome = await Promise.race([closing.then(() => 'closed' as const), deadline]);
       clearTimeout(timer);

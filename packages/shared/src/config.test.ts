@@ -71,11 +71,14 @@ describe('loadConfig', () => {
     }
   });
 
-  it('refuses a payload TTL shorter than the retry window', () => {
+  it('refuses a payload TTL shorter than the retry window, in the proxy (which sets the TTL) and the uploader (which makes the jobs)', () => {
     expect(retryWindowMs(10, 1000)).toBe(511_000);
-    const problems = problemsOf({ UPLOAD_ATTEMPTS: '12', UPLOAD_BACKOFF_MS: '60000', CACHE_PAYLOAD_TTL_SEC: '3600' });
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^CACHE_PAYLOAD_TTL_SEC \(3600\) must be longer than the retry window/);
+    const tooShort = { UPLOAD_ATTEMPTS: '12', UPLOAD_BACKOFF_MS: '60000', CACHE_PAYLOAD_TTL_SEC: '3600', S3_BUCKET: 'b' };
+    for (const role of ['proxy', 'uploader'] as const) {
+      const problems = problemsOf(tooShort, role);
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/^CACHE_PAYLOAD_TTL_SEC \(3600\) must be longer than the retry window/);
+    }
     expect(problemsOf({ UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '1000', CACHE_PAYLOAD_TTL_SEC: '60' })).toEqual([]);
   });
 

@@ -104,11 +104,11 @@ export const VARIABLES = [
   { name: 'CACHE_RECENT_KEYS', default: '100000', roles: ['proxy'], description: 'How many recently cached images each proxy remembers (for 15 s, or 5 min once uploaded), so that repeated requests for them skip the copy and the trip to Redis. `0` turns it off.' },
   { name: 'CACHE_BACKLOG_MAX_BYTES', default: '268435456', roles: ['proxy'], description: 'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders) new images are served but not teed until the backlog drains, so Redis never fills up.' },
   { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
-  { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: ['proxy'], description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window (checked at start).' },
+  { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: BOTH, description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window of `UPLOAD_ATTEMPTS` and `UPLOAD_BACKOFF_MS` (both services check at start).' },
   { name: 'CACHE_UPLOADED_TTL_SEC', default: '86400', roles: ['uploader'], description: 'How long an uploaded image is remembered, so that further requests for it tee and enqueue nothing.' },
-  { name: 'UPLOAD_ATTEMPTS', default: '10', roles: ['proxy'], description: 'Upload attempts per image, the first included (set on the job when it is enqueued).' },
-  { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['proxy'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
-  { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['proxy'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
+  { name: 'UPLOAD_ATTEMPTS', default: '10', roles: ['uploader'], description: 'Upload attempts per image, the first included (set on the job by the uploader that creates it).' },
+  { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['uploader'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
+  { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['uploader'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
   { name: 'UPLOAD_NICE', default: '10', roles: ['uploader'], description: 'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (`npm start`, one host, the all-in-one image), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Niceness only ranks processes inside one scheduling group: separate containers, systemd units and login sessions (autogroup) each get their own share, so there give the uploader fewer CPU shares instead (docker-compose.yml does; `CPUWeight=` for systemd).' },
   { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
@@ -258,7 +258,7 @@ export function loadConfig(env: Env, role: Role): Config {
 
   // The bytes must still be in Redis when the last retry runs, or that retry can only fail.
   const windowSec = retryWindowMs(config.queue.attempts, config.queue.backoffMs) / 1000;
-  if (role === 'proxy' && windowSec >= config.queue.payloadTtlSec) {
+  if (role !== 'dashboard' && windowSec >= config.queue.payloadTtlSec) {
     problems.push(
       `CACHE_PAYLOAD_TTL_SEC (${config.queue.payloadTtlSec}) must be longer than the retry window of ` +
         `UPLOAD_ATTEMPTS=${config.queue.attempts} and UPLOAD_BACKOFF_MS=${config.queue.backoffMs} (${Math.ceil(windowSec)} s)`,

@@ -5,6 +5,7 @@ export * from './queue.js';
 export * from './logger.js';
 export * from './redis.js';
 export * from './payload-store.js';
+export * from './intake.js';
 export * from './metrics.js';
 export * from './admin-server.js';
 export * from './service.js';

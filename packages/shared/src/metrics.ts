@@ -84,7 +84,7 @@ export function createUploaderMetrics(
     uploadBytes: new Counter({ name: `${PREFIX}upload_bytes_total`, help: 'Bytes written to S3', registers: [registry] }),
     queueJobs: new Gauge({
       name: `${PREFIX}queue_jobs`,
-      help: 'Upload jobs by state (read at scrape time)',
+      help: 'Upload jobs by state, and "intake": teed images an uploader has yet to make into jobs (read at scrape time)',
       labelNames: ['state'],
       registers: [registry],
       async collect() {

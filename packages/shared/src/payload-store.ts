@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from './redis-keys.js';
+import { INTAKE_PUSH_LUA } from './intake.js';
+import type { UploadJobData } from './queue.js';
 
 // The teed bytes in Redis, and their accounting. Every change to a payload goes through one of the
 // scripts below, so that the backlog counter (the bytes waiting for upload, bounded by
@@ -10,13 +12,17 @@ import type { RedisKeys } from './redis-keys.js';
 export type TeeResult =
   | 'uploaded' // the image was uploaded recently
   | 'already-queued' // a job for it exists and has not failed
-  | 'pending' // another request wrote its bytes a moment ago and is adding the job
+  | 'pending' // its bytes are teed and its job is about to be created
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES reached
   | 'lost' // the staged bytes were not there (their SET failed): nothing written
-  | 'failed' // bytes written; the image's earlier job had failed and must be replaced
-  | 'new'; // bytes written; add the job
+  | 'failed' // bytes written; the image's earlier job had failed and will be replaced
+  | 'new'; // bytes written; its job will be created
 
-/** What the queue's Redis knows of the image's job, when the bytes live in another Redis. */
+/**
+ * 'check': the bytes share the queue's Redis, and the tee script does everything: the dedup checks
+ * against the intake and the job, and the intake entry. Otherwise (PAYLOAD_REDIS_URL) what the
+ * queue's Redis said of the image's job ('none' or 'failed'); the caller pushes the intake entry.
+ */
 export type JobState = 'check' | 'none' | 'failed';
 
 /**
@@ -26,13 +32,6 @@ export type JobState = 'check' | 'none' | 'failed';
  */
 const STAGED_TTL_SEC = 15;
 
-// KEYS: uploaded, payload, backlog bytes, backlog sizes, backlog expiry, job hash, failed set, staged
-// ARGV: id, ttl sec, orphan age sec, backlog max, job state ('check' = look at KEYS[6..7])
-//
-// The bytes arrive by a plain SET of the staged key just before this script runs, never as a
-// script argument: Redis copies a script's arguments into Lua strings, which made the tee three
-// times as expensive as the SET itself (bench/PROFILE.md). The script then keeps them (RENAME,
-// O(1)) or drops them.
 const RELEASE = `
 local function release(sizes, expiry, counter, id)
   local size = redis.call('HGET', sizes, id)
@@ -44,18 +43,31 @@ local function release(sizes, expiry, counter, id)
 end
 `;
 
-const TEE = `${RELEASE}
+// KEYS: uploaded, payload, backlog bytes, backlog sizes, backlog expiry, job hash, failed set, staged,
+//       intake list, intake entries
+// ARGV: id, ttl sec, orphan age sec, backlog max, job state, the job's data as JSON ('check' only)
+//
+// The bytes arrive by a plain SET of the staged key just before this script runs, never as a
+// script argument: Redis copies a script's arguments into Lua strings, which made the tee three
+// times as expensive as the SET itself (bench/PROFILE.md). The script then keeps them (RENAME,
+// O(1)) or drops them. With 'check', it also records the image on the intake, in the same atomic
+// step as the bytes: an uploader makes the job (intake.ts).
+const TEE = `${RELEASE}${INTAKE_PUSH_LUA}
 local function drop(result)
   redis.call('DEL', KEYS[8])
   return result
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return drop('uploaded') end
+local check = ARGV[5] == 'check'
 local failed = ARGV[5] == 'failed'
-if ARGV[5] == 'check' and redis.call('EXISTS', KEYS[6]) == 1 then
-  if redis.call('ZSCORE', KEYS[7], ARGV[1]) then failed = true else return drop('already-queued') end
-end
-if not failed then
-  -- bytes without a job: a producer is between its tee and its add(), or died there
+if check then
+  if redis.call('HEXISTS', KEYS[10], ARGV[1]) == 1 then return drop('pending') end
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    if redis.call('ZSCORE', KEYS[7], ARGV[1]) then failed = true else return drop('already-queued') end
+  end
+elseif not failed then
+  -- bytes whose intake entry is not written yet (it is, in the queue's Redis, right after this
+  -- script), or never will be (that producer died in between)
   local ttl = redis.call('TTL', KEYS[2])
   if ttl > 0 and (tonumber(ARGV[2]) - ttl) < tonumber(ARGV[3]) then return drop('pending') end
 end
@@ -73,6 +85,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('INCRBY', KEYS[3], size)
 redis.call('HSET', KEYS[4], ARGV[1], size)
 redis.call('ZADD', KEYS[5], now + tonumber(ARGV[2]) * 1000, ARGV[1])
+if check then intake_push(KEYS[9], KEYS[10], ARGV[1], failed, ARGV[6]) end
 if failed then return 'failed' end
 return 'new'
 `;
@@ -103,7 +116,7 @@ export class PayloadStore {
     private readonly keys: RedisKeys,
   ) {
     if (!(redis as Partial<Scripts>).icTee) {
-      redis.defineCommand('icTee', { numberOfKeys: 8, lua: TEE });
+      redis.defineCommand('icTee', { numberOfKeys: 10, lua: TEE });
       redis.defineCommand('icDone', { numberOfKeys: 5, lua: DONE });
     }
     this.redis = redis as Redis & Scripts;
@@ -112,16 +125,23 @@ export class PayloadStore {
   /**
    * Dedup checks and, when the image needs uploading, its bytes: one round trip carrying a SET of
    * the bytes under a key of their own and the script that keeps or drops them. Both are written
-   * in the same tick on one connection, so Redis runs them in that order.
+   * in the same tick on one connection, so Redis runs them in that order. With jobState 'check',
+   * a kept image is also on the intake when this resolves.
    */
-  async tee(id: string, bytes: Buffer, opts: { ttlSec: number; orphanAgeSec: number; backlogMaxBytes: number; jobState: JobState }): Promise<TeeResult> {
+  async tee(
+    data: UploadJobData,
+    bytes: Buffer,
+    opts: { ttlSec: number; orphanAgeSec: number; backlogMaxBytes: number; jobState: JobState },
+  ): Promise<TeeResult> {
     const k = this.keys;
+    const id = data.cacheKey;
     const staged = k.staged(id, `${ATTEMPT_PREFIX}${(this.attempts++).toString(36)}`);
     const [, result] = await Promise.all([
       this.redis.set(staged, bytes, 'EX', STAGED_TTL_SEC),
       this.redis.icTee(
         k.uploaded(id), k.payload(id), k.backlogBytes(), k.backlogSizes(), k.backlogExpiry(), k.job(id), k.failed(), staged,
-        id, opts.ttlSec, opts.orphanAgeSec, opts.backlogMaxBytes, opts.jobState,
+        k.intake(), k.intakeEntries(),
+        id, opts.ttlSec, opts.orphanAgeSec, opts.backlogMaxBytes, opts.jobState, opts.jobState === 'check' ? JSON.stringify(data) : '',
       ),
     ]);
     return result;

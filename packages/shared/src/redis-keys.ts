@@ -1,7 +1,7 @@
 // Every Redis key this tool writes, built in one place. They live under BullMQ's own namespace for
 // the queue (`bull:<queue>:`) so that one QUEUE_NAME isolates a deployment (or a test) completely.
-// BullMQ's job ids are our MD5 keys (32 hex digits), so `payload:`, `staged:` and `uploaded:`
-// cannot collide.
+// BullMQ's job ids are our MD5 keys (32 hex digits), so `payload:`, `staged:`, `uploaded:` and
+// `intake` cannot collide.
 
 export const BULL_PREFIX = 'bull';
 
@@ -22,6 +22,12 @@ export interface RedisKeys {
   backlogSizes(): string;
   /** sorted set: cache key → when its payload expires (ms), to uncount expired payloads */
   backlogExpiry(): string;
+  /** list of cache keys whose bytes are teed and whose job an uploader has yet to create */
+  intake(): string;
+  /** hash: cache key → its intake entry (the job's data, and whether a failed job is to be replaced) */
+  intakeEntries(): string;
+  /** list of cache keys an uploader took from the intake and is turning into jobs */
+  intakeClaimed(): string;
 }
 
 export function redisKeys(queueName: string): RedisKeys {
@@ -35,5 +41,8 @@ export function redisKeys(queueName: string): RedisKeys {
     backlogBytes: () => `${base}:backlog:bytes`,
     backlogSizes: () => `${base}:backlog:sizes`,
     backlogExpiry: () => `${base}:backlog:expiry`,
+    intake: () => `${base}:intake`,
+    intakeEntries: () => `${base}:intake:entries`,
+    intakeClaimed: () => `${base}:intake:claimed`,
   };
 }
