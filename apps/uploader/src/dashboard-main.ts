@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { configOrExit, createLogger, createUploadQueue, createWorkerRedis, exitOnSignal, rateLimited, runMain } from '@imgproxy-cache/shared';
+import { configOrExit, createLogger, createWorkerRedis, exitOnSignal, rateLimited, runMain } from '@imgproxy-cache/shared';
+import { createUploadQueue } from './upload-queue.js';
 import { createDashboard } from './dashboard.js';
 
 // Entry point of `npm run start:dashboard`.

@@ -4,7 +4,6 @@ import {
   Intake,
   PayloadStore,
   createRegistry,
-  createUploadQueue,
   createUploaderMetrics,
   startAdminServer,
   type AdminServer,
@@ -19,6 +18,7 @@ import {
 } from '@imgproxy-cache/shared';
 import { createProcessor, type UploadResult } from './processor.js';
 import { IntakePump } from './intake-pump.js';
+import { createUploadQueue } from './upload-queue.js';
 import type { ObjectStore } from './s3-writer.js';
 
 export interface RunningUploader {

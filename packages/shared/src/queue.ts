@@ -1,10 +1,8 @@
-import { Queue, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { BULL_PREFIX } from './redis-keys.js';
+import type { JobsOptions } from 'bullmq';
 import type { Config } from './config.js';
 
-// The contract between the proxy (producer) and the uploaders (consumers). Nothing here connects
-// at import time; factories take an ioredis connection that the caller owns.
+// The contract between the proxy (producer) and the uploaders (consumers). Types only from BullMQ:
+// the proxy never loads it (its jobs are made by the uploaders, apps/uploader/src/upload-queue.ts).
 
 /** Job payload: metadata only. The bytes live in their own Redis key (see redis-keys.ts). */
 export interface UploadJobData {
@@ -32,7 +30,7 @@ export interface UploadJobData {
 export const UPLOAD_JOB_NAME = 'upload';
 
 /**
- * Job options set by the producer. `jobId` = cache key makes BullMQ ignore a second add for the
+ * Job options, set by the uploader that makes the job from the intake. `jobId` = cache key makes BullMQ ignore a second add for the
  * same image while the first exists in any state; completed jobs are removed at once (the
  * `uploaded:` marker takes over the dedup), failed ones are kept for the dashboard.
  */
@@ -44,8 +42,4 @@ export function uploadJobOptions(config: Config, cacheKey: string): JobsOptions 
     removeOnComplete: true,
     removeOnFail: { age: config.queue.failedRetentionSec },
   };
-}
-
-export function createUploadQueue(name: string, connection: Redis): Queue<UploadJobData> {
-  return new Queue<UploadJobData>(name, { connection, prefix: BULL_PREFIX });
 }
