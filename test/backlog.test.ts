@@ -48,7 +48,12 @@ function jobData(cacheKey: string, bytes: Buffer): UploadJobData {
 
 describe('the backlog bound', () => {
   it('stops teeing past CACHE_BACKLOG_MAX_BYTES, says so once, and resumes when uploads drain it', async () => {
-    const s = (stack = await startStack({ noUploader: true, env: { CACHE_MAX_BYTES: '10000', CACHE_BACKLOG_MAX_BYTES: '25000' } }));
+    let clock = 1_000_000;
+    const s = (stack = await startStack({
+      noUploader: true,
+      env: { CACHE_MAX_BYTES: '10000', CACHE_BACKLOG_MAX_BYTES: '25000' },
+      enqueuerOptions: { backlogRecheckMs: 100, now: () => clock },
+    }));
     const paths = Array.from({ length: 6 }, (_, i) => `/sig/backlog/plain/https://example.com/${i}.jpg@png`);
     const size = s.stub.imageFor(paths[0]!).length; // about 7 KB: three fit
     expect(size * 3).toBeLessThanOrEqual(25_000);
@@ -66,10 +71,48 @@ describe('the backlog bound', () => {
     for (const p of paths.slice(0, 3)) await s.waitForObject(p);
     await s.drained();
     expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(0);
+    clock += 100; // the proxy asks Redis again
     await s.get(paths[3]!);
     expect(await s.outcomeOf(paths[3]!, 2)).toBe('queued');
     expect(s.logs.filter((l) => l.msg === 'Upload backlog has room again: caching resumed')).toHaveLength(1);
     await s.waitForObject(paths[3]!);
+  });
+
+  it('while full, sheds new images without copying them or asking Redis, except one per recheck interval', async () => {
+    // a Redis of its own, to count the commands the proxy sends
+    extraRedis = await spawnRedisServer();
+    let clock = 1_000_000;
+    const s = (stack = await startStack({
+      noUploader: true,
+      redisUrl: extraRedis.url,
+      env: { CACHE_MAX_BYTES: '10000', CACHE_BACKLOG_MAX_BYTES: '10000' },
+      enqueuerOptions: { backlogRecheckMs: 100, now: () => clock },
+    }));
+    const sets = async () => Number(/cmdstat_set:calls=(\d+)/.exec(await s.redis.info('commandstats'))?.[1] ?? 0);
+    const paths = Array.from({ length: 8 }, (_, i) => `/sig/shed/plain/https://example.com/${i}.jpg@png`);
+    const get = async (i: number) => {
+      expect((await s.get(paths[i]!)).body.equals(s.stub.imageFor(paths[i]!))).toBe(true);
+      return s.outcomeOf(paths[i]!);
+    };
+    expect(await get(0)).toBe('queued');
+    expect(await get(1)).toBe('backlog-full'); // Redis says so
+    const before = await sets();
+    expect(await get(2)).toBe('backlog-full');
+    expect(await get(3)).toBe('backlog-full');
+    expect(await sets()).toBe(before); // shed in the proxy
+
+    clock += 100; // one image asks again, the next ones are shed again
+    expect(await get(4)).toBe('backlog-full');
+    expect(await sets()).toBe(before + 1);
+    expect(await get(5)).toBe('backlog-full');
+    expect(await sets()).toBe(before + 1);
+
+    // room for one image again: the next image that asks is cached, and the one after it asks Redis
+    await new PayloadStore(s.redis, redisKeys(s.config.queue.name)).discard(cacheKeyOf(paths[0]!));
+    clock += 100;
+    expect(await get(6)).toBe('queued');
+    expect(await get(7)).toBe('backlog-full');
+    expect(await sets()).toBe(before + 3);
   });
 
   it('uncounts payloads that expired before anyone uploaded them', async () => {

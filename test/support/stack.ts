@@ -17,6 +17,7 @@ import {
 } from '@imgproxy-cache/shared';
 import { startProxy, type RunningProxy } from '../../apps/proxy/src/server.js';
 import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
+import type { EnqueuerOptions } from '../../apps/proxy/src/enqueue.js';
 import { startUploader, type RunningUploader } from '../../apps/uploader/src/uploader.js';
 import { S3ObjectStore, createS3Client } from '../../apps/uploader/src/s3-writer.js';
 import { startImgproxyStub, type ImgproxyStub, type StubOptions } from './imgproxy-stub.js';
@@ -68,6 +69,8 @@ export interface StackOptions {
   redisUrl?: string;
   /** a path after the stub's address in IMGPROXY_URL (imgproxy behind a path prefix) */
   imgproxyPath?: string;
+  /** the proxy's enqueuer: backlog recheck interval, clock */
+  enqueuerOptions?: EnqueuerOptions;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -107,6 +110,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const proxy = await startProxy(proxyConfig, createLogger('proxy', proxyConfig.logLevel, sink), {
     // one outcome per response: why it was not cached, or what the hand-off to Redis did
     onOutcome: (outcome, path) => outcomes.push({ outcome, path }),
+    enqueuerOptions: options.enqueuerOptions,
   });
   const uploader = options.noUploader
     ? undefined

@@ -32,8 +32,23 @@ export interface TeedImage {
 }
 
 export interface Enqueuer {
+  /**
+   * True while new images would only be refused (the backlog was full a moment ago): the response
+   * is then not copied at all, and its outcome is 'backlog-full'.
+   */
+  shedding(): boolean;
   enqueue(image: TeedImage): Promise<EnqueueOutcome>;
   close(): Promise<void>;
+}
+
+export interface EnqueuerOptions {
+  /**
+   * While the backlog is full, one image in this interval still goes to Redis and finds out
+   * whether there is room again; the others are shed without a copy or a trip to Redis.
+   */
+  backlogRecheckMs?: number;
+  /** the clock (tests) */
+  now?: () => number;
 }
 
 class TimeoutError extends Error {}
@@ -43,7 +58,11 @@ export class RedisEnqueuer implements Enqueuer {
   private readonly payloads: PayloadStore;
   private readonly logFailure = rateLimited(10_000);
   private readonly orphanAgeSec: number;
+  private readonly backlogRecheckMs: number;
+  private readonly now: () => number;
   private backlogFull = false;
+  /** when Redis last said the backlog is full, or the last image was let through to ask again */
+  private backlogCheckedAt = 0;
 
   /** `payloadRedis` is the queue's `redis` unless PAYLOAD_REDIS_URL names another. */
   constructor(
@@ -51,13 +70,24 @@ export class RedisEnqueuer implements Enqueuer {
     private readonly payloadRedis: Redis,
     private readonly config: Config,
     private readonly logger: Logger,
+    options: EnqueuerOptions = {},
   ) {
+    this.backlogRecheckMs = options.backlogRecheckMs ?? 100;
+    this.now = options.now ?? Date.now;
     const keys = redisKeys(config.queue.name);
     this.intake = new Intake(redis, keys);
     this.payloads = new PayloadStore(payloadRedis, keys);
     // With PAYLOAD_REDIS_URL: bytes without an intake entry older than this were left by a
     // producer that died, or whose push failed, between the two Redis.
     this.orphanAgeSec = Math.max(30, Math.ceil((config.proxy.enqueueTimeoutMs * 3) / 1000));
+  }
+
+  shedding(): boolean {
+    if (!this.backlogFull) return false;
+    const now = this.now();
+    if (now - this.backlogCheckedAt < this.backlogRecheckMs) return true;
+    this.backlogCheckedAt = now; // this image goes to Redis and asks
+    return false;
   }
 
   async enqueue(image: TeedImage): Promise<EnqueueOutcome> {
@@ -108,6 +138,7 @@ export class RedisEnqueuer implements Enqueuer {
 
   /** Logs once when the backlog fills up and once when it has room again. */
   private noteBacklog(full: boolean): void {
+    if (full) this.backlogCheckedAt = this.now();
     if (full === this.backlogFull) return;
     this.backlogFull = full;
     if (full) {

@@ -17,7 +17,7 @@ import {
 } from '@imgproxy-cache/shared';
 import { imgproxyHealthy } from './health.js';
 import { createApp } from './app.js';
-import { RedisEnqueuer, type Enqueuer } from './enqueue.js';
+import { RedisEnqueuer, type Enqueuer, type EnqueuerOptions } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
 import type { Inflight } from './inflight.js';
 import { CaptureTally } from './capture.js';
@@ -43,6 +43,8 @@ export interface StartOptions {
   /** replaces the Redis enqueuer (tests) */
   enqueuer?: Enqueuer;
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
+  /** see EnqueuerOptions (tests) */
+  enqueuerOptions?: EnqueuerOptions;
 }
 
 function readyWithin(redis: Redis, ms: number): Promise<void> {
@@ -74,7 +76,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     const redis = createProducerRedis(config.redisUrl, { onError });
     const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError }) : redis;
     redisClients.push(...new Set([redis, payloadRedis]));
-    enqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger);
+    enqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger, options.enqueuerOptions);
     // Give Redis a moment so that the first images are cached, but never hold the proxy back:
     // while Redis is away, images are served and not cached.
     await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
