@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { request } from 'undici';
-import { makePngOfSize } from './support/png.mjs';
+import { makePng, makePngOfSize } from './support/png.mjs';
 import { freePort } from './support/free-port.js';
 import { spawnRedisServer } from './support/redis-server.js';
 import { waitFor } from './support/wait.js';
@@ -258,6 +258,44 @@ describe('the hand-off to the uploaders', () => {
       const reply = await s.get(path);
       expect(reply.body.equals(s.stub.imageFor(path))).toBe(true);
       expect(await s.outcomeOf(path)).toBe('timeout');
+      await s.stop();
+      stack = undefined;
+    } finally {
+      await own.stop();
+    }
+  });
+  it('holds a bounded amount of image bytes for a Redis that does not answer; past it, new images are skipped at once', async () => {
+    const own = await spawnRedisServer();
+    try {
+      const paths = Array.from({ length: 4 }, (_, i) => `/sig/busy/plain/https://example.com/${i}.jpg@png`);
+      const firstTwo = paths.slice(0, 2).reduce((sum, p) => sum + makePng(p, 48, 48).length, 0); // what the stub serves
+      const s = await start({
+        noUploader: true,
+        redisUrl: own.url,
+        env: { ENQUEUE_TIMEOUT_MS: '100', CACHE_RECENT_KEYS: '0' },
+        enqueuerOptions: { maxPendingBytes: firstTwo }, // room for the first two images
+      });
+      own.child!.kill('SIGSTOP'); // alive, connected, silent
+      try {
+        for (const p of paths) expect((await s.get(p)).body.equals(s.stub.imageFor(p))).toBe(true);
+        expect(await Promise.all(paths.map((p) => s.outcomeOf(p)))).toEqual(['timeout', 'timeout', 'redis-busy', 'redis-busy']);
+        expect(s.logs).toContainEqual(expect.objectContaining({ level: 40, outcome: 'redis-busy', msg: expect.stringMatching(/^Redis is not answering/) }));
+      } finally {
+        own.child!.kill('SIGCONT');
+      }
+      // Redis gets the two images sent before it stopped, never the others; then caching resumes
+      const keys = redisKeys(s.config.queue.name);
+      await waitFor(async () => (await s.redis.exists(keys.payload(md5(paths[0]!)), keys.payload(md5(paths[1]!)))) === 2, { what: 'the two tees' });
+      expect(await s.redis.exists(keys.payload(md5(paths[2]!)), keys.payload(md5(paths[3]!)))).toBe(0);
+      let n = 0;
+      await waitFor(
+        async () => {
+          const p = `/sig/busy/plain/https://example.com/after-${n++}.jpg@png`;
+          await s.get(p);
+          return (await s.outcomeOf(p)) === 'queued';
+        },
+        { what: 'caching to resume' },
+      );
       await s.stop();
       stack = undefined;
     } finally {

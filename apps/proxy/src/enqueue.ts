@@ -23,6 +23,7 @@ export type EnqueueOutcome =
   | 'pending' // the image is teed already and its job about to be created
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES of bytes already wait for upload
   | 'redis-down' // not connected: skipped at once
+  | 'redis-busy' // too many bytes already on their way to a Redis that does not answer: skipped at once
   | 'timeout' // Redis did not answer within ENQUEUE_TIMEOUT_MS
   | 'error';
 
@@ -33,10 +34,10 @@ export interface TeedImage {
 
 export interface Enqueuer {
   /**
-   * True while new images would only be refused (the backlog was full a moment ago): the response
-   * is then not copied at all, and its outcome is 'backlog-full'.
+   * Why a new image would only be refused right now, if it would: the backlog was full a moment
+   * ago, or Redis is not answering. The response is then not copied at all.
    */
-  shedding(): boolean;
+  shedding(): 'backlog-full' | 'redis-busy' | undefined;
   enqueue(image: TeedImage): Promise<EnqueueOutcome>;
   close(): Promise<void>;
 }
@@ -49,6 +50,12 @@ export interface EnqueuerOptions {
   backlogRecheckMs?: number;
   /** the clock (tests) */
   now?: () => number;
+  /**
+   * Most bytes of images sent to Redis and not answered yet. A Redis that is alive but does not
+   * answer (stopped, swapping, blocked by a slow script) would otherwise collect every image in
+   * the proxy's memory. Default: 2 × CACHE_MAX_BYTES, at least 32 MiB.
+   */
+  maxPendingBytes?: number;
 }
 
 class TimeoutError extends Error {}
@@ -63,6 +70,9 @@ export class RedisEnqueuer implements Enqueuer {
   private backlogFull = false;
   /** when Redis last said the backlog is full, or the last image was let through to ask again */
   private backlogCheckedAt = 0;
+  private readonly maxPendingBytes: number;
+  /** bytes of tees sent to Redis whose answer has not come (whatever ENQUEUE_TIMEOUT_MS said) */
+  private pendingBytes = 0;
 
   /** `payloadRedis` is the queue's `redis` unless PAYLOAD_REDIS_URL names another. */
   constructor(
@@ -74,6 +84,7 @@ export class RedisEnqueuer implements Enqueuer {
   ) {
     this.backlogRecheckMs = options.backlogRecheckMs ?? 100;
     this.now = options.now ?? Date.now;
+    this.maxPendingBytes = options.maxPendingBytes ?? Math.max(2 * config.proxy.cacheMaxBytes, 32 * 2 ** 20);
     const keys = redisKeys(config.queue.name);
     this.intake = new Intake(redis, keys);
     this.payloads = new PayloadStore(payloadRedis, keys);
@@ -82,12 +93,16 @@ export class RedisEnqueuer implements Enqueuer {
     this.orphanAgeSec = Math.max(30, Math.ceil((config.proxy.enqueueTimeoutMs * 3) / 1000));
   }
 
-  shedding(): boolean {
-    if (!this.backlogFull) return false;
+  shedding(): 'backlog-full' | 'redis-busy' | undefined {
+    if (this.pendingBytes >= this.maxPendingBytes) {
+      this.reportBusy();
+      return 'redis-busy';
+    }
+    if (!this.backlogFull) return undefined;
     const now = this.now();
-    if (now - this.backlogCheckedAt < this.backlogRecheckMs) return true;
+    if (now - this.backlogCheckedAt < this.backlogRecheckMs) return 'backlog-full';
     this.backlogCheckedAt = now; // this image goes to Redis and asks
-    return false;
+    return undefined;
   }
 
   async enqueue(image: TeedImage): Promise<EnqueueOutcome> {
@@ -96,6 +111,10 @@ export class RedisEnqueuer implements Enqueuer {
         this.report('redis-down', image, new Error(`Redis is ${r.status}`));
         return 'redis-down';
       }
+    }
+    if (this.pendingBytes + image.bytes.length > this.maxPendingBytes) {
+      this.reportBusy();
+      return 'redis-busy';
     }
     try {
       return await withTimeout(this.tee(image), this.config.proxy.enqueueTimeoutMs);
@@ -114,12 +133,17 @@ export class RedisEnqueuer implements Enqueuer {
       if (known === 'pending' || known === 'already-queued') return known;
       jobState = known;
     }
-    const result = await this.payloads.tee(data, bytes, {
+    const sent = this.payloads.tee(data, bytes, {
       ttlSec: this.config.queue.payloadTtlSec,
       orphanAgeSec: this.orphanAgeSec,
       backlogMaxBytes: this.config.proxy.backlogMaxBytes,
       jobState,
     });
+    // The bytes stay in the Redis client until Redis answers, even past ENQUEUE_TIMEOUT_MS.
+    this.pendingBytes += bytes.length;
+    const answered = () => void (this.pendingBytes -= bytes.length);
+    sent.then(answered, answered);
+    const result = await sent;
     if (result === 'lost') throw new Error('the image bytes did not reach Redis');
     if (result === 'backlog-full') this.noteBacklog(true);
     if (result !== 'new' && result !== 'failed') return result;
@@ -149,6 +173,15 @@ export class RedisEnqueuer implements Enqueuer {
     } else {
       this.logger.info('Upload backlog has room again: caching resumed');
     }
+  }
+
+  private reportBusy(): void {
+    this.logFailure((suppressed) =>
+      this.logger.warn(
+        { outcome: 'redis-busy', pendingBytes: this.pendingBytes, suppressed },
+        'Redis is not answering and enough image bytes already wait for it: new images are served but not cached until it answers',
+      ),
+    );
   }
 
   private report(outcome: EnqueueOutcome, image: TeedImage, error: Error): void {

@@ -96,11 +96,14 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     options.onOutcome?.('deduped', path);
     if (debug) log().debug({ path, reason: 'deduped' }, 'Not caching response');
     cacheKey = undefined;
-  } else if (options.enqueuer.shedding()) {
-    // Redis said a moment ago that it holds all the bytes it may: copying this one would be for nothing.
-    options.onOutcome?.('backlog-full', path);
-    if (debug) log().debug({ path, reason: 'backlog-full' }, 'Not caching response');
-    cacheKey = undefined;
+  } else {
+    // The backlog was full a moment ago, or Redis is not answering: copying this one would be for nothing.
+    const refused = options.enqueuer.shedding();
+    if (refused) {
+      options.onOutcome?.(refused, path);
+      if (debug) log().debug({ path, reason: refused }, 'Not caching response');
+      cacheKey = undefined;
+    }
   }
   const capture = cacheKey ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
 

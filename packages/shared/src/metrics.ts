@@ -36,7 +36,7 @@ export function createProxyMetrics(registry: Registry, heldBytes: () => number =
     bytesStreamed: new Counter({ name: `${PREFIX}response_bytes_total`, help: 'Body bytes streamed from imgproxy to clients', registers: [registry] }),
     cacheDecisions: new Counter({
       name: `${PREFIX}cache_decisions_total`,
-      help: 'What happened to each response: queued, requeued, uploaded/already-queued/pending (deduped), redis-down, backlog-full, timeout, error, or why it was not cacheable (method, status, cache-control, vary*, too-large, incomplete, ...)',
+      help: 'What happened to each response: queued, requeued, uploaded/already-queued/pending (deduped), redis-down, redis-busy, backlog-full, timeout, error, or why it was not cacheable (method, status, cache-control, vary*, too-large, incomplete, ...)',
       labelNames: ['outcome'],
       registers: [registry],
     }),
