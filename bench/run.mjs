@@ -377,8 +377,17 @@ async function main() {
   const env = {
     IMGPROXY_URL: upstream, IMGPROXY_BIND: `127.0.0.1:${proxyPort}`, REDIS_URL: redisUrl, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', QUEUE_NAME: 'bench-http',
+    // every unique response is teed, however far the uploader falls behind (with the default
+    // 256 MiB the backlog fills within seconds, and the proxy then sheds new images instead)
+    CACHE_BACKLOG_MAX_BYTES: String(16 * 2 ** 30),
   };
-  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: '127.0.0.1:0' }, 'proxy');
+  const metricsPort = await freePort();
+  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: `127.0.0.1:${metricsPort}` }, 'proxy');
+  /** The proxy's cache decisions so far, by outcome (its /metrics). */
+  const decisions = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return Object.fromEntries([...text.matchAll(/^imgproxy_cache_cache_decisions_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+  };
   // the same with PROXY_WORKERS=2 (its CPU and memory include its workers)
   const clusterPort = await freePort();
   const clustered = start(process.execPath, ['apps/proxy/dist/index.js'], { ...env, IMGPROXY_BIND: `127.0.0.1:${clusterPort}`, METRICS_BIND: 'off', PROXY_WORKERS: '2' }, 'proxy ×2');
@@ -405,9 +414,23 @@ async function main() {
     ['upstream direct', 'repeated', upstream, false],
   ].filter(([, , url]) => url);
   const results = new Map();
+  const teed = { queued: 0, other: 0 }; // the single proxy's unique runs
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, kind, url, unique] of targets) {
+      const counted = url === ours && unique ? await decisions() : undefined;
       const r = await withCpuShares(SECONDS, () => load(url, unique));
+      if (counted) {
+        // the hand-offs finish after the responses: wait until the counts stop moving
+        let last = '';
+        await until(async () => {
+          const now = JSON.stringify(await decisions());
+          const settled = now === last;
+          last = now;
+          if (!settled) await new Promise((resolve) => setTimeout(resolve, 200));
+          return settled;
+        }, 'the hand-offs to finish', 30_000);
+        for (const [outcome, n] of Object.entries(JSON.parse(last))) teed[outcome === 'queued' ? 'queued' : 'other'] += n - (counted[outcome] ?? 0);
+      }
       const key = `${name}|${kind}`;
       results.set(key, [...(results.get(key) ?? []), r]);
       console.log(`round ${round}  ${name.padEnd(17)} ${kind.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  cpu ${Object.entries(r.cpu).filter(([, v]) => v >= 0.01).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
@@ -452,7 +475,8 @@ Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}; machin
 Node ${process.version}, ${NGINX ? spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr.trim() : 'no nginx'}; load: ${WRK ? 'wrk' : 'autocannon'},
 ${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} interleaved rounds. Everything (load generator,
 upstream, nginx, proxy, uploader, Redis, s3rver) shares the same cores. The upstream answers a ${(image.length / 1024).toFixed(0)} KB PNG
-for every path; "unique" asks for a new path each request (each response is teed to Redis and queued),
+for every path; "unique" asks for a new path each request (each response is teed to Redis and queued: in the single
+proxy's unique runs, ${teed.queued} responses were queued and ${teed.other} were not; CACHE_BACKLOG_MAX_BYTES is set high so that the backlog never fills),
 "repeated" asks for one path (the dedup path). "imgproxy-cache ×2" is the same proxy with PROXY_WORKERS=2
 (a primary and two worker processes); both share one uploader. The last column is the CPU each process used during
 the run (1.00 = one core of the ${cpus().length}; nginx counts its worker, wrk is not shown): the uploader keeps
