@@ -76,6 +76,25 @@ describe('the intake', () => {
     expect(await s.redis.exists(keys.intake(), keys.intakeEntries(), keys.intakeClaimed())).toBe(0);
   });
 
+  it('drops an entry it cannot read, without holding back the images claimed with it', async () => {
+    const s = (stack = await startStack({ noUploader: true }));
+    const keys = redisKeys(s.config.queue.name);
+    const bad = 'f'.repeat(32);
+    await s.redis.multi().hset(keys.intakeEntries(), bad, '{not json').rpush(keys.intake(), bad).exec();
+    const path = '/sig/after-bad/plain/https://example.com/good.jpg@png';
+    await s.get(path);
+    expect(await s.outcomeOf(path)).toBe('queued');
+    expect(await s.redis.llen(keys.intake())).toBe(2); // the bad entry first
+
+    const results: Results = new Map();
+    await addUploader(s, results);
+    await s.waitForObject(path);
+    await s.drained();
+    expect(results.get(cacheKeyOf(path))).toEqual(['uploaded']);
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 50, key: bad, msg: expect.stringMatching(/^Dropped an unreadable intake entry/) }));
+    expect(await s.redis.exists(keys.intake(), keys.intakeEntries(), keys.intakeClaimed())).toBe(0);
+  });
+
   it('takes over images claimed by an uploader that died before making their jobs', async () => {
     const s = (stack = await startStack({ noUploader: true }));
     const paths = ['/sig/orphan/plain/https://example.com/a.jpg@png', '/sig/orphan/plain/https://example.com/b.jpg@png'];

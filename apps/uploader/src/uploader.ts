@@ -52,7 +52,9 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
   const logThrottle = rateLimited(10_000);
   const keys = redisKeys(config.queue.name);
   const payloads = new PayloadStore(payloadRedis, keys);
-  const intake = new Intake(connection, keys);
+  const intake = new Intake(connection, keys, (id, error) =>
+    logger.error({ key: id, err: error.message }, 'Dropped an unreadable intake entry; the image is cached again on its next request'),
+  );
   const metrics = createUploaderMetrics(
     createRegistry('uploader'),
     async () => ({ ...(await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')), intake: await intake.size() }),

@@ -84,10 +84,14 @@ interface Scripts {
 export class Intake {
   private readonly redis: Redis & Scripts;
 
-  /** `redis` is the queue's Redis. */
+  /**
+   * `redis` is the queue's Redis. An entry that cannot be read (never written by this tool) is
+   * dropped and reported to `onUnreadable`, so that it cannot hold back the images claimed with it.
+   */
   constructor(
     redis: Redis,
     private readonly keys: RedisKeys,
+    private readonly onUnreadable: (id: string, error: Error) => void = () => undefined,
   ) {
     if (!(redis as Partial<Scripts>).icIntakeClaim) {
       redis.defineCommand('icIntakeCheck', { numberOfKeys: 3, lua: CHECK });
@@ -154,10 +158,22 @@ export class Intake {
     return this.redis.hlen(this.keys.intakeEntries());
   }
 
-  /** id, entry, id, entry, ... → a map */
-  private parse(flat: string[]): Map<string, IntakeEntry> {
+  /** id, entry, id, entry, ... → a map (unreadable entries are released and reported) */
+  private async parse(flat: string[]): Promise<Map<string, IntakeEntry>> {
     const entries = new Map<string, IntakeEntry>();
-    for (let i = 0; i < flat.length; i += 2) entries.set(flat[i]!, JSON.parse(flat[i + 1]!) as IntakeEntry);
+    const unreadable: string[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      const id = flat[i]!;
+      try {
+        const entry = JSON.parse(flat[i + 1]!) as IntakeEntry;
+        if (entry?.data?.cacheKey !== id || typeof entry.replace !== 'boolean') throw new Error('not an intake entry for this image');
+        entries.set(id, entry);
+      } catch (error) {
+        unreadable.push(id);
+        this.onUnreadable(id, error as Error);
+      }
+    }
+    await this.release(unreadable);
     return entries;
   }
 }
