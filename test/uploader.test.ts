@@ -154,6 +154,24 @@ describe('the uploader', () => {
     expect(n).toBeGreaterThanOrEqual(4);
   });
 
+  it('gives up on an S3 request that hangs after S3_REQUEST_TIMEOUT_MS, and retries the upload', async () => {
+    const s = await start({ env: { S3_REQUEST_TIMEOUT_MS: '300', UPLOAD_BACKOFF_MS: '10' } });
+    const path = '/sig/plain/https://example.com/hanging-s3.jpg@png';
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    s.tap.fault = (r) => (isPutOf(cacheKeyOf(path))(r) ? { kind: 'hold', until: held } : undefined);
+    try {
+      await s.get(path);
+      await waitFor(() => s.logs.some((l) => l.msg === 'Upload failed; will retry' && l.reason === 'PutObject timed out (S3_REQUEST_TIMEOUT_MS)'), {
+        what: 'the upload to time out',
+      });
+      s.tap.fault = undefined;
+      expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+    } finally {
+      release();
+    }
+  });
+
   it('keeps a job that failed every attempt in the failed set with a readable reason; a new request re-queues it', async () => {
     const s = await start({ env: { UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '10', CACHE_RECENT_KEYS: '0' } });
     const path = '/sig/plain/https://example.com/denied.jpg@png';
