@@ -260,11 +260,20 @@ async function load(baseUrl, unique) {
 
 async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
   const bytes = Array.from({ length: 16 }, (_, i) => makePngOfSize(`up-${i}`, 30 * 1024));
-  // s3rver (and the SDK) run far slower until warm: warm them up first, outside the timing
-  for (let i = 0; i < 200; i++) {
-    await s3.client.send(new PutObjectCommand({ Bucket: 'bench', Key: `warm/${i % 16}`, Body: bytes[i % 16], ContentType: 'image/png' }));
-  }
-  // the plain loop: PutObject calls with `concurrency` in flight, same server, same sizes
+  // s3rver (and the SDK) run far slower until warm: warm them up first, outside the timing, as
+  // the loop will run
+  let warm = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (warm < 1000) {
+        const i = warm++;
+        await s3.client.send(new PutObjectCommand({ Bucket: 'bench', Key: `warm/${i % 16}`, Body: bytes[i % 16], ContentType: 'image/png' }));
+      }
+    }),
+  );
+  // the plain loop: PutObject calls with `concurrency` in flight, same server, same sizes, new keys
+  // as the uploader writes (s3rver overwrites an existing object about twice as fast as it creates one)
+  const loopRun = randomUUID().slice(0, 8);
   let next = 0;
   const s3rver = children.find((c) => c.label === 's3rver');
   const redisChild = children.find((c) => c.label === 'redis');
@@ -276,7 +285,7 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
         const i = next++;
         const body = bytes[i % bytes.length];
         await s3.client.send(
-          new PutObjectCommand({ Bucket: 'bench', Key: `loop/${i}`, Body: body, ContentType: 'image/png', ContentMD5: createHash('md5').update(body).digest('base64') }),
+          new PutObjectCommand({ Bucket: 'bench', Key: `loop/${loopRun}/${i}`, Body: body, ContentType: 'image/png', ContentMD5: createHash('md5').update(body).digest('base64') }),
         );
       }
     }),
