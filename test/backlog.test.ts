@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Intake, PayloadStore, cacheKeyOf, createLogger, loadConfig, redisKeys, type UploadJobData } from '@imgproxy-cache/shared';
+import { PayloadStore, cacheKeyOf, createLogger, crc32Of, decodePayload, encodePayload, loadConfig, queuePrefix, redisKeys } from '@imgproxy-cache/shared';
 import { Redis } from 'ioredis';
 import { startUploader, type RunningUploader } from '../apps/uploader/src/uploader.js';
 import { S3ObjectStore, createS3Client } from '../apps/uploader/src/s3-writer.js';
@@ -42,8 +42,14 @@ function stackEnv(s: Stack): Record<string, string> {
   };
 }
 
-function jobData(cacheKey: string, bytes: Buffer): UploadJobData {
-  return { cacheKey, path: `/${cacheKey}`, contentType: 'image/png', cacheControl: null, contentDisposition: null, size: bytes.length, crc32: '00000000', receivedAt: 1 };
+function payloadOf(bytes: Buffer): Buffer {
+  return encodePayload({ contentType: 'image/png', cacheControl: null, contentDisposition: null, size: bytes.length, crc32: crc32Of(bytes), receivedAt: 1 }, [bytes]);
+}
+
+/** The body of a stored payload. */
+function bodyOf(stored: Buffer | null): Buffer | undefined {
+  const decoded = stored ? decodePayload(stored) : undefined;
+  return decoded && 'body' in decoded ? decoded.body : undefined;
 }
 
 describe('the backlog bound', () => {
@@ -55,7 +61,7 @@ describe('the backlog bound', () => {
       enqueuerOptions: { backlogRecheckMs: 100, now: () => clock },
     }));
     const paths = Array.from({ length: 6 }, (_, i) => `/sig/backlog/plain/https://example.com/${i}.jpg@png`);
-    const size = s.stub.imageFor(paths[0]!).length; // about 7 KB: three fit
+    const size = s.stub.imageFor(paths[0]!).length + 250; // about 7 KB with its header: three fit
     expect(size * 3).toBeLessThanOrEqual(25_000);
     expect(size * 4).toBeGreaterThan(25_000);
     for (const p of paths) {
@@ -65,7 +71,8 @@ describe('the backlog bound', () => {
     expect(s.outcomes.map((o) => o.outcome)).toEqual(['queued', 'queued', 'queued', 'backlog-full', 'backlog-full', 'backlog-full']);
     expect(s.logs.filter((l) => String(l.msg).startsWith('Upload backlog is full'))).toHaveLength(1);
     const keys = redisKeys(s.config.queue.name);
-    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(size * 3);
+    const payloadSize = (p: string) => s.redis.strlen(keys.payload(cacheKeyOf(p)));
+    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe((await payloadSize(paths[0]!)) + (await payloadSize(paths[1]!)) + (await payloadSize(paths[2]!)));
 
     uploader = await lateUploader(s);
     for (const p of paths.slice(0, 3)) await s.waitForObject(p);
@@ -108,7 +115,7 @@ describe('the backlog bound', () => {
     expect(await sets()).toBe(before + 1);
 
     // room for one image again: the next image that asks is cached, and the one after it asks Redis
-    await new PayloadStore(s.redis, redisKeys(s.config.queue.name)).discard(cacheKeyOf(paths[0]!));
+    await new PayloadStore(s.redis, redisKeys(s.config.queue.name)).drop(cacheKeyOf(paths[0]!));
     clock += 100;
     expect(await get(6)).toBe('queued');
     expect(await get(7)).toBe('backlog-full');
@@ -123,7 +130,7 @@ describe('the backlog bound', () => {
     const p = '/sig/plain/https://example.com/sweep.jpg@png';
     await s.get(p);
     expect(await s.outcomeOf(p)).toBe('queued');
-    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(s.stub.imageFor(p).length);
+    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(await s.redis.strlen(keys.payload(cacheKeyOf(p))));
     expect(await s.redis.hexists(keys.backlogSizes(), 'gone')).toBe(0);
   });
 });
@@ -138,20 +145,20 @@ describe('PAYLOAD_REDIS_URL', () => {
     const keys = redisKeys(s.config.queue.name);
     const payloads = new Redis(extraRedis.url);
     try {
-      expect((await payloads.getBuffer(keys.payload(cacheKeyOf(p))))!.equals(s.stub.imageFor(p))).toBe(true);
+      expect(bodyOf(await payloads.getBuffer(keys.payload(cacheKeyOf(p))))!.equals(s.stub.imageFor(p))).toBe(true);
       expect(await s.redis.exists(keys.payload(cacheKeyOf(p)))).toBe(0);
-      // the intake entry is in the queue's Redis, for an uploader to make the job
-      expect(await s.redis.hkeys(keys.intakeEntries())).toEqual([cacheKeyOf(p)]);
-      expect(await payloads.exists(keys.intakeEntries())).toBe(0);
-      // a second request while it waits: checked against the queue's Redis
+      // the job is in the queue's Redis, and nothing of the queue in the other
+      expect(await (await s.queue.getJob(cacheKeyOf(p)))!.getState()).toBe('waiting');
+      expect((await payloads.keys(`${queuePrefix(s.config.queue.name)}:*`)).sort()).toEqual([keys.payload(cacheKeyOf(p)), keys.backlogBytes(), keys.backlogSizes(), keys.backlogExpiry()].sort());
+      // a second request while it waits: its job lives and its bytes are there
       await s.get(p);
-      expect(await s.outcomeOf(p, 2)).toBe('pending');
+      expect(await s.outcomeOf(p, 2)).toBe('already-queued');
 
       uploader = await lateUploader(s);
       await s.waitForObject(p);
       await s.drained();
       expect(await payloads.exists(keys.payload(cacheKeyOf(p)))).toBe(0);
-      expect(await payloads.exists(keys.uploaded(cacheKeyOf(p)))).toBe(1);
+      expect(await s.redis.exists(keys.uploaded(cacheKeyOf(p)))).toBe(1);
       await s.get(p);
       expect(await s.outcomeOf(p, 3)).toBe('uploaded');
     } finally {
@@ -167,37 +174,32 @@ describe('the tee', () => {
     const s = (stack = await startStack({ noUploader: true }));
     const keys = redisKeys(s.config.queue.name);
     const store = new PayloadStore(s.redis, keys);
-    const intake = new Intake(s.redis, keys);
-    const opts = { ttlSec: 600, orphanAgeSec: 30, backlogMaxBytes: 10_000, jobState: 'check' as const };
-    const staged = () => s.redis.keys(`bull:${s.config.queue.name}:staged:*`);
+    const opts = { ttlSec: 600, backlogMaxBytes: 10_000 };
+    const staged = () => s.redis.keys(`${queuePrefix(s.config.queue.name)}:*:staged:*`);
     const counted = async () => Number((await s.redis.get(keys.backlogBytes())) ?? 0);
 
-    const a = Buffer.alloc(4_000, 1);
-    expect(await store.tee(jobData('a', a), a, opts)).toBe('new');
+    const a = payloadOf(Buffer.alloc(4_000, 1));
+    expect(await store.tee('a', a, opts)).toEqual({ state: 'none', result: 'stored' });
     expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a)).toBe(true);
     const ttl = await s.redis.ttl(keys.payload('a'));
-    expect(ttl).toBeGreaterThan(590); // the payload's TTL, not the staged key's minute
-    expect(await counted()).toBe(4_000);
-    // on the intake in the same step, for an uploader to make its job
-    expect(await intake.size()).toBe(1);
+    expect(ttl).toBeGreaterThan(590); // the payload's TTL, not the staged key's
+    expect(await counted()).toBe(a.length);
 
-    // the same image again while it waits on the intake: dropped
-    const a2 = Buffer.alloc(4_000, 2);
-    expect(await store.tee(jobData('a', a2), a2, opts)).toBe('pending');
-    expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a)).toBe(true);
-    expect(await intake.size()).toBe(1);
     // uploaded a moment ago: dropped
     await s.redis.set(keys.uploaded('b'), '1');
-    const b = Buffer.alloc(4_000, 3);
-    expect(await store.tee(jobData('b', b), b, opts)).toBe('uploaded');
+    const b = payloadOf(Buffer.alloc(4_000, 3));
+    expect(await store.tee('b', b, opts)).toEqual({ state: 'uploaded', result: 'skipped' });
     expect(await s.redis.exists(keys.payload('b'))).toBe(0);
     // past the bound: dropped
-    const c = Buffer.alloc(7_000, 4);
-    expect(await store.tee(jobData('c', c), c, opts)).toBe('backlog-full');
+    const c = payloadOf(Buffer.alloc(7_000, 4));
+    expect(await store.tee('c', c, opts)).toEqual({ state: 'none', result: 'backlog-full' });
     expect(await s.redis.exists(keys.payload('c'))).toBe(0);
+    // the same image again, no job yet (its producer died before adding it): replaced, counted once
+    const a2 = payloadOf(Buffer.alloc(4_100, 2));
+    expect(await store.tee('a', a2, opts)).toEqual({ state: 'none', result: 'stored' });
+    expect((await s.redis.getBuffer(keys.payload('a')))!.equals(a2)).toBe(true);
 
-    expect(await counted()).toBe(4_000);
+    expect(await counted()).toBe(a2.length);
     expect(await staged()).toEqual([]);
-    expect([...(await intake.claim(10))]).toEqual([['a', { replace: false, data: jobData('a', a) }]]);
   });
 });

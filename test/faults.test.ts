@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { BULL_PREFIX, cacheKeyOf, type UploadJobData } from '@imgproxy-cache/shared';
+import { cacheKeyOf, queuePrefix, type UploadJobData } from '@imgproxy-cache/shared';
 import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
 import { createBucket, getObject, listKeys, testS3Client, waitForObjectBytes } from './support/s3.js';
 import { startS3Tap, type S3Tap } from './support/s3-tap.js';
@@ -111,7 +111,7 @@ async function setup(env: Record<string, string> = {}, { redisUp = true } = {}):
     queue() {
       const connection = new Redis(w.redis.url, { maxRetriesPerRequest: null });
       connection.on('error', () => undefined);
-      const q = new Queue<UploadJobData>('imgproxy-cache-uploads', { connection, prefix: BULL_PREFIX });
+      const q = new Queue<UploadJobData>('imgproxy-cache-uploads', { connection, prefix: queuePrefix('imgproxy-cache-uploads') });
       q.on('error', () => undefined);
       queues.push({ queue: q, connection });
       return q;

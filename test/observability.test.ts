@@ -106,7 +106,6 @@ describe('uploader metrics and health', () => {
     expect(sample(metrics, 'imgproxy_cache_upload_duration_seconds_count', { result: 'uploaded' })).toBe(1);
     expect(sample(metrics, 'imgproxy_cache_queue_jobs', { state: 'waiting' })).toBe(0);
     expect(sample(metrics, 'imgproxy_cache_queue_jobs', { state: 'failed' })).toBe(0);
-    expect(sample(metrics, 'imgproxy_cache_queue_jobs', { state: 'intake' })).toBe(0);
     expect(sample(metrics, 'imgproxy_cache_backlog_bytes')).toBe(0);
     expect(await admin(port, '/readyz')).toEqual({ status: 200, text: '{"ready":true,"checks":{"redis":true,"s3":true}}\n' });
 

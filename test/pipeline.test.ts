@@ -7,7 +7,7 @@ import { freePort } from './support/free-port.js';
 import { spawnRedisServer } from './support/redis-server.js';
 import { waitFor } from './support/wait.js';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
-import { Intake, crc32Of, redisKeys } from '@imgproxy-cache/shared';
+import { crc32Of, decodePayload, redisKeys } from '@imgproxy-cache/shared';
 
 // The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
 // complete cacheable 200 lands at md5(path), byte-exact with its metadata; nothing else lands.
@@ -142,7 +142,9 @@ describe('a cacheable 200', () => {
       outcomes.push(await s.outcomeOf(path, i)); // the hand-off has finished before the next request
     }
     expect(outcomes).toEqual(['queued', 'deduped', 'deduped']);
-    expect(s.proxy.tally.peak).toBe(s.stub.imageFor(path).length); // only the first was copied
+    // only the first was copied: its bytes, then its payload (the bytes and a header of metadata)
+    expect(s.proxy.tally.peak).toBeGreaterThan(s.stub.imageFor(path).length);
+    expect(s.proxy.tally.peak).toBeLessThan(s.stub.imageFor(path).length + 512);
   });
 
   it('lands for 50 distinct images requested concurrently', async () => {
@@ -169,59 +171,61 @@ describe('a cacheable 200', () => {
 });
 
 describe('the hand-off to the uploaders', () => {
-  it('tees the bytes into their own Redis key with a TTL; the job carries only metadata', async () => {
+  it('tees the bytes and their metadata into a key of their own with a TTL, and makes the job: waiting, with no uploader running', async () => {
     // CACHE_RECENT_KEYS=0: every request reaches Redis, whose dedup is under test here
     const s = await start({ noUploader: true, env: { CACHE_PAYLOAD_TTL_SEC: '3600', UPLOAD_ATTEMPTS: '4', UPLOAD_BACKOFF_MS: '500', CACHE_RECENT_KEYS: '0' } });
     const path = '/sig/plain/https://example.com/tee.jpg@png';
     const image = s.stub.imageFor(path);
-    await s.get(path);
+    const reply = await s.get(path, { headers: { 'x-request-id': 'req-tee' } });
+    expect(reply.body.equals(image)).toBe(true);
     expect(await s.outcomeOf(path)).toBe('queued');
     const key = md5(path);
-    const payload = `bull:${s.config.queue.name}:payload:${key}`;
-    expect((await s.redis.getBuffer(payload))!.equals(image)).toBe(true);
-    const ttl = await s.redis.ttl(payload);
-    expect(ttl).toBeGreaterThan(3500);
-    expect(ttl).toBeLessThanOrEqual(3600);
-    // the metadata waits on the intake, for an uploader to make the job
-    const entries = await new Intake(s.redis, redisKeys(s.config.queue.name)).claim(10);
-    expect([...entries.keys()]).toEqual([key]);
-    expect(entries.get(key)).toEqual({
-      replace: false,
-      data: {
-        cacheKey: key,
-        path,
+
+    // the job exists as soon as the hand-off returns: waiting, metadata only, the proxy's retry settings
+    const job = (await s.queue.getJob(key))!;
+    expect(await job.getState()).toBe('waiting');
+    expect(job.data).toEqual({ cacheKey: key, path, requestId: 'req-tee' });
+    expect(job.opts).toMatchObject({ attempts: 4, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } });
+
+    const payload = redisKeys(s.config.queue.name).payload(key);
+    const decoded = decodePayload((await s.redis.getBuffer(payload))!);
+    expect(decoded).toEqual({
+      body: image,
+      meta: {
         contentType: 'image/png',
         cacheControl: 'max-age=31536000, public',
         contentDisposition: 'inline; filename="image.png"',
         size: image.length,
         crc32: crc32Of(image),
         receivedAt: expect.any(Number),
-        requestId: expect.any(String),
+        requestId: 'req-tee',
       },
     });
-
-    // a second request meanwhile tees and enqueues nothing
-    await s.get(path);
-    expect(await s.outcomeOf(path, 2)).toBe('pending');
-    expect(await s.redis.keys(`bull:${s.config.queue.name}:staged:*`)).toEqual([]);
-  });
-
-  it('the uploaders turn the intake into jobs, with their own retry settings', async () => {
-    const s = await start({ env: { UPLOAD_ATTEMPTS: '4', UPLOAD_BACKOFF_MS: '500', CACHE_RECENT_KEYS: '0' } });
-    await s.queue.pause(); // jobs are made, not taken
-    const path = '/sig/plain/https://example.com/job.jpg@png';
-    await s.get(path);
-    expect(await s.outcomeOf(path)).toBe('queued');
-    const key = md5(path);
-    const job = await waitFor(() => s.queue.getJob(key), { what: 'the job' });
-    expect(job.data).toMatchObject({ cacheKey: key, path, size: s.stub.imageFor(path).length });
-    expect(job.opts).toMatchObject({ attempts: 4, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } });
-    await waitFor(async () => (await s.redis.hlen(redisKeys(s.config.queue.name).intakeEntries())) === 0, { what: 'the intake to empty' });
+    const ttl = await s.redis.ttl(payload);
+    expect(ttl).toBeGreaterThan(3500);
+    expect(ttl).toBeLessThanOrEqual(3600);
 
     // a second request while the job waits tees and enqueues nothing
     await s.get(path);
     expect(await s.outcomeOf(path, 2)).toBe('already-queued');
-    expect(await s.queue.getJobCounts('waiting')).toEqual({ waiting: 1 }); // one job, made once
+    expect(await s.queue.getJobCounts('waiting')).toEqual({ waiting: 1 });
+    expect(await s.redis.keys(`*:staged:*`)).toEqual([]);
+  });
+
+  it('stores new bytes for a waiting job whose bytes expired, and the job uploads them', async () => {
+    const s = await start({ noUploader: true, env: { CACHE_RECENT_KEYS: '0' } });
+    const path = '/sig/plain/https://example.com/expired.jpg@png';
+    await s.get(path);
+    expect(await s.outcomeOf(path)).toBe('queued');
+    const payload = redisKeys(s.config.queue.name).payload(md5(path));
+    await s.redis.del(payload); // as if its TTL ran out (or PAYLOAD_REDIS_URL evicted it)
+    await s.get(path);
+    expect(await s.outcomeOf(path, 2)).toBe('refilled');
+    expect(await s.redis.exists(payload)).toBe(1);
+    expect(await s.queue.getJobCounts('waiting')).toEqual({ waiting: 1 }); // the same job
+    await s.startUploader();
+    expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+    expect(await s.queue.getJobCounts('failed', 'completed')).toEqual({ failed: 0, completed: 0 });
   });
 
   it('serves every image at once while Redis is down, and starts caching by itself when Redis appears', async () => {
@@ -268,7 +272,7 @@ describe('the hand-off to the uploaders', () => {
     const own = await spawnRedisServer();
     try {
       const paths = Array.from({ length: 4 }, (_, i) => `/sig/busy/plain/https://example.com/${i}.jpg@png`);
-      const firstTwo = paths.slice(0, 2).reduce((sum, p) => sum + makePng(p, 48, 48).length, 0); // what the stub serves
+      const firstTwo = paths.slice(0, 2).reduce((sum, p) => sum + makePng(p, 48, 48).length + 400, 0); // what the stub serves, and a header each
       const s = await start({
         noUploader: true,
         redisUrl: own.url,

@@ -252,7 +252,7 @@ describe('PROXY_WORKERS', () => {
     await waitFor(() => workers.every((pid) => !existsSync(`/proc/${pid}`)), { what: 'the orphaned workers to exit' });
   });
 
-  it('stops with exit 1 when its workers cannot start', async () => {
+  it('stops with exit 2 and the reason when its workers cannot start', async () => {
     stub = await startImgproxyStub();
     const taken = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
@@ -264,9 +264,9 @@ describe('PROXY_WORKERS', () => {
         PROXY_WORKERS: '2',
         REDIS_URL: inject('redisUrl'),
       });
-      expect(await proxy.exited()).toBe(1);
+      expect(await proxy.exited()).toBe(2);
       expect(proxy.output()).toMatch(/A proxy worker failed to start; stopping/);
-      expect(proxy.output()).toMatch(/EADDRINUSE/);
+      expect(proxy.output()).toMatch(/IMGPROXY_BIND 127\.0\.0\.1:\d+ is already in use by another process/);
     } finally {
       taken.close();
     }

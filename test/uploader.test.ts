@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { UPLOAD_JOB_NAME, cacheKeyOf, crc32Of, redisKeys, uploadJobOptions, type UploadJobData } from '@imgproxy-cache/shared';
+import { UPLOAD_JOB_NAME, cacheKeyOf, crc32Of, encodePayload, redisKeys, uploadJobOptions, type UploadJobData } from '@imgproxy-cache/shared';
 import { startStack, type Stack, type StackOptions } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -18,18 +18,15 @@ afterEach(async (ctx) => {
 
 const start = async (options?: StackOptions) => (stack = await startStack(options));
 
-function jobData(path: string, bytes: Buffer, overrides: Partial<UploadJobData> = {}): UploadJobData {
-  return {
-    cacheKey: cacheKeyOf(path),
-    path,
-    contentType: 'image/png',
-    cacheControl: 'max-age=60, public',
-    contentDisposition: null,
-    size: bytes.length,
-    crc32: crc32Of(bytes),
-    receivedAt: Date.now(),
-    ...overrides,
-  };
+function jobData(path: string): UploadJobData {
+  return { cacheKey: cacheKeyOf(path), path };
+}
+
+function payloadOf(bytes: Buffer): Buffer {
+  return encodePayload(
+    { contentType: 'image/png', cacheControl: 'max-age=60, public', contentDisposition: null, size: bytes.length, crc32: crc32Of(bytes), receivedAt: Date.now() },
+    [bytes],
+  );
 }
 
 async function failedReason(s: Stack, cacheKey: string): Promise<string> {
@@ -47,8 +44,8 @@ const isPutOf = (key: string) => (r: { method: string; url: string }) => r.metho
 describe('the uploader', () => {
   it('fails a job for good, with a reason, when its bytes are gone from Redis', async () => {
     const s = await start();
-    const data = jobData('/sig/gone.png', Buffer.from('x'));
-    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config, data.cacheKey));
+    const data = jobData('/sig/gone.png');
+    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config.queue, data.cacheKey));
     const reason = await failedReason(s, data.cacheKey);
     expect(reason).toMatch(/^Image bytes are gone from Redis/);
     expect((await s.queue.getJob(data.cacheKey))!.attemptsMade).toBe(1); // not retried: it cannot heal
@@ -57,10 +54,10 @@ describe('the uploader', () => {
 
   it('completes, not fails, a job run again after its upload was done (lock lost to a stall)', async () => {
     const s = await start();
-    const data = jobData('/sig/ran-twice.png', Buffer.from('x'));
+    const data = jobData('/sig/ran-twice.png');
     // what the first run left: no bytes, the image marked as uploaded
     await s.redis.set(redisKeys(s.config.queue.name).uploaded(data.cacheKey), '1');
-    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config, data.cacheKey));
+    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config.queue, data.cacheKey));
     await waitFor(() => s.logs.some((l) => l.msg === 'Already in S3, not written again' && l.path === data.path), { what: 'the second run to finish' });
     await s.drained();
     expect(await s.queue.getJob(data.cacheKey)).toBeUndefined(); // completed and removed, not failed
@@ -68,17 +65,19 @@ describe('the uploader', () => {
     expect(s.tap.requests).toEqual([]); // S3 was not asked anything
   });
 
-  it('refuses bytes that do not match the job’s size and digest', async () => {
+  it.each([
+    ['bytes that do not match their size and checksum', (p: Buffer) => ((p[p.length - 10] = (p[p.length - 10]! + 1) % 256), p), /do not match its header/],
+    ['a value this tool never wrote', () => Buffer.from('not a payload'), /not a payload written by imgproxy-cache/],
+  ])('refuses %s, and drops them', async (_name, corrupt, reason) => {
     const s = await start();
-    const good = s.stub.imageFor('good');
-    const data = jobData('/sig/mismatch.png', good);
-    const corrupted = Buffer.from(good);
-    corrupted[100] = (corrupted[100]! + 1) % 256;
-    await s.redis.set(redisKeys(s.config.queue.name).payload(data.cacheKey), corrupted);
-    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config, data.cacheKey));
-    expect(await failedReason(s, data.cacheKey)).toMatch(/do not match the job/);
+    const data = jobData('/sig/mismatch.png');
+    const payloadKey = redisKeys(s.config.queue.name).payload(data.cacheKey);
+    await s.redis.set(payloadKey, corrupt(payloadOf(s.stub.imageFor('good'))));
+    await s.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(s.config.queue, data.cacheKey));
+    expect(await failedReason(s, data.cacheKey)).toMatch(reason);
     expect(s.tap.puts()).toHaveLength(0);
     expect(await s.keys()).toEqual([]);
+    expect(await s.redis.exists(payloadKey)).toBe(0);
   });
 
   it.each([

@@ -6,12 +6,11 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
-  BULL_PREFIX,
   cacheKeyOf,
   createLogger,
   loadConfig,
   objectKeyOf,
-  redisKeys,
+  queuePrefix,
   type Config,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
@@ -34,6 +33,8 @@ export interface Stack {
   tap: S3Tap;
   proxy: RunningProxy;
   uploader: RunningUploader | undefined;
+  /** starts the stack's uploader (for stacks started with noUploader) */
+  startUploader(): Promise<RunningUploader>;
   s3: S3Client;
   redis: Redis;
   queue: Queue<UploadJobData>;
@@ -48,7 +49,7 @@ export interface Stack {
   waitForObject(path: string, expected?: Buffer): Promise<StoredObject>;
   /** resolves with the proxy's final cache outcome for the n-th request of `path` (1-based) */
   outcomeOf(path: string, nth?: number): Promise<CacheOutcome>;
-  /** resolves once the proxy has handed off every response, the intake is empty and the queue holds no job waiting, active or delayed */
+  /** resolves once the proxy has handed off every response and the queue holds no job waiting, active or delayed */
   drained(): Promise<void>;
   keys(): Promise<string[]>;
   stop(): Promise<void>;
@@ -112,16 +113,16 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     onOutcome: (outcome, path) => outcomes.push({ outcome, path }),
     enqueuerOptions: options.enqueuerOptions,
   });
-  const uploader = options.noUploader
-    ? undefined
-    : await startUploader({
-        config: uploaderConfig,
-        store: new S3ObjectStore(createS3Client(uploaderConfig, { credentials: S3RVER_CREDENTIALS }), bucket, 10_000),
-        logger: createLogger('uploader', uploaderConfig.logLevel, sink),
-      });
+  const newUploader = () =>
+    startUploader({
+      config: uploaderConfig,
+      store: new S3ObjectStore(createS3Client(uploaderConfig, { credentials: S3RVER_CREDENTIALS }), bucket, 10_000),
+      logger: createLogger('uploader', uploaderConfig.logLevel, sink),
+    });
+  const uploader = options.noUploader ? undefined : await newUploader();
 
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue<UploadJobData>(queueName, { connection: redis, prefix: BULL_PREFIX });
+  const queue = new Queue<UploadJobData>(queueName, { connection: redis, prefix: queuePrefix(queueName) });
   const baseUrl = `http://127.0.0.1:${proxy.port}`;
   const keyFor = (path: string) => objectKeyOf(uploaderConfig.s3.folder, cacheKeyOf(path));
 
@@ -131,6 +132,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     tap,
     proxy,
     uploader,
+    async startUploader() {
+      stack.uploader ??= await newUploader();
+      return stack.uploader;
+    },
     s3,
     redis,
     queue,
@@ -152,7 +157,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await waitFor(
         async () => {
           if (proxy.inflight.size > 0) return false;
-          if ((await redis.hlen(redisKeys(queueName).intakeEntries())) > 0) return false;
           const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
           return Object.values(counts).every((n) => n === 0);
         },
@@ -162,10 +166,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     keys: () => listKeys(s3, bucket),
     async stop() {
       await proxy.close(2_000);
-      await uploader?.close(2_000);
+      await stack.uploader?.close(2_000);
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
-      const leftovers = await redis.keys(`${BULL_PREFIX}:${queueName}:*`);
+      const leftovers = await redis.keys(`${queuePrefix(queueName)}:*`);
       if (leftovers.length > 0) await redis.del(...leftovers);
       redis.disconnect();
       await stub.close();

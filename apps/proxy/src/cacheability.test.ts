@@ -78,13 +78,12 @@ describe('decideAtHeaders', () => {
 });
 
 describe('decideAtEnd', () => {
-  const base = { received: 1000, expected: 1000, ended: true, maxBytes: 5000 };
+  const base = { received: 1000, expected: 1000, maxBytes: 5000 };
   it.each([
     ['complete, as announced', base, 'cache'],
     ['complete, chunked (no Content-Length)', { ...base, expected: undefined }, 'cache'],
     ['shorter than Content-Length', { ...base, received: 999 }, 'incomplete'],
     ['longer than Content-Length', { ...base, received: 1001 }, 'incomplete'],
-    ['connection dropped', { ...base, ended: false }, 'incomplete'],
     ['chunked body over the cap', { ...base, received: 5001, expected: undefined }, 'too-large'],
     ['empty chunked body', { ...base, received: 0, expected: undefined }, 'empty'],
   ] as const)('%s', (_name, facts, expected) => {

@@ -82,13 +82,11 @@ export interface BodyFacts {
   received: number;
   /** Content-Length imgproxy announced, if any */
   expected: number | undefined;
-  /** the body ended normally (no error, no early close) */
-  ended: boolean;
   maxBytes: number;
 }
 
+/** For a body that ended normally (one cut short never gets here: it is 'incomplete' at once). */
 export function decideAtEnd(body: BodyFacts): Decision {
-  if (!body.ended) return skip('incomplete');
   if (body.expected !== undefined && body.received !== body.expected) return skip('incomplete');
   if (body.received > body.maxBytes) return skip('too-large');
   if (body.received === 0) return skip('empty');

@@ -34,14 +34,9 @@ export class CappedCapture {
     this.tally.add(chunk.length);
   }
 
-  get overflow(): boolean {
-    return this.overflowed;
-  }
-
-  /** The captured bytes as one buffer, or undefined if the cap was exceeded. */
-  bytes(): Buffer | undefined {
-    if (this.overflowed) return undefined;
-    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+  /** The captured bytes as they arrived, or undefined if the cap was exceeded. */
+  captured(): readonly Buffer[] | undefined {
+    return this.overflowed ? undefined : this.chunks;
   }
 
   release(): void {

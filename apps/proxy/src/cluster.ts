@@ -60,7 +60,7 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
     if (!wasListening) {
       // It never served: the next one would fail the same way (port taken, say).
       logger.fatal({ pid: worker.process.pid, code, signal }, 'A proxy worker failed to start; stopping');
-      stop(1);
+      stop(code === 2 ? 2 : 1); // 2: it said why (configuration, an address in use)
       return;
     }
     logger.error({ pid: worker.process.pid, code, signal }, 'A proxy worker exited; starting another');
@@ -128,8 +128,8 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
     ).then(
       (server) => (admin = server),
       (error: Error) => {
-        logger.fatal({ err: error.message }, 'Could not listen on METRICS_BIND');
-        stop(1);
+        logger.fatal(error.message);
+        stop(2);
       },
     );
   }

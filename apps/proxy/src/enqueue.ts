@@ -1,26 +1,29 @@
+import { Job, type Queue } from 'bullmq';
 import {
-  Intake,
+  JobStates,
   PayloadStore,
+  UPLOAD_JOB_NAME,
+  dedup,
   rateLimited,
   redisKeys,
+  storeMode,
+  uploadJobOptions,
   type Config,
+  type DedupOutcome,
   type JobState,
   type Logger,
   type Redis,
+  type StoreResult,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 
-// Hands a complete, cacheable body to the uploaders: the bytes go into their own Redis key with a
-// TTL, and an intake entry carries the metadata; an uploader turns the entry into a BullMQ job
-// whose id is the cache key (shared/src/intake.ts). It runs after the client's response has ended,
-// never throws, and never waits for a Redis that is not there.
+// Hands a complete, cacheable image to the uploaders: its payload (metadata and bytes) into a key
+// of its own with a TTL, then its BullMQ job, whose id is the cache key. What happens for an image
+// Redis already knows is the dedup rule's (shared/src/dedup.ts). It runs after the client's
+// response has ended, never throws, and never waits for a Redis that is not there.
 
 export type EnqueueOutcome =
-  | 'queued' // bytes teed, on the intake
-  | 'requeued' // the image's earlier job had failed: on the intake again with these bytes
-  | 'uploaded' // the image was uploaded recently: nothing to do
-  | 'already-queued' // a job for the image exists and is not failed
-  | 'pending' // the image is teed already and its job about to be created
+  | DedupOutcome
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES of bytes already wait for upload
   | 'redis-down' // not connected: skipped at once
   | 'redis-busy' // too many bytes already on their way to a Redis that does not answer: skipped at once
@@ -29,7 +32,8 @@ export type EnqueueOutcome =
 
 export interface TeedImage {
   data: UploadJobData;
-  bytes: Buffer;
+  /** the encoded payload (shared/src/payload.ts) */
+  payload: Buffer;
 }
 
 export interface Enqueuer {
@@ -39,7 +43,6 @@ export interface Enqueuer {
    */
   shedding(): 'backlog-full' | 'redis-busy' | undefined;
   enqueue(image: TeedImage): Promise<EnqueueOutcome>;
-  close(): Promise<void>;
 }
 
 export interface EnqueuerOptions {
@@ -61,23 +64,24 @@ export interface EnqueuerOptions {
 class TimeoutError extends Error {}
 
 export class RedisEnqueuer implements Enqueuer {
-  private readonly intake: Intake;
   private readonly payloads: PayloadStore;
+  private readonly jobs: JobStates;
+  private readonly split: boolean;
   private readonly logFailure = rateLimited(10_000);
-  private readonly orphanAgeSec: number;
   private readonly backlogRecheckMs: number;
   private readonly now: () => number;
   private backlogFull = false;
   /** when Redis last said the backlog is full, or the last image was let through to ask again */
   private backlogCheckedAt = 0;
   private readonly maxPendingBytes: number;
-  /** bytes of tees sent to Redis whose answer has not come (whatever ENQUEUE_TIMEOUT_MS said) */
+  /** bytes of payloads sent to Redis whose answer has not come (whatever ENQUEUE_TIMEOUT_MS said) */
   private pendingBytes = 0;
 
   /** `payloadRedis` is the queue's `redis` unless PAYLOAD_REDIS_URL names another. */
   constructor(
     private readonly redis: Redis,
     private readonly payloadRedis: Redis,
+    private readonly queue: Queue<UploadJobData>,
     private readonly config: Config,
     private readonly logger: Logger,
     options: EnqueuerOptions = {},
@@ -86,11 +90,9 @@ export class RedisEnqueuer implements Enqueuer {
     this.now = options.now ?? Date.now;
     this.maxPendingBytes = options.maxPendingBytes ?? Math.max(2 * config.proxy.cacheMaxBytes, 32 * 2 ** 20);
     const keys = redisKeys(config.queue.name);
-    this.intake = new Intake(redis, keys);
     this.payloads = new PayloadStore(payloadRedis, keys);
-    // With PAYLOAD_REDIS_URL: bytes without an intake entry older than this were left by a
-    // producer that died, or whose push failed, between the two Redis.
-    this.orphanAgeSec = Math.max(30, Math.ceil((config.proxy.enqueueTimeoutMs * 3) / 1000));
+    this.jobs = new JobStates(redis, keys);
+    this.split = payloadRedis !== redis;
   }
 
   shedding(): 'backlog-full' | 'redis-busy' | undefined {
@@ -112,12 +114,12 @@ export class RedisEnqueuer implements Enqueuer {
         return 'redis-down';
       }
     }
-    if (this.pendingBytes + image.bytes.length > this.maxPendingBytes) {
+    if (this.pendingBytes + image.payload.length > this.maxPendingBytes) {
       this.reportBusy();
       return 'redis-busy';
     }
     try {
-      return await withTimeout(this.tee(image), this.config.proxy.enqueueTimeoutMs);
+      return await withTimeout(this.handOff(image), this.config.proxy.enqueueTimeoutMs);
     } catch (error) {
       const outcome = error instanceof TimeoutError ? 'timeout' : 'error';
       this.report(outcome, image, error as Error);
@@ -125,39 +127,52 @@ export class RedisEnqueuer implements Enqueuer {
     }
   }
 
-  private async tee({ data, bytes }: TeedImage): Promise<EnqueueOutcome> {
-    const split = this.payloadRedis !== this.redis;
-    let jobState: JobState = 'check'; // one Redis: the tee script does everything
-    if (split) {
-      const known = await this.intake.check(data.cacheKey);
-      if (known === 'pending' || known === 'already-queued') return known;
-      jobState = known;
+  private async handOff({ data, payload }: TeedImage): Promise<EnqueueOutcome> {
+    const id = data.cacheKey;
+    const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: this.config.proxy.backlogMaxBytes };
+    let state: JobState;
+    let result: StoreResult;
+    if (this.split) {
+      state = await this.jobs.of(id);
+      const mode = storeMode(state);
+      result = mode === 'never' ? 'skipped' : await this.sending(payload, this.payloads.store(id, payload, mode, opts));
+    } else {
+      ({ state, result } = await this.sending(payload, this.payloads.tee(id, payload, opts)));
     }
-    const sent = this.payloads.tee(data, bytes, {
-      ttlSec: this.config.queue.payloadTtlSec,
-      orphanAgeSec: this.orphanAgeSec,
-      backlogMaxBytes: this.config.proxy.backlogMaxBytes,
-      jobState,
-    });
-    // The bytes stay in the Redis client until Redis answers, even past ENQUEUE_TIMEOUT_MS.
-    this.pendingBytes += bytes.length;
-    const answered = () => void (this.pendingBytes -= bytes.length);
-    sent.then(answered, answered);
-    const result = await sent;
     if (result === 'lost') throw new Error('the image bytes did not reach Redis');
-    if (result === 'backlog-full') this.noteBacklog(true);
-    if (result !== 'new' && result !== 'failed') return result;
-    this.noteBacklog(false);
-    if (split) {
-      try {
-        await this.intake.push(data, result === 'failed');
-      } catch (error) {
-        // Without an entry nobody will ever read the bytes: free them now rather than at their TTL.
-        await this.payloads.discard(data.cacheKey).catch(() => undefined);
-        throw error;
-      }
+    if (result === 'backlog-full') {
+      this.noteBacklog(true);
+      return 'backlog-full';
     }
-    return result === 'failed' ? 'requeued' : 'queued';
+    if (result === 'stored') this.noteBacklog(false);
+    const decision = dedup(state, result === 'present');
+    if (decision.then === 'add') await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
+    if (decision.then === 'retry') await this.retry(data, state as 'failed' | 'completed');
+    return decision.outcome;
+  }
+
+  /** Counts the payload's bytes as held for Redis until it answers, even past ENQUEUE_TIMEOUT_MS. */
+  private sending<T>(payload: Buffer, sent: Promise<T>): Promise<T> {
+    this.pendingBytes += payload.length;
+    const answered = () => void (this.pendingBytes -= payload.length);
+    sent.then(answered, answered);
+    return sent;
+  }
+
+  /** The image's finished job runs again, and finds the bytes just stored. */
+  private async retry(data: UploadJobData, state: 'failed' | 'completed'): Promise<void> {
+    const job = await Job.fromId<UploadJobData>(this.queue, data.cacheKey);
+    if (!job) {
+      // removed since (retention, or by hand): a new one
+      await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, data.cacheKey));
+      return;
+    }
+    try {
+      await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
+    } catch {
+      // Another response for the image retried it first (or someone did from the dashboard):
+      // it runs either way, and reads the newest bytes.
+    }
   }
 
   /** Logs once when the backlog fills up and once when it has room again. */
@@ -191,10 +206,6 @@ export class RedisEnqueuer implements Enqueuer {
         'Could not queue image for upload; the client was served, the image was not cached',
       ),
     );
-  }
-
-  async close(): Promise<void> {
-    // the Redis connections belong to the server
   }
 }
 

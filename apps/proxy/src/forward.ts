@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { errors, type Dispatcher } from 'undici';
-import { cacheKeyOf, crc32Of, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
+import { cacheKeyOf, crc32Of, encodePayload, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
 import { CappedCapture, type CaptureTally } from './capture.js';
 import { contentLength, decideAtEnd, decideAtHeaders, type Decision } from './cacheability.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -41,8 +41,8 @@ const REMEMBER_MS: Partial<Record<EnqueueOutcome, number>> = {
   uploaded: 5 * 60_000,
   queued: 15_000,
   requeued: 15_000,
+  refilled: 15_000,
   'already-queued': 15_000,
-  pending: 15_000,
 };
 
 export async function forward(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
@@ -58,11 +58,13 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   headersOut['x-request-id'] = requestId;
 
   // undici takes an EventEmitter as its abort signal: far cheaper than an AbortController (a DOM
-  // EventTarget) on every request. Only a client that leaves early fires it.
-  const abort = Object.assign(new EventEmitter(), { aborted: false });
+  // EventTarget) on every request. Only a client that leaves early fires it. (It must not have an
+  // `aborted` property: undici would take it for an AbortSignal.)
+  const abort = new EventEmitter();
+  let clientLeft = false;
   res.once('close', () => {
     if (res.writableFinished) return;
-    abort.aborted = true;
+    clientLeft = true;
     abort.emit('abort');
   });
 
@@ -78,7 +80,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       bodyTimeout: options.upstreamTimeoutMs,
     });
   } catch (error) {
-    if (abort.aborted) return; // the client left first
+    if (clientLeft) return; // the client left first
     const timedOut = error instanceof errors.HeadersTimeoutError;
     log().warn({ path, err: (error as Error).message }, 'imgproxy request failed');
     sendError(res, timedOut ? 504 : 502, timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable');
@@ -136,42 +138,39 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     ended = true;
     res.end();
     if (!capture || !cacheKey) return;
-    const bytes = capture.bytes();
-    const verdict = decideAtEnd({
-      received,
-      expected: contentLength(headers),
-      ended: true,
-      maxBytes: options.cacheMaxBytes,
-    });
-    if (!verdict.cache || !bytes) {
+    const chunks = capture.captured();
+    const verdict = decideAtEnd({ received, expected: contentLength(headers), maxBytes: options.cacheMaxBytes });
+    if (!verdict.cache || !chunks) {
       capture.release();
       const reason = verdict.cache ? 'too-large' : verdict.reason;
       options.onOutcome?.(reason, path);
       if (debug) log().debug({ path, reason, received }, 'Not caching response');
       return;
     }
+    const payload = encodePayload(
+      {
+        contentType: single(headers['content-type']),
+        cacheControl: single(headers['cache-control']),
+        contentDisposition: single(headers['content-disposition']),
+        size: received,
+        crc32: crc32Of(chunks),
+        receivedAt: Date.now(),
+        requestId,
+      },
+      chunks,
+    );
+    // the payload is a copy: it is what is held until Redis has it
+    capture.release();
+    options.tally.add(payload.length);
     const work = options.enqueuer
-      .enqueue({
-        bytes,
-        data: {
-          cacheKey,
-          path,
-          contentType: single(headers['content-type']),
-          cacheControl: single(headers['cache-control']),
-          contentDisposition: single(headers['content-disposition']),
-          size: bytes.length,
-          crc32: crc32Of(bytes),
-          receivedAt: Date.now(),
-          requestId,
-        },
-      })
+      .enqueue({ data: { cacheKey, path, requestId }, payload })
       .then((outcome) => {
         const rememberMs = REMEMBER_MS[outcome];
         if (rememberMs) options.recent.remember(cacheKey, rememberMs);
         options.onOutcome?.(outcome, path);
         if (debug) log().debug({ path, outcome }, 'Cache hand-off');
       })
-      .finally(() => capture.release()); // the bytes are held until Redis has them
+      .finally(() => options.tally.add(-payload.length));
     options.track(work);
   });
 }

@@ -2,8 +2,12 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createServer } from 'node:http';
 import { Pool } from 'undici';
+import type { Queue } from 'bullmq';
 import {
   createProducerRedis,
+  createUploadQueue,
+  listen,
+  refuseEvictingRedis,
   createProxyMetrics,
   createRegistry,
   rateLimited,
@@ -14,6 +18,7 @@ import {
   type Logger,
   type ProxyMetrics,
   type Redis,
+  type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { imgproxyHealthy } from './health.js';
 import { createApp } from './app.js';
@@ -45,6 +50,8 @@ export interface StartOptions {
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
   /** see EnqueuerOptions (tests) */
   enqueuerOptions?: EnqueuerOptions;
+  /** a Redis that may evict keys was found (default: log it and exit 2) */
+  onRedisRefused?: (problem: string) => void;
 }
 
 function readyWithin(redis: Redis, ms: number): Promise<void> {
@@ -68,6 +75,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     pipelining: 1,
   });
   const redisClients: Redis[] = [];
+  let queue: Queue<UploadJobData> | undefined;
   let enqueuer = options.enqueuer;
   if (!enqueuer) {
     const logRedisError = rateLimited(10_000);
@@ -76,7 +84,14 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     const redis = createProducerRedis(config.redisUrl, { onError });
     const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError }) : redis;
     redisClients.push(...new Set([redis, payloadRedis]));
-    enqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger, options.enqueuerOptions);
+    // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or
+    // when a Redis that was away at start first answers).
+    const refuse = options.onRedisRefused ?? ((problem: string) => (logger.fatal(problem), process.exit(2)));
+    refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, refuse);
+    if (payloadRedis !== redis) refuseEvictingRedis({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' }, refuse);
+    // our own check replaces BullMQ's, which only warns
+    queue = createUploadQueue(config.queue.name, redis, { skipVersionCheck: true });
+    enqueuer = new RedisEnqueuer(redis, payloadRedis, queue, config, logger, options.enqueuerOptions);
     // Give Redis a moment so that the first images are cached, but never hold the proxy back:
     // while Redis is away, images are served and not cached.
     await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
@@ -103,13 +118,17 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     res.once('close', () => metrics.requests.inc({ method: req.method ?? '', status: res.statusCode }));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.proxy.bind.port, config.proxy.bind.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const release = async () => {
+    await queue?.close().catch(() => undefined);
+    for (const r of redisClients) r.disconnect();
+    await upstream.close();
+  };
+  try {
+    await listen(server, config.proxy.bind, 'IMGPROXY_BIND');
+  } catch (error) {
+    await release();
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
 
   // Ready when imgproxy is healthy and Redis reachable (the proxy serves without Redis, but does
@@ -118,7 +137,14 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     imgproxy: await imgproxyHealthy(upstream, config.proxy.imgproxyBasePath, 1_000),
     redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
   });
-  const admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness) : undefined;
+  let admin: AdminServer | undefined;
+  try {
+    admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness) : undefined;
+  } catch (error) {
+    server.close();
+    await release();
+    throw error;
+  }
 
   return {
     server,
@@ -137,10 +163,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
       await closed;
       clearTimeout(timer);
       await inflight.drain(Math.max(0, deadline - Date.now()));
-      await enqueuer.close();
       await admin?.close();
-      for (const r of redisClients) r.disconnect();
-      await upstream.close();
+      await release();
     },
   };
 }

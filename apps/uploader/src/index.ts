@@ -1,7 +1,7 @@
 import { HeadBucketCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { configOrExit, createLogger, exitOnSignal, runMain } from '@imgproxy-cache/shared';
 import { S3ObjectStore, createS3Client } from './s3-writer.js';
-import { startUploader } from './uploader.js';
+import { startUploader, type RunningUploader } from './uploader.js';
 import { lowerPriority } from './priority.js';
 
 // Entry point of one upload worker. Run as many as you like: nothing in them is per-instance.
@@ -30,16 +30,24 @@ async function main(): Promise<void> {
   }
 
   const store = new S3ObjectStore(client, config.s3.bucket, config.s3.requestTimeoutMs);
-  const uploader = await startUploader({ config, store, logger });
+  // Signals are handled from here on, also while waiting for Redis at start.
+  const starting = new AbortController();
+  let uploader: RunningUploader | undefined;
+  exitOnSignal(logger, { stopping: 'Shutting down: finishing uploads in flight', stopped: 'Uploader stopped' }, async () => {
+    starting.abort();
+    await uploader?.close(config.shutdownTimeoutMs);
+    client.destroy();
+  });
+  try {
+    uploader = await startUploader({ config, store, logger, signal: starting.signal });
+  } catch (error) {
+    if (starting.signal.aborted) return; // stopped before Redis answered: exitOnSignal exits
+    throw error;
+  }
   logger.info(
     { queue: config.queue.name, bucket: config.s3.bucket, folder: config.s3.folder, concurrency: config.uploader.concurrency, nice: config.uploader.nice },
     'Uploader started',
   );
-
-  exitOnSignal(logger, { stopping: 'Shutting down: finishing uploads in flight', stopped: 'Uploader stopped' }, async () => {
-    await uploader.close(config.shutdownTimeoutMs);
-    client.destroy();
-  });
 }
 
 runMain('uploader', main);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { crc32Of, objectKeyOf, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
+import { decodePayload, objectKeyOf, type JobStates, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
 import { S3OperationError, type ObjectStore, type PutRequest, type StoredObject } from './s3-writer.js';
 
 // One upload: read the teed bytes, check them against the job, skip what the bucket already
@@ -19,18 +19,21 @@ function permanent(reason: string): UnrecoverableError {
 
 export interface ProcessorDeps {
   payloads: PayloadStore;
+  jobs: JobStates;
   store: ObjectStore;
   folder: string;
   uploadedTtlSec: number;
   /** S3_CONDITIONAL_WRITES: create with If-None-Match: *, look at the object only when it exists */
   conditionalWrites: boolean;
   logger: Logger;
+  /** an object of `size` bytes was written */
+  written?: (size: number) => void;
   /** S3 asked us to slow down: pause the whole queue and put this job back without an attempt */
   throttle: (error: S3OperationError) => Promise<Error>;
 }
 
 export function createProcessor(deps: ProcessorDeps) {
-  const { payloads, store, logger } = deps;
+  const { payloads, jobs, store, logger } = deps;
 
   /**
    * The object may exist: identical bytes are left alone; different ones (imgproxy's output
@@ -61,47 +64,46 @@ export function createProcessor(deps: ProcessorDeps) {
 
   async function upload(job: Job<UploadJobData>): Promise<UploadResult> {
     const started = Date.now();
-    const data = job.data;
-    const bytes = await payloads.read(data.cacheKey);
-    if (bytes === null && (await payloads.isUploaded(data.cacheKey))) {
+    const { cacheKey, path } = job.data;
+    const stored = await payloads.read(cacheKey);
+    if (stored === null && (await jobs.isUploaded(cacheKey))) {
       // This job ran before and finished its upload, but its uploader lost the job's lock before
       // it could say so (a stalled event loop), and BullMQ handed the job out again.
-      logger.info({ path: data.path, key: objectKeyOf(deps.folder, data.cacheKey), attempt: job.attemptsMade + 1, requestId: data.requestId }, 'Already in S3, not written again');
+      logger.info({ path, key: objectKeyOf(deps.folder, cacheKey), attempt: job.attemptsMade + 1, requestId: job.data.requestId }, 'Already in S3, not written again');
       return 'already-present';
     }
-    if (bytes === null) {
+    if (stored === null) {
       throw permanent(
-        `Image bytes are gone from Redis: they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted ` +
-          `(the queue's Redis must run maxmemory-policy noeviction); the next request for the image queues it again`,
+        `Image bytes are gone from Redis: they expired (CACHE_PAYLOAD_TTL_SEC) or were evicted; ` +
+          `the next request for the image stores them again and retries this job`,
       );
     }
-    const crc32 = crc32Of(bytes);
-    if (bytes.length !== data.size || crc32 !== data.crc32) {
-      await payloads.discard(data.cacheKey);
-      throw permanent(
-        `Image bytes in Redis do not match the job (size ${bytes.length}, crc32 ${crc32}; ` +
-          `expected size ${data.size}, crc32 ${data.crc32}); nothing was written`,
-      );
+    const decoded = decodePayload(stored);
+    if ('problem' in decoded) {
+      await payloads.drop(cacheKey);
+      throw permanent(`The image's payload in Redis is unusable: ${decoded.problem}; nothing was written`);
     }
+    const { meta, body: bytes } = decoded;
     const digest = createHash('md5').update(bytes).digest('hex');
 
-    const key = objectKeyOf(deps.folder, data.cacheKey);
-    const object = { key, body: bytes, contentType: data.contentType, cacheControl: data.cacheControl, contentDisposition: data.contentDisposition, md5: digest };
+    const key = objectKeyOf(deps.folder, cacheKey);
+    const object = { key, body: bytes, contentType: meta.contentType, cacheControl: meta.cacheControl, contentDisposition: meta.contentDisposition, md5: digest };
     let result: UploadResult;
     if (deps.conditionalWrites) {
       // The common case, a new image, costs one request: a create that S3 refuses (412) when the
       // object is already there. Only then is it looked at.
       const put = await store.put({ ...object, ifAbsent: true });
-      result = put === 'written' ? 'uploaded' : await settleExisting(data.path, object, await store.head(key));
+      result = put === 'written' ? 'uploaded' : await settleExisting(path, object, await store.head(key));
     } else {
-      result = await settleExisting(data.path, object, await store.head(key));
+      result = await settleExisting(path, object, await store.head(key));
     }
-    // Marked first, in the same script: from here on the proxy skips this image.
-    await payloads.uploaded(data.cacheKey, deps.uploadedTtlSec);
+    // Marked first (the two commands go out together, in this order): from here on the proxy skips the image.
+    await Promise.all([jobs.markUploaded(cacheKey, deps.uploadedTtlSec), payloads.drop(cacheKey)]);
 
-    const fields = { path: data.path, bucket: store.bucket, key, size: bytes.length, durationMs: Date.now() - started, attempt: job.attemptsMade + 1, requestId: data.requestId };
+    const fields = { path, bucket: store.bucket, key, size: bytes.length, durationMs: Date.now() - started, attempt: job.attemptsMade + 1, requestId: meta.requestId };
     if (result === 'uploaded') {
-      logger.info(fields, `Uploaded to S3 path=${data.path} bucket=${store.bucket} key=${key}`);
+      deps.written?.(bytes.length);
+      logger.info(fields, `Uploaded to S3 path=${path} bucket=${store.bucket} key=${key}`);
     } else {
       logger.info(fields, 'Already in S3, not written again');
     }

@@ -1,24 +1,24 @@
 import { Worker, type Job } from 'bullmq';
 import {
-  BULL_PREFIX,
-  Intake,
+  JobStates,
   PayloadStore,
   createRegistry,
+  createUploadQueue,
   createUploaderMetrics,
-  startAdminServer,
-  type AdminServer,
-  type UploaderMetrics,
+  connectChecked,
   createWorkerRedis,
+  queuePrefix,
   rateLimited,
   redisKeys,
+  startAdminServer,
+  type AdminServer,
   type Config,
   type Logger,
   type Redis,
   type UploadJobData,
+  type UploaderMetrics,
 } from '@imgproxy-cache/shared';
 import { createProcessor, type UploadResult } from './processor.js';
-import { IntakePump } from './intake-pump.js';
-import { createUploadQueue } from './upload-queue.js';
 import type { ObjectStore } from './s3-writer.js';
 
 export interface RunningUploader {
@@ -38,36 +38,55 @@ export interface UploaderOptions {
   store: ObjectStore;
   logger: Logger;
   onResult?: (result: UploadResult | 'failed', job: UploadJobData) => void;
-  /** how often the intake pump looks for images left claimed by an uploader that died (tests) */
-  intakeRescanMs?: number;
+  /** aborts the wait for Redis at start (SIGTERM before Redis ever answered) */
+  signal?: AbortSignal;
 }
 
-export async function startUploader({ config, store, logger, onResult, intakeRescanMs }: UploaderOptions): Promise<RunningUploader> {
+/**
+ * Waits for Redis, refuses one that may evict keys (StartupError), then runs the BullMQ worker and
+ * the admin server.
+ */
+export async function startUploader({ config, store, logger, onResult, signal }: UploaderOptions): Promise<RunningUploader> {
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
   const connection: Redis = createWorkerRedis(config.redisUrl, { onError });
-  const payloadRedis: Redis = createWorkerRedis(config.payloadRedisUrl ?? config.redisUrl, { onError });
+  const payloadRedis: Redis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { onError }) : connection;
+  const connections = [...new Set([connection, payloadRedis])];
+  try {
+    await connectChecked(
+      [
+        { client: connection, holds: 'queue', variable: 'REDIS_URL' },
+        { client: payloadRedis, holds: payloadRedis === connection ? 'queue' : 'payloads', variable: config.payloadRedisUrl ? 'PAYLOAD_REDIS_URL' : 'REDIS_URL' },
+      ],
+      logger,
+      signal,
+    );
+  } catch (error) {
+    for (const c of connections) c.disconnect();
+    throw error;
+  }
+
   const queue = createUploadQueue(config.queue.name, connection);
   const logThrottle = rateLimited(10_000);
   const keys = redisKeys(config.queue.name);
   const payloads = new PayloadStore(payloadRedis, keys);
-  const intake = new Intake(connection, keys, (id, error) =>
-    logger.error({ key: id, err: error.message }, 'Dropped an unreadable intake entry; the image is cached again on its next request'),
-  );
+  const jobs = new JobStates(connection, keys);
   const metrics = createUploaderMetrics(
     createRegistry('uploader'),
-    async () => ({ ...(await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')), intake: await intake.size() }),
+    () => queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
     () => payloads.backlogBytes(),
   );
 
   const processor = createProcessor({
     payloads,
+    jobs,
     store,
     folder: config.s3.folder,
     uploadedTtlSec: config.queue.uploadedTtlSec,
     conditionalWrites: config.s3.conditionalWrites,
     logger,
+    written: (size) => metrics.uploadBytes.inc(size),
     async throttle(error) {
       logThrottle((suppressed) =>
         logger.warn({ reason: error.message, pauseMs: config.uploader.throttleDelayMs, suppressed }, 'S3 asks to slow down: pausing uploads'),
@@ -90,7 +109,6 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
         const result = await processor(job);
         stop({ result });
         metrics.uploads.inc({ result });
-        if (result === 'uploaded') metrics.uploadBytes.inc(job.data.size);
         return result;
       } catch (error) {
         stop({ result: 'error' });
@@ -101,7 +119,7 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
     },
     {
       connection,
-      prefix: BULL_PREFIX,
+      prefix: queuePrefix(config.queue.name),
       concurrency: config.uploader.concurrency,
       // A killed uploader's jobs return to the queue once their lock lapses and the stall check
       // runs: within lockDuration + stalledInterval.
@@ -113,16 +131,6 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
       limiter: { max: 1_000_000, duration: 1_000 },
     },
   );
-
-  // The proxies put teed images on the intake; this uploader turns them into jobs, with the others.
-  const pump = new IntakePump({
-    intake,
-    queue,
-    blocking: createWorkerRedis(config.redisUrl, { onError }),
-    config,
-    logger,
-    rescanMs: intakeRescanMs,
-  });
 
   worker.on('completed', (job, result) => onResult?.(result, job.data));
   worker.on('failed', (job, error) => {
@@ -144,9 +152,13 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
   // Ready when Redis and S3 answer.
   const admin = config.metricsBind
     ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
-        redis: connection.status === 'ready' && payloadRedis.status === 'ready',
+        redis: connections.every((c) => c.status === 'ready'),
         s3: await store.reachable(),
-      }))
+      })).catch(async (error: Error) => {
+        await worker.close(true).catch(() => undefined);
+        for (const c of connections) c.disconnect();
+        throw error;
+      })
     : undefined;
 
   return {
@@ -156,10 +168,9 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
     async close(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-      // Images it claimed and has not made into jobs yet stay claimed: another uploader's scan takes them.
-      await Promise.race([pump.close(), deadline]);
-      const closing = worker.close();
-      const outcome = await Promise.race([closing.then(() => 'closed' as const), deadline]);
+      // With nothing in flight there is nothing to wait for, even if Redis is away.
+      const closing = active.size === 0 ? worker.close(true) : worker.close();
+      const outcome = await Promise.race([closing.then(() => 'closed' as const, () => 'closed' as const), deadline]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
         const unfinished = [...active.values()];
@@ -171,8 +182,7 @@ export async function startUploader({ config, store, logger, onResult, intakeRes
       }
       await admin?.close();
       await queue.close().catch(() => undefined);
-      connection.disconnect();
-      payloadRedis.disconnect();
+      for (const c of connections) c.disconnect();
     },
   };
 }

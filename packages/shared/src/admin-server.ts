@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BindAddress } from './config.js';
+import { listen } from './startup.js';
 
 // The admin address of each service (METRICS_BIND): Prometheus metrics and the health checks
 // that orchestrators and the compose file use. Kept off the public port on purpose.
@@ -22,7 +23,7 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function startAdminServer(bind: BindAddress, registry: MetricsSource, readiness: Readiness): Promise<AdminServer> {
+export async function startAdminServer(bind: BindAddress, registry: MetricsSource, readiness: Readiness, variable = 'METRICS_BIND'): Promise<AdminServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     const send = (status: number, type: string, body: string) => {
@@ -48,13 +49,7 @@ export async function startAdminServer(bind: BindAddress, registry: MetricsSourc
       send(404, 'text/plain', 'not found: try /metrics, /livez or /readyz\n');
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(bind.port, bind.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, bind, variable);
   return {
     server,
     port: (server.address() as AddressInfo).port,

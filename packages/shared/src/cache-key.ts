@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 
 // Clients compute the key themselves (the Elixir client hashes "/" <> signature <> path), so it is
 // the MD5 of the request path exactly as it came on the wire: percent-encoding untouched, no
@@ -14,11 +13,6 @@ export function rawPathOf(requestTarget: string): string {
 /** Lowercase hex MD5 of the raw request path. */
 export function cacheKeyOf(rawPath: string): string {
   return createHash('md5').update(rawPath, 'latin1').digest('hex');
-}
-
-/** The job's checksum of an image's bytes (see UploadJobData.crc32). */
-export function crc32Of(bytes: Buffer): string {
-  return crc32(bytes).toString(16).padStart(8, '0');
 }
 
 /** The object key for a cache key: `<folder>/<md5>`; `folder` is already normalised (see config). */

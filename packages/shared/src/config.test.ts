@@ -71,14 +71,13 @@ describe('loadConfig', () => {
     }
   });
 
-  it('refuses a payload TTL shorter than the retry window, in the proxy (which sets the TTL) and the uploader (which makes the jobs)', () => {
+  it('refuses, in the proxy (which sets both on the job), a payload TTL shorter than the retry window', () => {
     expect(retryWindowMs(10, 1000)).toBe(511_000);
     const tooShort = { UPLOAD_ATTEMPTS: '12', UPLOAD_BACKOFF_MS: '60000', CACHE_PAYLOAD_TTL_SEC: '3600', S3_BUCKET: 'b' };
-    for (const role of ['proxy', 'uploader'] as const) {
-      const problems = problemsOf(tooShort, role);
-      expect(problems).toHaveLength(1);
-      expect(problems[0]).toMatch(/^CACHE_PAYLOAD_TTL_SEC \(3600\) must be longer than the retry window/);
-    }
+    const problems = problemsOf(tooShort, 'proxy');
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^CACHE_PAYLOAD_TTL_SEC \(3600\) must be longer than the retry window/);
+    expect(problemsOf(tooShort, 'uploader')).toEqual([]);
     expect(problemsOf({ UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '1000', CACHE_PAYLOAD_TTL_SEC: '60' })).toEqual([]);
   });
 
@@ -87,6 +86,12 @@ describe('loadConfig', () => {
     expect(config.s3.forcePathStyle).toBe(false);
     expect(config.s3.checksumMode).toBe('WHEN_SUPPORTED');
     expect(config.logLevel).toBe('debug');
+  });
+
+  it('gives proxy and uploader different admin ports by default, so that both run on one host', () => {
+    expect(loadConfig({}, 'proxy').metricsBind).toEqual({ host: undefined, port: 9464 });
+    expect(loadConfig({ S3_BUCKET: 'b' }, 'uploader').metricsBind).toEqual({ host: undefined, port: 9465 });
+    expect(loadConfig({ S3_BUCKET: 'b', METRICS_BIND: ':9470' }, 'uploader').metricsBind).toEqual({ host: undefined, port: 9470 });
   });
 
   it('declares every variable once', () => {

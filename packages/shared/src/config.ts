@@ -74,6 +74,8 @@ export interface Variable {
   default: string | undefined;
   /** which services read it; documentation and required-ness */
   roles: readonly Role[];
+  /** a default of its own for some services */
+  roleDefaults?: Partial<Record<Role, string>>;
   required?: readonly Role[];
   description: string;
 }
@@ -97,23 +99,23 @@ export const VARIABLES = [
   { name: 'PROXY_WORKERS', default: '1', roles: ['proxy'], description: 'Processes serving the proxy port (Node cluster); `0` means one per CPU core. Above 1, the first process only supervises: it waits for imgproxy, starts the workers (replacing any that dies), serves `METRICS_BIND` with their metrics summed, and stops them all on SIGTERM. More workers use more cores and more memory (each holds its own connections and recent keys); on a small host shared with imgproxy, keep 1.' },
   { name: 'CLIENT_HEADERS_TIMEOUT_MS', default: '10000', roles: ['proxy'], description: 'A client must send its request headers within this time, or gets 408 and is disconnected (slow-loris).' },
   { name: 'SHUTDOWN_TIMEOUT_MS', default: '20000', roles: BOTH, description: 'On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator\'s grace period.' },
-  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: ALL, description: 'Redis for the queue and the teed bytes. Must run `maxmemory-policy noeviction`.' },
-  { name: 'PAYLOAD_REDIS_URL', default: '', roles: BOTH, description: 'Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue\'s Redis. It may run `maxmemory-policy allkeys-lru`: an evicted image fails its upload and is queued again by its next request.' },
-  { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: ALL, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:<QUEUE_NAME>:`. Proxy and uploaders must agree.' },
+  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: ALL, description: 'Redis for the upload queue and the teed bytes. Must run `maxmemory-policy noeviction`: a service refuses to start on any other policy.' },
+  { name: 'PAYLOAD_REDIS_URL', default: '', roles: BOTH, description: 'Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue\'s Redis. Run it with `maxmemory-policy volatile-lru`: an evicted image is stored again by its next request, which its waiting job then finds. `allkeys-*` policies are refused (they could evict the backlog counter).' },
+  { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: ALL, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:{<QUEUE_NAME>}:` (a hash tag: one Redis Cluster slot per queue). Proxy, uploaders and dashboard must agree.' },
   { name: 'CACHE_MAX_BYTES', default: '20971520', roles: ['proxy'], description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.' },
   { name: 'CACHE_RECENT_KEYS', default: '100000', roles: ['proxy'], description: 'How many recently cached images each proxy remembers (for 15 s, or 5 min once uploaded), so that repeated requests for them skip the copy and the trip to Redis. `0` turns it off.' },
   { name: 'CACHE_BACKLOG_MAX_BYTES', default: '268435456', roles: ['proxy'], description: 'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders, more new images than uploads keep up with) new images are served but not teed until the backlog drains, so Redis never fills up; meanwhile the proxy does not even copy them.' },
   { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
-  { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: BOTH, description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window of `UPLOAD_ATTEMPTS` and `UPLOAD_BACKOFF_MS` (both services check at start).' },
+  { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: ['proxy'], description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window of `UPLOAD_ATTEMPTS` and `UPLOAD_BACKOFF_MS` (checked at start). No image waits longer than this to be cached: a job whose bytes expired gets the bytes of the next request.' },
   { name: 'CACHE_UPLOADED_TTL_SEC', default: '86400', roles: ['uploader'], description: 'How long an uploaded image is remembered, so that further requests for it tee and enqueue nothing.' },
-  { name: 'UPLOAD_ATTEMPTS', default: '10', roles: ['uploader'], description: 'Upload attempts per image, the first included (set on the job by the uploader that creates it).' },
-  { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['uploader'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
-  { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['uploader'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
+  { name: 'UPLOAD_ATTEMPTS', default: '10', roles: ['proxy'], description: 'Upload attempts per image, the first included (set on the job by the proxy that makes it).' },
+  { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['proxy'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
+  { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['proxy'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
   { name: 'UPLOAD_NICE', default: '10', roles: ['uploader'], description: 'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (`npm start`, one host, the all-in-one image), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Niceness only ranks processes inside one scheduling group: separate containers, systemd units and login sessions (autogroup) each get their own share, so there give the uploader fewer CPU shares instead (docker-compose.yml does; `CPUWeight=` for systemd).' },
   { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
   { name: 'UPLOAD_THROTTLE_DELAY_MS', default: '2000', roles: ['uploader'], description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.' },
-  { name: 'METRICS_BIND', default: ':9464', roles: BOTH, description: 'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`. `off` disables it. `npm start` gives the uploader this port + 1.' },
+  { name: 'METRICS_BIND', default: ':9464', roleDefaults: { uploader: ':9465' }, roles: BOTH, description: 'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`; `off` disables it. The defaults differ so that a proxy and an uploader on one host both start; give each further uploader on a host its own (or `off`). An address already in use stops the service (exit 2).' },
   { name: 'DASHBOARD_BIND', default: '127.0.0.1:3000', roles: ['dashboard'], description: 'Where Bull Board (failed uploads, retry) listens, at the root path. On any address but loopback it refuses to start without `DASHBOARD_USER` and `DASHBOARD_PASSWORD`.' },
   { name: 'DASHBOARD_USER', default: '', roles: ['dashboard'], description: 'HTTP basic auth user for the dashboard.' },
   { name: 'DASHBOARD_PASSWORD', default: '', roles: ['dashboard'], description: 'HTTP basic auth password for the dashboard (set both, or neither on loopback).' },
@@ -143,7 +145,7 @@ export function loadConfig(env: Env, role: Role): Config {
     const value = env[name];
     if (value === undefined || value === '') {
       if ((spec as Variable).required?.includes(role)) problems.push(`${name} is required`);
-      return spec.default ?? '';
+      return (spec as Variable).roleDefaults?.[role] ?? spec.default ?? '';
     }
     return value.trim();
   };
@@ -258,7 +260,7 @@ export function loadConfig(env: Env, role: Role): Config {
 
   // The bytes must still be in Redis when the last retry runs, or that retry can only fail.
   const windowSec = retryWindowMs(config.queue.attempts, config.queue.backoffMs) / 1000;
-  if (role !== 'dashboard' && windowSec >= config.queue.payloadTtlSec) {
+  if (role === 'proxy' && windowSec >= config.queue.payloadTtlSec) {
     problems.push(
       `CACHE_PAYLOAD_TTL_SEC (${config.queue.payloadTtlSec}) must be longer than the retry window of ` +
         `UPLOAD_ATTEMPTS=${config.queue.attempts} and UPLOAD_BACKOFF_MS=${config.queue.backoffMs} (${Math.ceil(windowSec)} s)`,

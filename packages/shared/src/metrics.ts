@@ -36,7 +36,7 @@ export function createProxyMetrics(registry: Registry, heldBytes: () => number =
     bytesStreamed: new Counter({ name: `${PREFIX}response_bytes_total`, help: 'Body bytes streamed from imgproxy to clients', registers: [registry] }),
     cacheDecisions: new Counter({
       name: `${PREFIX}cache_decisions_total`,
-      help: 'What happened to each response: queued, requeued, uploaded/already-queued/pending (deduped), redis-down, redis-busy, backlog-full, timeout, error, or why it was not cacheable (method, status, cache-control, vary*, too-large, incomplete, ...)',
+      help: 'What happened to each response: queued, requeued, refilled, uploaded/already-queued/deduped (nothing to do), redis-down, redis-busy, backlog-full, timeout, error, or why it was not cacheable (method, status, cache-control, vary*, too-large, incomplete, ...)',
       labelNames: ['outcome'],
       registers: [registry],
     }),
@@ -84,7 +84,7 @@ export function createUploaderMetrics(
     uploadBytes: new Counter({ name: `${PREFIX}upload_bytes_total`, help: 'Bytes written to S3', registers: [registry] }),
     queueJobs: new Gauge({
       name: `${PREFIX}queue_jobs`,
-      help: 'Upload jobs by state, and "intake": teed images an uploader has yet to make into jobs (read at scrape time)',
+      help: 'Upload jobs by state (read at scrape time)',
       labelNames: ['state'],
       registers: [registry],
       async collect() {

@@ -1,45 +1,47 @@
-import type { JobsOptions } from 'bullmq';
+import { Queue, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
+import { queuePrefix } from './redis-keys.js';
 
-// The contract between the proxy (producer) and the uploaders (consumers). Types only from BullMQ:
-// the proxy never loads it (its jobs are made by the uploaders, apps/uploader/src/upload-queue.ts).
+// The contract between the proxy (which makes the upload jobs) and the uploaders (which run
+// them). Nothing here connects: the factories take connections their callers own.
 
-/** Job payload: metadata only. The bytes live in their own Redis key (see redis-keys.ts). */
+/**
+ * Job data: what an operator looks for on the dashboard. The bytes, their checksum and headers
+ * are in the image's payload (payload.ts), never in the job.
+ */
 export interface UploadJobData {
   /** lowercase hex MD5 of the raw request path; also the job id */
   cacheKey: string;
-  /** the raw request path, for logs and the dashboard */
+  /** the raw request path */
   path: string;
-  contentType: string | null;
-  cacheControl: string | null;
-  contentDisposition: string | null;
-  /** byte length of the teed body */
-  size: number;
-  /**
-   * CRC-32 of the body (8 lowercase hex digits), checked before upload. CRC-32 rather than MD5
-   * because the proxy computes it on every cached response (five times cheaper); the uploader
-   * computes the MD5 for Content-MD5 itself.
-   */
-  crc32: string;
-  /** epoch milliseconds when the proxy finished receiving the body */
-  receivedAt: number;
-  /** X-Request-ID of the request that teed the bytes, for following one image through the logs */
+  /** X-Request-ID of the request that made the job */
   requestId?: string;
 }
 
 export const UPLOAD_JOB_NAME = 'upload';
 
 /**
- * Job options, set by the uploader that makes the job from the intake. `jobId` = cache key makes BullMQ ignore a second add for the
- * same image while the first exists in any state; completed jobs are removed at once (the
- * `uploaded:` marker takes over the dedup), failed ones are kept for the dashboard.
+ * `jobId` = cache key makes BullMQ ignore a second add for the same image while the first exists
+ * in any state; completed jobs are removed at once (the uploaded marker takes over the dedup),
+ * failed ones are kept for the dashboard until a new response for the image retries them.
  */
-export function uploadJobOptions(config: Config, cacheKey: string): JobsOptions {
+export function uploadJobOptions(queue: Config['queue'], cacheKey: string): JobsOptions {
   return {
     jobId: cacheKey,
-    attempts: config.queue.attempts,
-    backoff: { type: 'exponential', delay: config.queue.backoffMs, jitter: 0.5 },
+    attempts: queue.attempts,
+    backoff: { type: 'exponential', delay: queue.backoffMs, jitter: 0.5 },
     removeOnComplete: true,
-    removeOnFail: { age: config.queue.failedRetentionSec },
+    removeOnFail: { age: queue.failedRetentionSec },
   };
+}
+
+/**
+ * The upload queue on a connection the caller owns. Its errors are the connection's, which the
+ * caller already reports: the listener here only keeps BullMQ from throwing them.
+ */
+export function createUploadQueue(name: string, connection: Redis, options: { skipVersionCheck?: boolean } = {}): Queue<UploadJobData> {
+  const queue = new Queue<UploadJobData>(name, { connection, prefix: queuePrefix(name), skipVersionCheck: options.skipVersionCheck });
+  queue.on('error', () => undefined);
+  return queue;
 }

@@ -40,3 +40,20 @@ export function createWorkerRedis(url: string, options: RedisOptions = {}): Redi
   redis.on('error', (error: Error) => options.onError?.(error));
   return redis;
 }
+
+/**
+ * One line naming what is wrong with a Redis's eviction policy for what it holds, or undefined.
+ * The queue's Redis must never evict (BullMQ loses jobs); a separate payload Redis may evict keys
+ * with a TTL (payloads, staged bytes), never the backlog counter, which has none.
+ */
+export async function evictionProblem(redis: Redis, holds: 'queue' | 'payloads', variable: string): Promise<string | undefined> {
+  const policy = /^maxmemory_policy:(\S+)/m.exec(await redis.info('memory'))?.[1];
+  if (policy === undefined) return undefined; // a server that does not say (some managed ones)
+  if (holds === 'queue' && policy !== 'noeviction') {
+    return `${variable} points at a Redis with maxmemory-policy ${policy}, which loses queued uploads when memory fills: run it with maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, and in its configuration)`;
+  }
+  if (holds === 'payloads' && policy.startsWith('allkeys-')) {
+    return `${variable} points at a Redis with maxmemory-policy ${policy}, which may evict the upload backlog counter: run it with volatile-lru (or noeviction)`;
+  }
+  return undefined;
+}

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, type Config, type Role } from './config.js';
 import type { Logger } from './logger.js';
+import { StartupError } from './startup.js';
 
 // What every entry point does the same way: read the configuration or stop with the reasons, and
 // stop cleanly, once, on SIGTERM or SIGINT.
@@ -44,9 +45,16 @@ export function exitOnSignal(logger: Logger, messages: { stopping: string; stopp
   process.on('SIGINT', onSignal);
 }
 
-/** Runs an entry point's `main`, exiting 1 with the error when it throws. */
+/**
+ * Runs an entry point's `main`: a StartupError exits 2 with its one line; anything else exits 1
+ * with the error.
+ */
 export function runMain(role: Role, main: () => Promise<void>): void {
   main().catch((error: Error) => {
+    if (error instanceof StartupError) {
+      console.error(`imgproxy-cache ${role}: ${error.message}`);
+      process.exit(2);
+    }
     console.error(`imgproxy-cache ${role}: ${error.stack ?? error.message}`);
     process.exit(1);
   });

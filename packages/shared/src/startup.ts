@@ -1,0 +1,88 @@
+import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
+import type { BindAddress } from './config.js';
+import type { Logger } from './logger.js';
+import { rateLimited } from './logger.js';
+import { evictionProblem } from './redis.js';
+
+// What stops a service at start with one line and exit code 2 (runMain): an address in use, a
+// Redis that would lose jobs. Configuration errors (ConfigError) stop it the same way.
+
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+/** Listens on `bind`, or fails with a StartupError naming `variable`. */
+export function listen(server: Server, bind: BindAddress, variable: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      const where = `${bind.host ?? ''}:${bind.port}`;
+      if (error.code === 'EADDRINUSE') reject(new StartupError(`${variable} ${where} is already in use by another process: give this service another address (or another port)`));
+      else if (error.code === 'EACCES') reject(new StartupError(`${variable} ${where} may not be used by this user (ports below 1024 need privileges)`));
+      else if (error.code === 'EADDRNOTAVAIL') reject(new StartupError(`${variable} ${where} is not an address of this host`));
+      else reject(error);
+    };
+    server.once('error', onError);
+    server.listen(bind.port, bind.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+export interface CheckedRedis {
+  client: Redis;
+  holds: 'queue' | 'payloads';
+  /** the variable that names it, for messages */
+  variable: string;
+}
+
+/**
+ * Waits until every Redis answers (saying so at most every 10 s), then refuses one whose eviction
+ * policy would lose what it holds. `signal` ends the wait (a SIGTERM before Redis ever came).
+ */
+export async function connectChecked(targets: readonly CheckedRedis[], logger: Logger, signal?: AbortSignal): Promise<void> {
+  const logWait = rateLimited(10_000);
+  const started = Date.now();
+  for (const { client, variable } of targets) {
+    while (client.status !== 'ready') {
+      signal?.throwIfAborted();
+      // a connection still being made is not worth a line
+      if (Date.now() - started >= 1_000) logWait(() => logger.warn({ redis: redisAddress(client) }, `Waiting for Redis (${variable}) to answer`));
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          client.off('ready', done);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, 1_000);
+        client.once('ready', done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+  for (const { client, holds, variable } of new Map(targets.map((t) => [t.client, t])).values()) {
+    const problem = await evictionProblem(client, holds, variable);
+    if (problem) throw new StartupError(problem);
+  }
+}
+
+/** host:port of a connection, never its password. */
+function redisAddress(client: Redis): string {
+  const { host, port, path } = client.options;
+  return path ?? `${host}:${port}`;
+}
+
+/**
+ * For services that run without Redis and connect whenever it comes: the first time `client`
+ * answers, its eviction policy is checked, and `refuse` is called with the problem if there is one.
+ */
+export function refuseEvictingRedis({ client, holds, variable }: CheckedRedis, refuse: (problem: string) => void): void {
+  client.once('ready', () => {
+    evictionProblem(client, holds, variable).then(
+      (problem) => problem && refuse(problem),
+      () => undefined, // not answering after all: whatever uses it reports that
+    );
+  });
+}
