@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const withImgproxy = process.argv.includes('--with-imgproxy');
 
-// Both services would bind the same admin port: the uploader takes the next one, unless the
-// port is 0 (any) or metrics are off.
-function uploaderMetricsBind(bind = ':9464') {
-  const match = /^(.*):(\d+)$/.exec(bind);
+// By default the proxy's admin port is 9464 and the uploader's 9465. A METRICS_BIND set for both
+// would clash: the uploader takes the next port, unless the port is 0 (any) or metrics are off.
+function uploaderMetricsBind(bind) {
+  const match = /^(.*):(\d+)$/.exec(bind ?? '');
   if (!match || match[2] === '0') return bind;
   return `${match[1]}:${Number(match[2]) + 1}`;
 }
@@ -22,7 +22,7 @@ const services = {
   uploader: {
     command: process.execPath,
     args: ['apps/uploader/dist/index.js'],
-    env: { ...process.env, METRICS_BIND: uploaderMetricsBind(process.env.METRICS_BIND) },
+    env: process.env.METRICS_BIND ? { ...process.env, METRICS_BIND: uploaderMetricsBind(process.env.METRICS_BIND) } : process.env,
   },
 };
 if (withImgproxy) {
@@ -62,9 +62,17 @@ function onExit(name, code, signal) {
   if (children.size === 0) process.exit(exitCode);
 }
 
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => {
-    if (exitCode === undefined) exitCode = 0;
-    stopAll(signal);
-  });
+function stop(signal) {
+  if (exitCode === undefined) exitCode = 0;
+  stopAll(signal);
 }
+
+for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => stop(signal));
+
+// `npm start` runs this under `sh`; on SIGTERM or SIGINT npm and sh end without passing it on. When
+// the process that started us goes away, stop as if signalled, so that nothing is left holding the
+// ports.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) stop('SIGTERM');
+}, 500).unref();

@@ -18,11 +18,12 @@ export function haveRedisServer(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-export async function spawnRedisServer(port?: number): Promise<TestRedis> {
+/** `extra` arguments come last, so they override the defaults (`--maxmemory-policy allkeys-lru`). */
+export async function spawnRedisServer(port?: number, extra: string[] = []): Promise<TestRedis> {
   const p = port ?? (await freePort());
   const child = spawn(
     'redis-server',
-    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'],
+    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', ...extra],
     { stdio: 'ignore' },
   );
   const url = `redis://127.0.0.1:${p}`;
