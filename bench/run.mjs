@@ -12,14 +12,14 @@
 // BENCH_SECONDS (default 10) and BENCH_ROUNDS (default 2) size the runs.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import { Queue } from 'bullmq';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { makePngOfSize } from '../test/support/png.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -78,7 +78,11 @@ async function until(check, what, timeoutMs = 20_000) {
   }
 }
 
-const httpOk = (url) => fetch(url).then((r) => r.ok, () => false);
+const httpOk = (url) =>
+  fetch(url).then(
+    (r) => r.ok,
+    () => false,
+  );
 
 /** CPU seconds used so far by a process and its children (nginx's worker, say). */
 function cpuSeconds(pid) {
@@ -158,7 +162,10 @@ ${http}
 async function startUpstream() {
   const port = await freePort();
   if (NGINX) {
-    return startNginx('upstream', port, `  server {
+    return startNginx(
+      'upstream',
+      port,
+      `  server {
     listen 127.0.0.1:${port};
     location = /health { default_type text/plain; return 200 "imgproxy is running"; }
     location / {
@@ -166,27 +173,40 @@ async function startUpstream() {
       add_header Cache-Control "max-age=31536000, public";
       rewrite ^ /image.png break;
     }
-  }`);
+  }`,
+    );
   }
-  start(process.execPath, ['-e', `
+  start(
+    process.execPath,
+    [
+      '-e',
+      `
     const http = require('node:http'); const fs = require('node:fs');
     const image = fs.readFileSync(${JSON.stringify(join(work, 'www', 'image.png'))});
     http.createServer((req, res) => {
       if (req.url === '/health') return res.end('imgproxy is running');
       res.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'max-age=31536000, public', 'content-length': image.length });
       res.end(image);
-    }).listen(${port}, '127.0.0.1');`], {}, 'upstream');
+    }).listen(${port}, '127.0.0.1');`,
+    ],
+    {},
+    'upstream',
+  );
   await until(() => httpOk(`http://127.0.0.1:${port}/health`), 'the upstream');
   return `http://127.0.0.1:${port}`;
 }
 
 async function startReference(upstream) {
   const port = await freePort();
-  return startNginx('reference', port, `  upstream imgproxy { server ${upstream.replace('http://', '')}; keepalive 64; }
+  return startNginx(
+    'reference',
+    port,
+    `  upstream imgproxy { server ${upstream.replace('http://', '')}; keepalive 64; }
   server {
     listen 127.0.0.1:${port};
     location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering on; }
-  }`);
+  }`,
+  );
 }
 
 async function startRedis() {
@@ -251,7 +271,11 @@ async function load(baseUrl, unique) {
     url: baseUrl,
     connections: CONNECTIONS,
     duration: SECONDS,
-    requests: [{ setupRequest: (req) => ({ ...req, path: unique ? `/bench/rs:fit:${n}/plain/${runId}-${n++}.jpg@png` : '/bench/rs:fit:300:300/plain/repeated.jpg@png' }) }],
+    requests: [
+      {
+        setupRequest: (req) => ({ ...req, path: unique ? `/bench/rs:fit:${n}/plain/${runId}-${n++}.jpg@png` : '/bench/rs:fit:300:300/plain/repeated.jpg@png' }),
+      },
+    ],
   });
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
 }
@@ -285,7 +309,13 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
         const i = next++;
         const body = bytes[i % bytes.length];
         await s3.client.send(
-          new PutObjectCommand({ Bucket: 'bench', Key: `loop/${loopRun}/${i}`, Body: body, ContentType: 'image/png', ContentMD5: createHash('md5').update(body).digest('base64') }),
+          new PutObjectCommand({
+            Bucket: 'bench',
+            Key: `loop/${loopRun}/${i}`,
+            Body: body,
+            ContentType: 'image/png',
+            ContentMD5: createHash('md5').update(body).digest('base64'),
+          }),
         );
       }
     }),
@@ -299,7 +329,10 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
   const queueName = `bench-${randomUUID().slice(0, 8)}`;
   const shared = await import('../packages/shared/dist/index.js');
   const { RedisEnqueuer } = await import('../apps/proxy/dist/enqueue.js');
-  const config = shared.loadConfig({ REDIS_URL: redisUrl, QUEUE_NAME: queueName, CACHE_BACKLOG_MAX_BYTES: String(1 << 30), ENQUEUE_TIMEOUT_MS: '10000' }, 'proxy');
+  const config = shared.loadConfig(
+    { REDIS_URL: redisUrl, QUEUE_NAME: queueName, CACHE_BACKLOG_MAX_BYTES: String(1 << 30), ENQUEUE_TIMEOUT_MS: '10000' },
+    'proxy',
+  );
   const redis = shared.createProducerRedis(redisUrl);
   await until(() => redis.status === 'ready', 'redis');
   const enqueuer = new RedisEnqueuer(redis, redis, config, shared.createLogger('bench', 'silent'));
@@ -309,8 +342,14 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
     const outcome = await enqueuer.enqueue({
       bytes: body,
       data: {
-        cacheKey: shared.cacheKeyOf(path), path, contentType: 'image/png', cacheControl: 'max-age=60', contentDisposition: null,
-        size: body.length, crc32: shared.crc32Of(body), receivedAt: Date.now(),
+        cacheKey: shared.cacheKeyOf(path),
+        path,
+        contentType: 'image/png',
+        cacheControl: 'max-age=60',
+        contentDisposition: null,
+        size: body.length,
+        crc32: shared.crc32Of(body),
+        receivedAt: Date.now(),
       },
     });
     if (outcome !== 'queued') throw new Error(`enqueue: ${outcome}`);
@@ -320,20 +359,37 @@ async function uploaderThroughput(redisUrl, s3, jobs = 2000, concurrency = 16) {
 
   const queueRedis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(queueName, { connection: queueRedis, prefix: 'bull' });
-  const uploader = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/uploader/dist/index.js'], {
-    REDIS_URL: redisUrl, QUEUE_NAME: queueName, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', UPLOAD_CONCURRENCY: String(concurrency), METRICS_BIND: 'off', LOG_LEVEL: 'warn',
-    UPLOAD_NICE: '0', // compared with a loop at normal priority, on an otherwise idle machine
-  }, 'uploader (throughput)');
+  const uploader = start(
+    process.execPath,
+    [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/uploader/dist/index.js'],
+    {
+      REDIS_URL: redisUrl,
+      QUEUE_NAME: queueName,
+      S3_BUCKET: 'bench',
+      S3_ENDPOINT: s3.endpoint,
+      S3_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      UPLOAD_CONCURRENCY: String(concurrency),
+      METRICS_BIND: 'off',
+      LOG_LEVEL: 'warn',
+      UPLOAD_NICE: '0', // compared with a loop at normal priority, on an otherwise idle machine
+    },
+    'uploader (throughput)',
+  );
   // the images wait on the intake; the uploader makes their jobs and uploads them
   const intake = new shared.Intake(queueRedis, shared.redisKeys(queueName));
   await until(async () => (await intake.size()) < jobs, 'the uploader to start', 30_000);
   const queueCpu0 = { uploader: cpuSeconds(uploader.pid), s3rver: cpuSeconds(s3rver.pid), redis: cpuSeconds(redisChild.pid) };
   const queueStart = process.hrtime.bigint();
-  await until(async () => {
-    const c = await queue.getJobCounts('waiting', 'active', 'delayed');
-    return c.waiting + c.active + c.delayed === 0 && (await intake.size()) === 0;
-  }, 'the queue to drain', 600_000);
+  await until(
+    async () => {
+      const c = await queue.getJobCounts('waiting', 'active', 'delayed');
+      return c.waiting + c.active + c.delayed === 0 && (await intake.size()) === 0;
+    },
+    'the queue to drain',
+    600_000,
+  );
   const queueSeconds = Number(process.hrtime.bigint() - queueStart) / 1e9;
   const queueCpu = Object.fromEntries(
     Object.entries({ uploader, s3rver, redis: redisChild }).map(([k, c]) => [k, (cpuSeconds(c.pid) - queueCpu0[k]) / queueSeconds]),
@@ -353,7 +409,9 @@ async function uploaderRounds(redisUrl, s3, rounds = 2) {
   const all = [];
   for (let i = 0; i < rounds; i++) {
     const r = await uploaderThroughput(redisUrl, s3);
-    console.log(`uploads, round ${i + 1}: queue ${r.queueRate.toFixed(0)}/s (cpu ${cpuText(r.queueCpu)}) vs PutObject loop ${r.loopRate.toFixed(0)}/s (cpu ${cpuText(r.loopCpu)})`);
+    console.log(
+      `uploads, round ${i + 1}: queue ${r.queueRate.toFixed(0)}/s (cpu ${cpuText(r.queueCpu)}) vs PutObject loop ${r.loopRate.toFixed(0)}/s (cpu ${cpuText(r.loopCpu)})`,
+    );
     all.push(r);
   }
   const mid = (xs) => {
@@ -361,17 +419,28 @@ async function uploaderRounds(redisUrl, s3, rounds = 2) {
     const m = Math.floor(sorted.length / 2);
     return sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
   };
-  return { ...all[0], rounds, queueRate: mid(all.map((r) => r.queueRate)), loopRate: mid(all.map((r) => r.loopRate)), failed: all.reduce((a, r) => a + r.failed, 0) };
+  return {
+    ...all[0],
+    rounds,
+    queueRate: mid(all.map((r) => r.queueRate)),
+    loopRate: mid(all.map((r) => r.loopRate)),
+    failed: all.reduce((a, r) => a + r.failed, 0),
+  };
 }
 
-const cpuText = (shares) => Object.entries(shares).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+const cpuText = (shares) =>
+  Object.entries(shares)
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+    .join(', ');
 
 /** BENCH_ONLY=uploads: only the uploader against the PutObject loop, for tuning the uploader. */
 async function uploadsOnly() {
   const redisUrl = await startRedis();
   const s3 = await startS3();
   const uploads = await uploaderRounds(redisUrl, s3);
-  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s: ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
+  console.log(
+    `uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s: ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`,
+  );
 }
 
 async function main() {
@@ -384,22 +453,42 @@ async function main() {
   const s3 = await startS3();
   const proxyPort = await freePort();
   const env = {
-    IMGPROXY_URL: upstream, IMGPROXY_BIND: `127.0.0.1:${proxyPort}`, REDIS_URL: redisUrl, S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', QUEUE_NAME: 'bench-http',
+    IMGPROXY_URL: upstream,
+    IMGPROXY_BIND: `127.0.0.1:${proxyPort}`,
+    REDIS_URL: redisUrl,
+    S3_BUCKET: 'bench',
+    S3_ENDPOINT: s3.endpoint,
+    S3_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    LOG_LEVEL: 'warn',
+    QUEUE_NAME: 'bench-http',
     // every unique response is teed, however far the uploader falls behind (with the default
     // 256 MiB the backlog fills within seconds, and the proxy then sheds new images instead)
     CACHE_BACKLOG_MAX_BYTES: String(16 * 2 ** 30),
   };
   const metricsPort = await freePort();
-  const proxy = start(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'], { ...env, METRICS_BIND: `127.0.0.1:${metricsPort}` }, 'proxy');
+  const proxy = start(
+    process.execPath,
+    [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), 'apps/proxy/dist/index.js'],
+    { ...env, METRICS_BIND: `127.0.0.1:${metricsPort}` },
+    'proxy',
+  );
   /** The proxy's cache decisions so far, by outcome (its /metrics). */
   const decisions = async () => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    return Object.fromEntries([...text.matchAll(/^imgproxy_cache_cache_decisions_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+    return Object.fromEntries(
+      [...text.matchAll(/^imgproxy_cache_cache_decisions_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+    );
   };
   // the same with PROXY_WORKERS=2 (its CPU and memory include its workers)
   const clusterPort = await freePort();
-  const clustered = start(process.execPath, ['apps/proxy/dist/index.js'], { ...env, IMGPROXY_BIND: `127.0.0.1:${clusterPort}`, METRICS_BIND: 'off', PROXY_WORKERS: '2' }, 'proxy ×2');
+  const clustered = start(
+    process.execPath,
+    ['apps/proxy/dist/index.js'],
+    { ...env, IMGPROXY_BIND: `127.0.0.1:${clusterPort}`, METRICS_BIND: 'off', PROXY_WORKERS: '2' },
+    'proxy ×2',
+  );
   const uploader = start(process.execPath, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off', UPLOAD_CONCURRENCY: '16' }, 'uploader');
   const ours = `http://127.0.0.1:${proxyPort}`;
   const oursClustered = `http://127.0.0.1:${clusterPort}`;
@@ -431,18 +520,29 @@ async function main() {
       if (counted) {
         // the hand-offs finish after the responses: wait until the counts stop moving
         let last = '';
-        await until(async () => {
-          const now = JSON.stringify(await decisions());
-          const settled = now === last;
-          last = now;
-          if (!settled) await new Promise((resolve) => setTimeout(resolve, 200));
-          return settled;
-        }, 'the hand-offs to finish', 30_000);
+        await until(
+          async () => {
+            const now = JSON.stringify(await decisions());
+            const settled = now === last;
+            last = now;
+            if (!settled) await new Promise((resolve) => setTimeout(resolve, 200));
+            return settled;
+          },
+          'the hand-offs to finish',
+          30_000,
+        );
         for (const [outcome, n] of Object.entries(JSON.parse(last))) teed[outcome === 'queued' ? 'queued' : 'other'] += n - (counted[outcome] ?? 0);
       }
       const key = `${name}|${kind}`;
       results.set(key, [...(results.get(key) ?? []), r]);
-      console.log(`round ${round}  ${name.padEnd(17)} ${kind.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  cpu ${Object.entries(r.cpu).filter(([, v]) => v >= 0.01).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+      console.log(
+        `round ${round}  ${name.padEnd(17)} ${kind.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}  cpu ${Object.entries(
+          r.cpu,
+        )
+          .filter(([, v]) => v >= 0.01)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', ')}`,
+      );
     }
   }
   const memory = rssMiB(proxy.pid);
@@ -454,7 +554,9 @@ async function main() {
   proxy.kill('SIGTERM'); // exits by itself, writing its profile under BENCH_CPU_PROF
   await until(() => proxy.exitCode !== null, 'the proxy to stop', 30_000);
   const uploads = await uploaderRounds(redisUrl, s3);
-  console.log(`uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s: ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`);
+  console.log(
+    `uploads: queue ${uploads.queueRate.toFixed(0)}/s vs PutObject loop ${uploads.loopRate.toFixed(0)}/s: ${(uploads.queueRate / uploads.loopRate).toFixed(2)}×, failed ${uploads.failed}`,
+  );
 
   // median of the rounds for each
   const med = (xs) => {
@@ -467,14 +569,27 @@ async function main() {
     if (!rs) return undefined;
     const cpu = {};
     for (const r of rs) for (const [k, v] of Object.entries(r.cpu)) cpu[k] = (cpu[k] ?? 0) + v / rs.length;
-    return { rps: med(rs.map((r) => r.rps)), p50: med(rs.map((r) => r.p50)), p99: med(rs.map((r) => r.p99)), errors: rs.reduce((a, r) => a + r.errors, 0), cpu };
+    return {
+      rps: med(rs.map((r) => r.rps)),
+      p50: med(rs.map((r) => r.p50)),
+      p99: med(rs.map((r) => r.p99)),
+      errors: rs.reduce((a, r) => a + r.errors, 0),
+      cpu,
+    };
   };
   const rows = [];
   for (const [name, kind] of targets.map(([n, k]) => [n, k]).filter((v, i, a) => a.findIndex((w) => w[0] === v[0] && w[1] === v[1]) === i)) {
     const s = summary(`${name}|${kind}`);
     const ref = summary(`nginx proxy_pass|${kind}`);
-    const ratio = ref && name.startsWith('imgproxy-cache') ? ` ${(s.rps / ref.rps).toFixed(2)}× | ${(s.p99 - ref.p99 >= 0 ? '+' : '')}${(s.p99 - ref.p99).toFixed(2)} ms` : ' | ';
-    const cpu = Object.entries(s.cpu).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+    const ratio =
+      ref && name.startsWith('imgproxy-cache')
+        ? ` ${(s.rps / ref.rps).toFixed(2)}× | ${s.p99 - ref.p99 >= 0 ? '+' : ''}${(s.p99 - ref.p99).toFixed(2)} ms`
+        : ' | ';
+    const cpu = Object.entries(s.cpu)
+      .filter(([, v]) => v >= 0.05)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+      .join(', ');
     rows.push(`| ${name} | ${kind} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.errors} |${ratio} | ${cpu} |`);
   }
   const cpu = cpus()[0]?.model ?? 'unknown';

@@ -1,11 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { PayloadStore, cacheKeyOf, createLogger, crc32Of, decodePayload, encodePayload, loadConfig, queuePrefix, redisKeys } from '@imgproxy-cache/shared';
+import { cacheKeyOf, crc32Of, createLogger, decodePayload, encodePayload, loadConfig, PayloadStore, queuePrefix, redisKeys } from '@imgproxy-cache/shared';
 import { Redis } from 'ioredis';
-import { startUploader, type RunningUploader } from '../apps/uploader/src/uploader.js';
-import { S3ObjectStore, createS3Client } from '../apps/uploader/src/s3-writer.js';
-import { S3RVER_CREDENTIALS } from './support/s3.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createS3Client, S3ObjectStore } from '../apps/uploader/src/s3-writer.js';
+import { type RunningUploader, startUploader } from '../apps/uploader/src/uploader.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
-import { startStack, type Stack } from './support/stack.js';
+import { S3RVER_CREDENTIALS } from './support/s3.js';
+import { type Stack, startStack } from './support/stack.js';
 
 // Teed bytes waiting for upload are bounded (CACHE_BACKLOG_MAX_BYTES), so that a long S3 outage
 // can never fill Redis and take the queue down with it; and they can live in a Redis of their own.
@@ -43,7 +43,9 @@ function stackEnv(s: Stack): Record<string, string> {
 }
 
 function payloadOf(bytes: Buffer): Buffer {
-  return encodePayload({ contentType: 'image/png', cacheControl: null, contentDisposition: null, size: bytes.length, crc32: crc32Of(bytes), receivedAt: 1 }, [bytes]);
+  return encodePayload({ contentType: 'image/png', cacheControl: null, contentDisposition: null, size: bytes.length, crc32: crc32Of(bytes), receivedAt: 1 }, [
+    bytes,
+  ]);
 }
 
 /** The body of a stored payload. */
@@ -55,11 +57,12 @@ function bodyOf(stored: Buffer | null): Buffer | undefined {
 describe('the backlog bound', () => {
   it('stops teeing past CACHE_BACKLOG_MAX_BYTES, says so once, and resumes when uploads drain it', async () => {
     let clock = 1_000_000;
-    const s = (stack = await startStack({
+    stack = await startStack({
       noUploader: true,
       env: { CACHE_MAX_BYTES: '10000', CACHE_BACKLOG_MAX_BYTES: '25000' },
       enqueuerOptions: { backlogRecheckMs: 100, now: () => clock },
-    }));
+    });
+    const s = stack;
     const paths = Array.from({ length: 6 }, (_, i) => `/sig/backlog/plain/https://example.com/${i}.jpg@png`);
     const size = s.stub.imageFor(paths[0]!).length + 250; // about 7 KB with its header: three fit
     expect(size * 3).toBeLessThanOrEqual(25_000);
@@ -72,7 +75,9 @@ describe('the backlog bound', () => {
     expect(s.logs.filter((l) => String(l.msg).startsWith('Upload backlog is full'))).toHaveLength(1);
     const keys = redisKeys(s.config.queue.name);
     const payloadSize = (p: string) => s.redis.strlen(keys.payload(cacheKeyOf(p)));
-    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe((await payloadSize(paths[0]!)) + (await payloadSize(paths[1]!)) + (await payloadSize(paths[2]!)));
+    expect(Number(await s.redis.get(keys.backlogBytes()))).toBe(
+      (await payloadSize(paths[0]!)) + (await payloadSize(paths[1]!)) + (await payloadSize(paths[2]!)),
+    );
 
     uploader = await lateUploader(s);
     for (const p of paths.slice(0, 3)) await s.waitForObject(p);
@@ -89,12 +94,13 @@ describe('the backlog bound', () => {
     // a Redis of its own, to count the commands the proxy sends
     extraRedis = await spawnRedisServer();
     let clock = 1_000_000;
-    const s = (stack = await startStack({
+    stack = await startStack({
       noUploader: true,
       redisUrl: extraRedis.url,
       env: { CACHE_MAX_BYTES: '10000', CACHE_BACKLOG_MAX_BYTES: '10000' },
       enqueuerOptions: { backlogRecheckMs: 100, now: () => clock },
-    }));
+    });
+    const s = stack;
     const sets = async () => Number(/cmdstat_set:calls=(\d+)/.exec(await s.redis.info('commandstats'))?.[1] ?? 0);
     const paths = Array.from({ length: 8 }, (_, i) => `/sig/shed/plain/https://example.com/${i}.jpg@png`);
     const get = async (i: number) => {
@@ -123,7 +129,8 @@ describe('the backlog bound', () => {
   });
 
   it('uncounts payloads that expired before anyone uploaded them', async () => {
-    const s = (stack = await startStack({ noUploader: true }));
+    stack = await startStack({ noUploader: true });
+    const s = stack;
     const keys = redisKeys(s.config.queue.name);
     // a payload counted as 5000 bytes that expired long ago
     await s.redis.multi().incrby(keys.backlogBytes(), 5000).hset(keys.backlogSizes(), 'gone', 5000).zadd(keys.backlogExpiry(), 1, 'gone').exec();
@@ -138,7 +145,8 @@ describe('the backlog bound', () => {
 describe('PAYLOAD_REDIS_URL', () => {
   it('keeps the bytes in the second Redis and the queue in the first; images land', async () => {
     extraRedis = await spawnRedisServer();
-    const s = (stack = await startStack({ noUploader: true, env: { PAYLOAD_REDIS_URL: extraRedis.url, CACHE_RECENT_KEYS: '0' } }));
+    stack = await startStack({ noUploader: true, env: { PAYLOAD_REDIS_URL: extraRedis.url, CACHE_RECENT_KEYS: '0' } });
+    const s = stack;
     const p = '/sig/plain/https://example.com/second.jpg@png';
     await s.get(p);
     expect(await s.outcomeOf(p)).toBe('queued');
@@ -149,7 +157,9 @@ describe('PAYLOAD_REDIS_URL', () => {
       expect(await s.redis.exists(keys.payload(cacheKeyOf(p)))).toBe(0);
       // the job is in the queue's Redis, and nothing of the queue in the other
       expect(await (await s.queue.getJob(cacheKeyOf(p)))!.getState()).toBe('waiting');
-      expect((await payloads.keys(`${queuePrefix(s.config.queue.name)}:*`)).sort()).toEqual([keys.payload(cacheKeyOf(p)), keys.backlogBytes(), keys.backlogSizes(), keys.backlogExpiry()].sort());
+      expect((await payloads.keys(`${queuePrefix(s.config.queue.name)}:*`)).sort()).toEqual(
+        [keys.payload(cacheKeyOf(p)), keys.backlogBytes(), keys.backlogSizes(), keys.backlogExpiry()].sort(),
+      );
       // a second request while it waits: its job lives and its bytes are there
       await s.get(p);
       expect(await s.outcomeOf(p, 2)).toBe('already-queued');
@@ -171,7 +181,8 @@ describe('the tee', () => {
   // The bytes travel in a plain SET of a staged key, and the tee script keeps them (RENAME) or
   // drops them: whatever it decides, no staged key is left behind and the count stays exact.
   it('keeps the bytes it needs, drops the rest, and leaves no staged keys', async () => {
-    const s = (stack = await startStack({ noUploader: true }));
+    stack = await startStack({ noUploader: true });
+    const s = stack;
     const keys = redisKeys(s.config.queue.name);
     const store = new PayloadStore(s.redis, keys);
     const opts = { ttlSec: 600, backlogMaxBytes: 10_000 };

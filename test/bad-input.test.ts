@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
 import { makePngOfSize } from './support/png.mjs';
-import { startStack, type Stack, type StackOptions } from './support/stack.js';
+import { type Stack, type StackOptions, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // Bad input gets a 4xx or a closed connection, never a 5xx from the proxy itself, a crash or a
@@ -46,7 +46,10 @@ describe('bad requests', () => {
     ['malformed percent-encoding', 'GET /sig/plain/https://example.com/%zz.jpg@png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
     ['a ".." segment', 'GET /sig/../plain/x.jpg@png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
     ['an encoded ".." segment', 'GET /sig/%2e%2e/plain/x.jpg@png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
-    ['a raw non-ASCII byte', Buffer.concat([Buffer.from('GET /sig/plain/caf'), Buffer.from([0xe9]), Buffer.from('.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')])],
+    [
+      'a raw non-ASCII byte',
+      Buffer.concat([Buffer.from('GET /sig/plain/caf'), Buffer.from([0xe9]), Buffer.from('.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')]),
+    ],
     ['an absolute URL', 'GET http://169.254.169.254/latest/meta-data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
     ['CONNECT', 'CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n'],
     ['TRACE', 'TRACE /sig/plain/x.jpg@png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],

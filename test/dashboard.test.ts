@@ -1,14 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { request } from 'undici';
-import { chromium, type Browser } from 'playwright-core';
 import { cacheKeyOf, loadConfig } from '@imgproxy-cache/shared';
+import { type Browser, chromium } from 'playwright-core';
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createDashboard } from '../apps/uploader/src/dashboard.js';
-import { startStack, type Stack } from './support/stack.js';
 import { spawnService } from './support/service.js';
+import { type Stack, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // The dashboard of failed uploads in a real browser: Debian's chromium driven by playwright-core
@@ -41,7 +41,8 @@ async function startDashboard(s: Stack, env: Record<string, string>): Promise<st
 
 describe('dashboard', () => {
   it('answers 401 without credentials, and refuses to start on a public address without them', async () => {
-    const s = (stack = await startStack({ noUploader: true }));
+    stack = await startStack({ noUploader: true });
+    const s = stack;
     const url = await startDashboard(s, { DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'pw' });
     expect((await request(`${url}/`)).statusCode).toBe(401);
     expect((await request(`${url}/api/queues`)).statusCode).toBe(401);
@@ -55,7 +56,8 @@ describe('dashboard', () => {
   });
 
   it.skipIf(!haveChromium && !process.env.CI)('shows a failed upload by key with its reason; Retry lands the object', async () => {
-    const s = (stack = await startStack({ env: { UPLOAD_ATTEMPTS: '1' } }));
+    stack = await startStack({ env: { UPLOAD_ATTEMPTS: '1' } });
+    const s = stack;
     const path = '/sig/rs:fit:64:64/plain/https://example.com/denied.jpg@png';
     const key = cacheKeyOf(path);
     s.tap.fault = (r) => (r.method === 'PUT' ? { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied' } : undefined);
@@ -65,7 +67,15 @@ describe('dashboard', () => {
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     const page = await browser.newPage({ httpCredentials: { username: 'ops', password: 'pw' } });
     await page.goto(`${url}/queue/${encodeURIComponent(s.config.queue.name)}?status=failed`);
@@ -79,7 +89,10 @@ describe('dashboard', () => {
     s.tap.fault = undefined; // S3 accepts writes again
     await card.locator('button:has(svg.lucide-refresh-cw)').click(); // the card's Retry
     const confirm = page.getByRole('button', { name: /^confirm$/i });
-    await confirm.waitFor({ timeout: 2_000 }).then(() => confirm.click(), () => undefined);
+    await confirm.waitFor({ timeout: 2_000 }).then(
+      () => confirm.click(),
+      () => undefined,
+    );
     const stored = await s.waitForObject(path);
     expect(stored.body.equals(s.stub.imageFor(path))).toBe(true);
   });

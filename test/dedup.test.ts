@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { cacheKeyOf, crc32Of, decodePayload, encodePayload, queuePrefix, redisKeys, UPLOAD_JOB_NAME, uploadJobOptions } from '@imgproxy-cache/shared';
 import { UnrecoverableError, Worker } from 'bullmq';
-import { UPLOAD_JOB_NAME, cacheKeyOf, crc32Of, decodePayload, encodePayload, queuePrefix, redisKeys, uploadJobOptions } from '@imgproxy-cache/shared';
-import { startStack, type Stack } from './support/stack.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Stack, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // The dedup rule (packages/shared/src/dedup.ts) against real BullMQ jobs in every state: one row
@@ -21,7 +21,10 @@ afterEach(async () => {
 type Arranged = 'uploaded' | 'waiting' | 'delayed' | 'active' | 'failed' | 'completed' | 'none';
 
 const OLD = Buffer.from('bytes teed by an earlier response');
-const oldPayload = encodePayload({ contentType: 'image/png', cacheControl: null, contentDisposition: null, size: OLD.length, crc32: crc32Of(OLD), receivedAt: 1 }, [OLD]);
+const oldPayload = encodePayload(
+  { contentType: 'image/png', cacheControl: null, contentDisposition: null, size: OLD.length, crc32: crc32Of(OLD), receivedAt: 1 },
+  [OLD],
+);
 
 /** Puts the image's job in `state` with real BullMQ calls (and a worker where only one can). */
 async function arrange(s: Stack, path: string, state: Arranged): Promise<void> {
@@ -73,7 +76,8 @@ describe('the dedup rule, against real jobs', () => {
     ['none', false, 'queued', 'new', 'waiting'],
     ['none', true, 'queued', 'new', 'waiting'],
   ] as const)('job %s, bytes there: %s → %s; bytes: %s, job: %s', async (state, present, outcome, bytesAfter, jobAfter) => {
-    const s = (stack = await startStack({ noUploader: true, env: { CACHE_RECENT_KEYS: '0' } }));
+    stack = await startStack({ noUploader: true, env: { CACHE_RECENT_KEYS: '0' } });
+    const s = stack;
     const path = `/sig/dedup/plain/https://example.com/${state}.jpg@png`;
     const id = cacheKeyOf(path);
     const payloadKey = redisKeys(s.config.queue.name).payload(id);

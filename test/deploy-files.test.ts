@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { VARIABLES } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { VARIABLES } from '@imgproxy-cache/shared';
 import { ROOT } from './support/service.js';
 
 // No Docker engine here, so the deployment files are checked as files: every variable our

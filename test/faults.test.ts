@@ -1,16 +1,16 @@
-import { afterEach, describe, expect, inject, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { request } from 'undici';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { cacheKeyOf, queuePrefix, type UploadJobData } from '@imgproxy-cache/shared';
-import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
-import { createBucket, getObject, listKeys, testS3Client, waitForObjectBytes } from './support/s3.js';
-import { startS3Tap, type S3Tap } from './support/s3-tap.js';
-import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { request } from 'undici';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort } from './support/free-port.js';
-import { spawnService, type Service } from './support/service.js';
+import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js';
+import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
+import { createBucket, getObject, listKeys, testS3Client, waitForObjectBytes } from './support/s3.js';
+import { type S3Tap, startS3Tap } from './support/s3-tap.js';
+import { type Service, spawnService } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
 // Fault injection with real processes: the built proxy and uploaders as child processes, a
@@ -191,7 +191,8 @@ describe('S3 outage', () => {
   it('503 SlowDown pauses the queue instead of burning attempts', async () => {
     const w = await setup({ UPLOAD_ATTEMPTS: '2', UPLOAD_THROTTLE_DELAY_MS: '100' });
     let slowDowns = 0;
-    w.tap.fault = (r) => (isPut(r) && slowDowns++ < 12 ? { kind: 'status', status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' } : undefined);
+    w.tap.fault = (r) =>
+      isPut(r) && slowDowns++ < 12 ? { kind: 'status', status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' } : undefined;
     const proxy = w.proxy();
     const uploader = w.uploader();
     await proxy.line(/Proxy listening/);

@@ -1,14 +1,14 @@
-import { afterEach, describe, expect, inject, it } from 'vitest';
-import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { request } from 'undici';
-import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
-import { createBucket, testS3Client } from './support/s3.js';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort } from './support/free-port.js';
+import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
-import { ROOT, spawnService, type Service } from './support/service.js';
+import { createBucket, testS3Client } from './support/s3.js';
+import { ROOT, type Service, spawnService } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
 // What a new user meets in their first hour, as found by following the README: two services on
@@ -113,7 +113,10 @@ describe('Redis down', () => {
     // Then a Redis that accepts and drops every connection, so that the retries of every client
     // (BullMQ's and ours) can be counted: each failure must stay silent after the first line.
     let attempts = 0;
-    const dropper = createNetServer((socket) => (attempts++, socket.destroy()));
+    const dropper = createNetServer((socket) => {
+      attempts++;
+      socket.destroy();
+    });
     await new Promise<void>((resolve) => dropper.listen(redis.port, '127.0.0.1', resolve));
     cleanups.push(() => new Promise((resolve) => dropper.close(resolve)));
     await waitFor(() => attempts >= 6, { what: 'the uploader to retry a few times' });

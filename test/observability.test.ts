@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startStack, type Stack, type StackOptions } from './support/stack.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from './support/free-port.js';
+import { type Stack, type StackOptions, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // Metrics, health checks and request ids, as an operator sees them on the admin address.
@@ -55,7 +55,13 @@ describe('proxy metrics and health', () => {
 
   it('counts one decision per response, also when an uncacheable body is cut short', async () => {
     const s = await start();
-    s.stub.on('/sig/cut404', () => ({ status: 404, headers: { 'content-type': 'text/plain' }, body: Buffer.alloc(50_000, 1), pieceSize: 8192, cutAfter: 20_000 }));
+    s.stub.on('/sig/cut404', () => ({
+      status: 404,
+      headers: { 'content-type': 'text/plain' },
+      body: Buffer.alloc(50_000, 1),
+      pieceSize: 8192,
+      cutAfter: 20_000,
+    }));
     await expect(s.get('/sig/cut404')).rejects.toThrow();
     await s.outcomeOf('/sig/cut404');
     await waitFor(() => s.proxy.inflight.size === 0, { what: 'the response to settle' });
@@ -127,7 +133,13 @@ describe('request ids', () => {
     await s.waitForObject(given);
     await s.waitForObject(made);
     const uploadLine = await waitFor(() => s.logs.find((l) => String(l.msg).startsWith(`Uploaded to S3 path=${given}`)), { what: 'upload line' });
-    expect(uploadLine).toMatchObject({ requestId: 'client-chosen-1', path: given, bucket: s.bucket, key: s.keyFor(given), size: s.stub.imageFor(given).length });
+    expect(uploadLine).toMatchObject({
+      requestId: 'client-chosen-1',
+      path: given,
+      bucket: s.bucket,
+      key: s.keyFor(given),
+      size: s.stub.imageFor(given).length,
+    });
     expect(uploadLine.durationMs).toEqual(expect.any(Number));
     // the line follows the PUT (the object can be read a moment before it is written)
     const madeLine = await waitFor(() => s.logs.find((l) => String(l.msg).startsWith(`Uploaded to S3 path=${made}`)), { what: 'upload line' });

@@ -1,13 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { request } from 'undici';
-import { makePng, makePngOfSize } from './support/png.mjs';
-import { freePort } from './support/free-port.js';
-import { spawnRedisServer } from './support/redis-server.js';
-import { waitFor } from './support/wait.js';
-import { startStack, type Stack, type StackOptions } from './support/stack.js';
 import { crc32Of, decodePayload, redisKeys } from '@imgproxy-cache/shared';
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from './support/free-port.js';
+import { makePng, makePngOfSize } from './support/png.mjs';
+import { spawnRedisServer } from './support/redis-server.js';
+import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import { waitFor } from './support/wait.js';
 
 // The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
 // complete cacheable 200 lands at md5(path), byte-exact with its metadata; nothing else lands.
@@ -15,7 +15,14 @@ import { crc32Of, decodePayload, redisKeys } from '@imgproxy-cache/shared';
 let stack: Stack | undefined;
 afterEach(async (ctx) => {
   if (ctx.task.result?.state === 'fail' && stack) {
-    console.log('logs', JSON.stringify(stack.logs), 'outcomes', stack.outcomes, 'S3', stack.tap.requests.map((r) => `${r.method} ${r.url}`));
+    console.log(
+      'logs',
+      JSON.stringify(stack.logs),
+      'outcomes',
+      stack.outcomes,
+      'S3',
+      stack.tap.requests.map((r) => `${r.method} ${r.url}`),
+    );
   }
   await stack?.stop();
   stack = undefined;
@@ -151,7 +158,7 @@ describe('a cacheable 200', () => {
     const s = await start({ env: { UPLOAD_CONCURRENCY: '8' } });
     const paths = Array.from({ length: 50 }, (_, i) => `/sig/rs:fit:${i}:${i}/plain/https://example.com/${i}.jpg@png`);
     const replies = await Promise.all(paths.map((p) => s.get(p)));
-    replies.forEach((r, i) => expect(r.body.equals(s.stub.imageFor(paths[i]!))).toBe(true));
+    for (const [i, r] of replies.entries()) expect(r.body.equals(s.stub.imageFor(paths[i]!))).toBe(true);
     for (const p of paths) {
       const stored = await s.waitForObject(p);
       expect(stored.body.equals(s.stub.imageFor(p))).toBe(true);
@@ -361,7 +368,10 @@ describe('nothing else lands', () => {
   it('a fallback image served with 200 (Fallback-Image: 1) is not stored', async () => {
     const s = await start();
     const path = '/sig/fallback200';
-    s.stub.on(path, () => ({ headers: { 'content-type': 'image/png', 'cache-control': 'max-age=60, public', 'fallback-image': '1' }, body: s.stub.imageFor('x') }));
+    s.stub.on(path, () => ({
+      headers: { 'content-type': 'image/png', 'cache-control': 'max-age=60, public', 'fallback-image': '1' },
+      body: s.stub.imageFor('x'),
+    }));
     expect((await s.get(path)).status).toBe(200);
     expect(await settledBucket(s, path, 'fallback-image')).toEqual([]);
   });
@@ -458,7 +468,10 @@ describe('the proxy in between', () => {
   it('strips hop-by-hop headers from the response', async () => {
     const s = await start();
     const path = '/sig/hop';
-    s.stub.on(path, () => ({ headers: { 'content-type': 'image/png', connection: 'x-upstream-hop', 'x-upstream-hop': '1', 'x-kept': 'yes' }, body: s.stub.imageFor(path) }));
+    s.stub.on(path, () => ({
+      headers: { 'content-type': 'image/png', connection: 'x-upstream-hop', 'x-upstream-hop': '1', 'x-kept': 'yes' },
+      body: s.stub.imageFor(path),
+    }));
     const reply = await s.get(path);
     expect(reply.headers['x-upstream-hop']).toBeUndefined();
     expect(reply.headers['x-kept']).toBe('yes');

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { configTable, VARIABLES } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
-import { VARIABLES } from '@imgproxy-cache/shared';
 import { ROOT } from './support/service.js';
 
 // The README's configuration table is the users' reference: it must list exactly the variables
@@ -8,23 +8,21 @@ import { ROOT } from './support/service.js';
 
 describe('README', () => {
   const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
-  const rows = [...readme.matchAll(/^\| `([A-Z0-9_]+)` \| ([^|]+) \|/gm)].map((m) => [m[1]!, m[2]!.trim()] as const);
 
-  it('documents every variable once, with its default', () => {
-    const documented = new Map(rows);
-    expect(rows.length).toBe(documented.size);
-    expect([...documented.keys()].sort()).toEqual(VARIABLES.map((v) => v.name).sort());
-    for (const v of VARIABLES) {
-      const expected = v.default === undefined ? '*(required)*' : v.default === '' ? '*(empty)*' : `\`${v.default}\``;
-      expect(documented.get(v.name), v.name).toBe(expected);
-    }
+  it('documents every variable once, with its default, readers and meaning (npm run docs:config writes the table)', () => {
+    const table = /<!-- config-table:start -->\n([\s\S]*?)\n<!-- config-table:end -->/.exec(readme)?.[1];
+    expect(table).toBe(configTable());
+    const names = [...(table ?? '').matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    expect(names.sort()).toEqual(VARIABLES.map((v) => v.name).sort());
   });
 });
 
 describe('configuration', () => {
   it('is read from the environment only by the config module (entry points hand it process.env)', async () => {
     const { execFileSync } = await import('node:child_process');
-    const hits = execFileSync('grep', ['-rln', 'process\\.env', 'apps', 'packages', '--include=*.ts', '--exclude-dir=node_modules', '--exclude-dir=dist'], { cwd: ROOT })
+    const hits = execFileSync('grep', ['-rln', 'process\\.env', 'apps', 'packages', '--include=*.ts', '--exclude-dir=node_modules', '--exclude-dir=dist'], {
+      cwd: ROOT,
+    })
       .toString()
       .trim()
       .split('\n')

@@ -1,15 +1,15 @@
-import { afterEach, describe, expect, inject, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { request } from 'undici';
-import { startImgproxyStub, type ImgproxyStub } from './support/imgproxy-stub.js';
-import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
-import { freePort } from './support/free-port.js';
-import { spawnService, type Service } from './support/service.js';
-import { waitFor } from './support/wait.js';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
+import { request } from 'undici';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { freePort } from './support/free-port.js';
+import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js';
+import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
+import { type Service, spawnService } from './support/service.js';
+import { waitFor } from './support/wait.js';
 
 // The built entry points, run the way users run them: configuration from the environment only,
 // the original tool's log lines, clear failures for bad configuration, signals.
@@ -287,7 +287,13 @@ describe('the container entry point', () => {
   });
 
   it('all-in-one stops everything when imgproxy cannot run', async () => {
-    const entry = run(['scripts/service.mjs', 'all-in-one'], { PATH: '/nonexistent', S3_BUCKET: 'b', REDIS_URL: inject('redisUrl'), IMGPROXY_BIND: '127.0.0.1:0', HEALTH_CHECK_TIMEOUT_IN_SEC: '30' });
+    const entry = run(['scripts/service.mjs', 'all-in-one'], {
+      PATH: '/nonexistent',
+      S3_BUCKET: 'b',
+      REDIS_URL: inject('redisUrl'),
+      IMGPROXY_BIND: '127.0.0.1:0',
+      HEALTH_CHECK_TIMEOUT_IN_SEC: '30',
+    });
     expect(await entry.exited()).toBe(127);
     expect(entry.output()).toMatch(/could not start imgproxy/);
   });

@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { UPLOAD_JOB_NAME, cacheKeyOf, crc32Of, encodePayload, redisKeys, uploadJobOptions, type UploadJobData } from '@imgproxy-cache/shared';
-import { startStack, type Stack, type StackOptions } from './support/stack.js';
+import { cacheKeyOf, crc32Of, encodePayload, redisKeys, UPLOAD_JOB_NAME, type UploadJobData, uploadJobOptions } from '@imgproxy-cache/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Stack, type StackOptions, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // The uploader against real Redis and s3rver; S3 faults come from the recording tap in front of
@@ -10,7 +10,12 @@ import { waitFor } from './support/wait.js';
 let stack: Stack | undefined;
 afterEach(async (ctx) => {
   if (ctx.task.result?.state === 'fail' && stack) {
-    console.log('logs', JSON.stringify(stack.logs), 'S3', stack.tap.requests.map((r) => `${r.method} ${r.url}`));
+    console.log(
+      'logs',
+      JSON.stringify(stack.logs),
+      'S3',
+      stack.tap.requests.map((r) => `${r.method} ${r.url}`),
+    );
   }
   await stack?.stop();
   stack = undefined;
@@ -24,7 +29,14 @@ function jobData(path: string): UploadJobData {
 
 function payloadOf(bytes: Buffer): Buffer {
   return encodePayload(
-    { contentType: 'image/png', cacheControl: 'max-age=60, public', contentDisposition: null, size: bytes.length, crc32: crc32Of(bytes), receivedAt: Date.now() },
+    {
+      contentType: 'image/png',
+      cacheControl: 'max-age=60, public',
+      contentDisposition: null,
+      size: bytes.length,
+      crc32: crc32Of(bytes),
+      receivedAt: Date.now(),
+    },
     [bytes],
   );
 }
@@ -66,7 +78,14 @@ describe('the uploader', () => {
   });
 
   it.each([
-    ['bytes that do not match their size and checksum', (p: Buffer) => ((p[p.length - 10] = (p[p.length - 10]! + 1) % 256), p), /do not match its header/],
+    [
+      'bytes that do not match their size and checksum',
+      (p: Buffer) => {
+        p[p.length - 10] = (p[p.length - 10]! + 1) % 256;
+        return p;
+      },
+      /do not match its header/,
+    ],
     ['a value this tool never wrote', () => Buffer.from('not a payload'), /not a payload written by imgproxy-cache/],
   ])('refuses %s, and drops them', async (_name, corrupt, reason) => {
     const s = await start();
@@ -180,9 +199,12 @@ describe('the uploader', () => {
     const job = (await s.queue.getJob(cacheKeyOf(path)))!;
     expect(job.attemptsMade).toBe(3);
     expect(s.tap.requests.filter(isPutOf(cacheKeyOf(path)))).toHaveLength(3);
-    await waitFor(() => s.logs.some((l) => l.msg === 'Upload failed for good; kept in the failed set' && l.reason === 'PutObject 403 AccessDenied: Access Denied'), {
-      what: 'the log line', // written when the worker hears of the failure, which Redis shows first
-    });
+    await waitFor(
+      () => s.logs.some((l) => l.msg === 'Upload failed for good; kept in the failed set' && l.reason === 'PutObject 403 AccessDenied: Access Denied'),
+      {
+        what: 'the log line', // written when the worker hears of the failure, which Redis shows first
+      },
+    );
 
     // The bucket accepts writes again; the image is asked for again: it heals by itself.
     s.tap.fault = undefined;

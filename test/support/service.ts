@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './wait.js';
 
@@ -36,8 +36,7 @@ export function spawnService(args: string[], env: Record<string, string>): Servi
         .split('\n')
         .filter((l) => l.startsWith('{'))
         .map((l) => JSON.parse(l) as Record<string, unknown>),
-    line: (pattern, timeoutMs = 15_000) =>
-      waitFor(() => out.split('\n').find((l) => pattern.test(l)), { timeoutMs, what: `output matching ${pattern}` }),
+    line: (pattern, timeoutMs = 15_000) => waitFor(() => out.split('\n').find((l) => pattern.test(l)), { timeoutMs, what: `output matching ${pattern}` }),
     exited: (timeoutMs = 15_000) => {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<never>((_, reject) => {

@@ -1,27 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { inject } from 'vitest';
-import { request } from 'undici';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { type Config, cacheKeyOf, createLogger, loadConfig, objectKeyOf, queuePrefix, type UploadJobData } from '@imgproxy-cache/shared';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { S3Client } from '@aws-sdk/client-s3';
-import {
-  cacheKeyOf,
-  createLogger,
-  loadConfig,
-  objectKeyOf,
-  queuePrefix,
-  type Config,
-  type UploadJobData,
-} from '@imgproxy-cache/shared';
-import { startProxy, type RunningProxy } from '../../apps/proxy/src/server.js';
-import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
+import { request } from 'undici';
+import { inject } from 'vitest';
 import type { EnqueuerOptions } from '../../apps/proxy/src/enqueue.js';
-import { startUploader, type RunningUploader } from '../../apps/uploader/src/uploader.js';
-import { S3ObjectStore, createS3Client } from '../../apps/uploader/src/s3-writer.js';
-import { startImgproxyStub, type ImgproxyStub, type StubOptions } from './imgproxy-stub.js';
-import { S3RVER_CREDENTIALS, createBucket, getObject, listKeys, testS3Client, waitForObjectBytes, type StoredObject } from './s3.js';
-import { startS3Tap, type S3Tap } from './s3-tap.js';
+import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
+import { type RunningProxy, startProxy } from '../../apps/proxy/src/server.js';
+import { createS3Client, S3ObjectStore } from '../../apps/uploader/src/s3-writer.js';
+import { type RunningUploader, startUploader } from '../../apps/uploader/src/uploader.js';
+import { type ImgproxyStub, type StubOptions, startImgproxyStub } from './imgproxy-stub.js';
+import { createBucket, getObject, listKeys, S3RVER_CREDENTIALS, type StoredObject, testS3Client, waitForObjectBytes } from './s3.js';
+import { type S3Tap, startS3Tap } from './s3-tap.js';
 import { waitFor } from './wait.js';
 
 // The whole pipeline in one test process: the imgproxy stand-in, the proxy, an uploader, the
@@ -151,8 +143,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     keyFor,
     object: (path) => getObject(s3, bucket, keyFor(path)),
     waitForObject: (path, expected) => waitForObjectBytes(s3, bucket, keyFor(path), expected ?? stub.imageFor(path)),
-    outcomeOf: (path, nth = 1) =>
-      waitFor(() => outcomes.filter((o) => o.path === path)[nth - 1]?.outcome, { what: `cache outcome #${nth} of ${path}` }),
+    outcomeOf: (path, nth = 1) => waitFor(() => outcomes.filter((o) => o.path === path)[nth - 1]?.outcome, { what: `cache outcome #${nth} of ${path}` }),
     async drained() {
       await waitFor(
         async () => {

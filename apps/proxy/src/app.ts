@@ -1,14 +1,14 @@
-import { Hono } from 'hono';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
-import type { Dispatcher } from 'undici';
 import type { Config, Logger, ProxyMetrics } from '@imgproxy-cache/shared';
-import type { Enqueuer } from './enqueue.js';
-import { forward, sendError, type CacheOutcome } from './forward.js';
-import { Inflight } from './inflight.js';
+import { Hono } from 'hono';
+import type { Dispatcher } from 'undici';
 import { CaptureTally } from './capture.js';
-import { checkTarget } from './request-target.js';
+import type { Enqueuer } from './enqueue.js';
+import { type CacheOutcome, forward, sendError } from './forward.js';
+import { Inflight } from './inflight.js';
 import { RecentKeys } from './recent-keys.js';
+import { checkTarget } from './request-target.js';
 
 export interface ProxyDeps {
   config: Config;

@@ -48,17 +48,33 @@ const rows: Row[] = [
   // Vary
   ['Vary: *', { headers: { ...ok, vary: '*' } }, 'vary'],
   ['Vary: DPR (client hints)', { headers: { ...ok, vary: 'DPR' } }, 'vary'],
-  ['Vary: Sec-CH-DPR, DPR, Sec-CH-Width, Width', { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/webp', vary: 'Accept, Sec-CH-DPR, DPR, Sec-CH-Width, Width' } }, 'vary'],
+  [
+    'Vary: Sec-CH-DPR, DPR, Sec-CH-Width, Width',
+    { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/webp', vary: 'Accept, Sec-CH-DPR, DPR, Sec-CH-Width, Width' } },
+    'vary',
+  ],
   ['Vary: Cookie', { headers: { ...ok, vary: 'Cookie' } }, 'vary'],
   ['Vary: Accept-Encoding on identity bytes', { headers: { ...ok, vary: 'Accept-Encoding' } }, 'cache'],
   ['Vary: Accept, @webp in a plain URL, answered WebP', { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/webp', vary: 'Accept' } }, 'cache'],
-  ['Vary: accept (lowercase), Content-Type with parameters', { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/webp; charset=binary', vary: 'accept' } }, 'cache'],
+  [
+    'Vary: accept (lowercase), Content-Type with parameters',
+    { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/webp; charset=binary', vary: 'accept' } },
+    'cache',
+  ],
   ['Vary: Accept, .png after base64, answered PNG', { path: B64_PNG, headers: { ...ok, vary: 'Accept' } }, 'cache'],
   ['Vary: Accept, format:avif option, answered AVIF', { path: OPT_AVIF, headers: { ...ok, 'content-type': 'image/avif', vary: 'Accept' } }, 'cache'],
   ['Vary: Accept, plain URL without @ext', { path: PLAIN_NONE, headers: { ...ok, vary: 'Accept' } }, 'vary-accept-no-format'],
   ['Vary: Accept, base64 URL without .ext', { path: B64_NONE, headers: { ...ok, vary: 'Accept' } }, 'vary-accept-no-format'],
-  ['Vary: Accept, .png asked, ENFORCE_WEBP answered WebP', { path: B64_PNG, headers: { ...ok, 'content-type': 'image/webp', vary: 'Accept' } }, 'vary-accept-format-mismatch'],
-  ['Vary: Accept, @webp asked, answered AVIF', { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/avif', vary: 'Accept' } }, 'vary-accept-format-mismatch'],
+  [
+    'Vary: Accept, .png asked, ENFORCE_WEBP answered WebP',
+    { path: B64_PNG, headers: { ...ok, 'content-type': 'image/webp', vary: 'Accept' } },
+    'vary-accept-format-mismatch',
+  ],
+  [
+    'Vary: Accept, @webp asked, answered AVIF',
+    { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/avif', vary: 'Accept' } },
+    'vary-accept-format-mismatch',
+  ],
   ['Vary: Accept, unknown format asked', { path: '/sig/plain/http://x/a.jpg@weird', headers: { ...ok, vary: 'Accept' } }, 'vary-accept-format-mismatch'],
   ['Vary in two header lines', { path: PLAIN_WEBP, headers: { ...ok, 'content-type': 'image/webp', vary: ['Accept', 'Width'] } }, 'vary'],
 ];

@@ -119,7 +119,10 @@ let lastVerdict = false;
 
 function parseForbidsStoring(cacheControl: string): boolean {
   for (const directive of cacheControl.toLowerCase().split(',')) {
-    const [name = '', value] = directive.trim().split('=', 2).map((s) => s.trim());
+    const [name = '', value] = directive
+      .trim()
+      .split('=', 2)
+      .map((s) => s.trim());
     if (name === 'no-store' || name === 'no-cache' || name === 'private') return true;
     if ((name === 'max-age' || name === 's-maxage') && Number(value?.replace(/"/g, '')) === 0) return true;
   }

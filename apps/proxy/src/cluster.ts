@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
+import { type AdminServer, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
-import { startAdminServer, type AdminServer, type Config, type Logger } from '@imgproxy-cache/shared';
 import type { RunningProxy } from './server.js';
 
 // PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no
@@ -116,16 +116,12 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
         if (worker.isConnected()) worker.send({ type: READYZ, id } satisfies ReadyzMessage);
         else done(undefined);
       });
-    void startAdminServer(
-      config.metricsBind,
-      { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },
-      async () => {
-        const id = nextId++;
-        const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
-        const all = (name: string) => answers.every((a) => a?.[name] === true);
-        return { workers: answers.length === count && answers.every(Boolean), imgproxy: all('imgproxy'), redis: all('redis') };
-      },
-    ).then(
+    void startAdminServer(config.metricsBind, { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() }, async () => {
+      const id = nextId++;
+      const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
+      const all = (name: string) => answers.every((a) => a?.[name] === true);
+      return { workers: answers.length === count && answers.every(Boolean), imgproxy: all('imgproxy'), redis: all('redis') };
+    }).then(
       (server) => (admin = server),
       (error: Error) => {
         logger.fatal(error.message);

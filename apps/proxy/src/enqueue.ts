@@ -1,21 +1,21 @@
-import { Job, type Queue } from 'bullmq';
 import {
-  JobStates,
-  PayloadStore,
-  UPLOAD_JOB_NAME,
-  dedup,
-  rateLimited,
-  redisKeys,
-  storeMode,
-  uploadJobOptions,
   type Config,
   type DedupOutcome,
+  dedup,
   type JobState,
+  JobStates,
   type Logger,
+  PayloadStore,
   type Redis,
+  rateLimited,
+  redisKeys,
   type StoreResult,
+  storeMode,
+  UPLOAD_JOB_NAME,
   type UploadJobData,
+  uploadJobOptions,
 } from '@imgproxy-cache/shared';
+import { Job, type Queue } from 'bullmq';
 
 // Hands a complete, cacheable image to the uploaders: its payload (metadata and bytes) into a key
 // of its own with a TTL, then its BullMQ job, whose id is the cache key. What happens for an image
@@ -146,15 +146,17 @@ export class RedisEnqueuer implements Enqueuer {
     }
     if (result === 'stored') this.noteBacklog(false);
     const decision = dedup(state, result === 'present');
-    if (decision.then === 'add') await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
-    if (decision.then === 'retry') await this.retry(data, state as 'failed' | 'completed');
+    if (decision.next === 'add') await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
+    if (decision.next === 'retry') await this.retry(data, state as 'failed' | 'completed');
     return decision.outcome;
   }
 
   /** Counts the payload's bytes as held for Redis until it answers, even past ENQUEUE_TIMEOUT_MS. */
   private sending<T>(payload: Buffer, sent: Promise<T>): Promise<T> {
     this.pendingBytes += payload.length;
-    const answered = () => void (this.pendingBytes -= payload.length);
+    const answered = () => {
+      this.pendingBytes -= payload.length;
+    };
     sent.then(answered, answered);
     return sent;
   }

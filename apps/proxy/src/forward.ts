@@ -1,12 +1,12 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { errors, type Dispatcher } from 'undici';
-import { cacheKeyOf, crc32Of, encodePayload, rawPathOf, type Logger, type ProxyMetrics } from '@imgproxy-cache/shared';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { cacheKeyOf, crc32Of, encodePayload, type Logger, type ProxyMetrics, rawPathOf } from '@imgproxy-cache/shared';
+import { type Dispatcher, errors } from 'undici';
+import { contentLength, type Decision, decideAtEnd, decideAtHeaders } from './cacheability.js';
 import { CappedCapture, type CaptureTally } from './capture.js';
-import { contentLength, decideAtEnd, decideAtHeaders, type Decision } from './cacheability.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { RecentKeys } from './recent-keys.js';
 
 // Streams one request through to imgproxy and its response back, byte for byte, writing straight
@@ -90,22 +90,20 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   options.metrics?.upstreamSeconds.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
   const { statusCode, headers, body } = upstream;
   const decision = decideAtHeaders({ method, path, status: statusCode, headers, maxBytes: options.cacheMaxBytes });
+  const skip = (reason: CacheOutcome) => {
+    options.onOutcome?.(reason, path);
+    if (debug) log().debug({ path, reason, status: statusCode }, 'Not caching response');
+  };
   let cacheKey: string | undefined;
   if (!decision.cache) {
-    options.onOutcome?.(decision.reason, path);
-    if (debug) log().debug({ path, reason: decision.reason, status: statusCode }, 'Not caching response');
-  } else if (options.recent.has((cacheKey = cacheKeyOf(path)))) {
-    options.onOutcome?.('deduped', path);
-    if (debug) log().debug({ path, reason: 'deduped' }, 'Not caching response');
-    cacheKey = undefined;
+    skip(decision.reason);
   } else {
-    // The backlog was full a moment ago, or Redis is not answering: copying this one would be for nothing.
-    const refused = options.enqueuer.shedding();
-    if (refused) {
-      options.onOutcome?.(refused, path);
-      if (debug) log().debug({ path, reason: refused }, 'Not caching response');
-      cacheKey = undefined;
-    }
+    const key = cacheKeyOf(path);
+    // Handed off a moment ago; or the backlog was full a moment ago, or Redis is not answering:
+    // copying this one would be for nothing.
+    const refused = options.recent.has(key) ? 'deduped' : options.enqueuer.shedding();
+    if (refused) skip(refused);
+    else cacheKey = key;
   }
   const capture = cacheKey ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
 

@@ -1,5 +1,5 @@
-import type { Dispatcher } from 'undici';
 import type { Logger } from '@imgproxy-cache/shared';
+import type { Dispatcher } from 'undici';
 
 /** One probe of imgproxy's `/health` (200 `imgproxy is running`); never throws. */
 export async function imgproxyHealthy(upstream: Dispatcher, basePath: string, timeoutMs: number): Promise<boolean> {
@@ -22,13 +22,7 @@ export async function imgproxyHealthy(upstream: Dispatcher, basePath: string, ti
  * Polls imgproxy's `/health` until it answers 200 or `timeoutSec` has passed, with the original
  * tool's log lines. Resolves false on time-out; the caller exits.
  */
-export async function waitForImgproxy(
-  upstream: Dispatcher,
-  basePath: string,
-  timeoutSec: number,
-  logger: Logger,
-  intervalMs = 250,
-): Promise<boolean> {
+export async function waitForImgproxy(upstream: Dispatcher, basePath: string, timeoutSec: number, logger: Logger, intervalMs = 250): Promise<boolean> {
   logger.info('Waiting for imgproxy to be ready...');
   const deadline = Date.now() + timeoutSec * 1000;
   for (;;) {

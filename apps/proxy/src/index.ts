@@ -1,9 +1,9 @@
 import cluster from 'node:cluster';
+import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain } from '@imgproxy-cache/shared';
 import { Pool } from 'undici';
-import { configOrExit, createLogger, exitOnSignal, runMain, type Config, type Logger } from '@imgproxy-cache/shared';
+import { serveAsWorker, supervise } from './cluster.js';
 import { waitForImgproxy } from './health.js';
 import { startProxy } from './server.js';
-import { serveAsWorker, supervise } from './cluster.js';
 
 // Entry point: configuration from the environment, wait for imgproxy, serve, stop on signals.
 // With PROXY_WORKERS > 1 this process supervises that many workers (cluster.ts), each serving.
@@ -33,9 +33,7 @@ async function main(): Promise<void> {
   const proxy = await startProxy(config, logger);
   logger.info({ port: proxy.port, imgproxyUrl: config.proxy.imgproxyUrl.href }, `Proxy listening on ${config.proxy.bind.host ?? ''}:${proxy.port}`);
 
-  exitOnSignal(logger, { stopping: 'Shutting down: finishing in-flight responses', stopped: 'Proxy stopped' }, () =>
-    proxy.close(config.shutdownTimeoutMs),
-  );
+  exitOnSignal(logger, { stopping: 'Shutting down: finishing in-flight responses', stopped: 'Proxy stopped' }, () => proxy.close(config.shutdownTimeoutMs));
 }
 
 /** One of PROXY_WORKERS: serves on the shared port; the primary serves METRICS_BIND for all. */

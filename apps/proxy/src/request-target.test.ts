@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_TARGET_LENGTH, checkTarget } from './request-target.js';
+import { checkTarget, MAX_TARGET_LENGTH } from './request-target.js';
 
 describe('checkTarget', () => {
   it.each([
@@ -23,7 +23,7 @@ describe('checkTarget', () => {
     ['/sig/./x', 400],
     ['/sig/%2e%2E/x', 400],
     ['/sig/x/..', 400],
-    ['/' + 'a'.repeat(MAX_TARGET_LENGTH), 414],
+    [`/${'a'.repeat(MAX_TARGET_LENGTH)}`, 414],
   ] as const)('refuses %s with %i', (target, status) => {
     expect(checkTarget(target)?.status).toBe(status);
   });

@@ -1,31 +1,31 @@
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createServer } from 'node:http';
-import { Pool } from 'undici';
-import type { Queue } from 'bullmq';
+import type { AddressInfo } from 'node:net';
 import {
-  createProducerRedis,
-  createUploadQueue,
-  listen,
-  refuseEvictingRedis,
-  createProxyMetrics,
-  createRegistry,
-  rateLimited,
-  startAdminServer,
   type AdminServer,
   type Config,
-  type Readiness,
+  createProducerRedis,
+  createProxyMetrics,
+  createRegistry,
+  createUploadQueue,
   type Logger,
+  listen,
   type ProxyMetrics,
+  type Readiness,
   type Redis,
+  rateLimited,
+  refuseEvictingRedis,
+  startAdminServer,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
-import { imgproxyHealthy } from './health.js';
+import type { Queue } from 'bullmq';
+import { Pool } from 'undici';
 import { createApp } from './app.js';
-import { RedisEnqueuer, type Enqueuer, type EnqueuerOptions } from './enqueue.js';
-import type { CacheOutcome } from './forward.js';
-import type { Inflight } from './inflight.js';
 import { CaptureTally } from './capture.js';
+import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js';
+import type { CacheOutcome } from './forward.js';
+import { imgproxyHealthy } from './health.js';
+import type { Inflight } from './inflight.js';
 
 export interface RunningProxy {
   server: Server;
@@ -80,13 +80,20 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   if (!enqueuer) {
     const logRedisError = rateLimited(10_000);
     const onError = (error: Error) =>
-      logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back'));
+      logRedisError((suppressed) =>
+        logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back'),
+      );
     const redis = createProducerRedis(config.redisUrl, { onError });
     const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError }) : redis;
     redisClients.push(...new Set([redis, payloadRedis]));
     // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or
     // when a Redis that was away at start first answers).
-    const refuse = options.onRedisRefused ?? ((problem: string) => (logger.fatal(problem), process.exit(2)));
+    const refuse =
+      options.onRedisRefused ??
+      ((problem: string) => {
+        logger.fatal(problem);
+        process.exit(2);
+      });
     refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, refuse);
     if (payloadRedis !== redis) refuseEvictingRedis({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' }, refuse);
     // our own check replaces BullMQ's, which only warns

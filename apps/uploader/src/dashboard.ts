@@ -1,11 +1,11 @@
-import { Hono } from 'hono';
-import { basicAuth } from 'hono/basic-auth';
-import { serveStatic } from '@hono/node-server/serve-static';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
-import type { Queue } from 'bullmq';
+import { serveStatic } from '@hono/node-server/serve-static';
 import type { Config, UploadJobData } from '@imgproxy-cache/shared';
+import type { Queue } from 'bullmq';
+import { Hono } from 'hono';
+import { basicAuth } from 'hono/basic-auth';
 
 // Bull Board for the upload queue: failed uploads with their one-line reason, the image path and
 // key (job data is metadata only, never the bytes), and Retry for one or all. Served at the root

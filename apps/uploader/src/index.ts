@@ -1,8 +1,8 @@
 import { HeadBucketCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { configOrExit, createLogger, exitOnSignal, runMain } from '@imgproxy-cache/shared';
-import { S3ObjectStore, createS3Client } from './s3-writer.js';
-import { startUploader, type RunningUploader } from './uploader.js';
 import { lowerPriority } from './priority.js';
+import { createS3Client, S3ObjectStore } from './s3-writer.js';
+import { type RunningUploader, startUploader } from './uploader.js';
 
 // Entry point of one upload worker. Run as many as you like: nothing in them is per-instance.
 
@@ -22,7 +22,10 @@ async function main(): Promise<void> {
   } catch (error) {
     const status = error instanceof S3ServiceException ? error.$metadata?.httpStatusCode : undefined;
     if (status === 404) {
-      logger.fatal({ bucket: config.s3.bucket, endpoint: config.s3.endpoint }, `S3_BUCKET "${config.s3.bucket}" does not exist at S3_ENDPOINT ${config.s3.endpoint}`);
+      logger.fatal(
+        { bucket: config.s3.bucket, endpoint: config.s3.endpoint },
+        `S3_BUCKET "${config.s3.bucket}" does not exist at S3_ENDPOINT ${config.s3.endpoint}`,
+      );
       process.exitCode = 2;
       return;
     }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { UnrecoverableError, type Job } from 'bullmq';
-import { decodePayload, objectKeyOf, type JobStates, type Logger, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
-import { S3OperationError, type ObjectStore, type PutRequest, type StoredObject } from './s3-writer.js';
+import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
+import { type Job, UnrecoverableError } from 'bullmq';
+import { type ObjectStore, type PutRequest, S3OperationError, type StoredObject } from './s3-writer.js';
 
 // One upload: read the teed bytes, check them against the job, skip what the bucket already
 // holds, write the rest with its metadata and Content-MD5, then forget the bytes and remember the
@@ -69,7 +69,10 @@ export function createProcessor(deps: ProcessorDeps) {
     if (stored === null && (await jobs.isUploaded(cacheKey))) {
       // This job ran before and finished its upload, but its uploader lost the job's lock before
       // it could say so (a stalled event loop), and BullMQ handed the job out again.
-      logger.info({ path, key: objectKeyOf(deps.folder, cacheKey), attempt: job.attemptsMade + 1, requestId: job.data.requestId }, 'Already in S3, not written again');
+      logger.info(
+        { path, key: objectKeyOf(deps.folder, cacheKey), attempt: job.attemptsMade + 1, requestId: job.data.requestId },
+        'Already in S3, not written again',
+      );
       return 'already-present';
     }
     if (stored === null) {
@@ -87,7 +90,14 @@ export function createProcessor(deps: ProcessorDeps) {
     const digest = createHash('md5').update(bytes).digest('hex');
 
     const key = objectKeyOf(deps.folder, cacheKey);
-    const object = { key, body: bytes, contentType: meta.contentType, cacheControl: meta.cacheControl, contentDisposition: meta.contentDisposition, md5: digest };
+    const object = {
+      key,
+      body: bytes,
+      contentType: meta.contentType,
+      cacheControl: meta.cacheControl,
+      contentDisposition: meta.contentDisposition,
+      md5: digest,
+    };
     let result: UploadResult;
     if (deps.conditionalWrites) {
       // The common case, a new image, costs one request: a create that S3 refuses (412) when the
@@ -100,7 +110,15 @@ export function createProcessor(deps: ProcessorDeps) {
     // Marked first (the two commands go out together, in this order): from here on the proxy skips the image.
     await Promise.all([jobs.markUploaded(cacheKey, deps.uploadedTtlSec), payloads.drop(cacheKey)]);
 
-    const fields = { path, bucket: store.bucket, key, size: bytes.length, durationMs: Date.now() - started, attempt: job.attemptsMade + 1, requestId: meta.requestId };
+    const fields = {
+      path,
+      bucket: store.bucket,
+      key,
+      size: bytes.length,
+      durationMs: Date.now() - started,
+      attempt: job.attemptsMade + 1,
+      requestId: meta.requestId,
+    };
     if (result === 'uploaded') {
       deps.written?.(bytes.length);
       logger.info(fields, `Uploaded to S3 path=${path} bucket=${store.bucket} key=${key}`);

@@ -1,4 +1,4 @@
-import { HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, S3ServiceException, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig, S3ServiceException } from '@aws-sdk/client-s3';
 import type { Config } from '@imgproxy-cache/shared';
 
 // The only module that talks to S3. It turns SDK errors into one-line reasons an operator can act

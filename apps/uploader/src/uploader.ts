@@ -1,23 +1,23 @@
-import { Worker, type Job } from 'bullmq';
 import {
-  JobStates,
-  PayloadStore,
-  createRegistry,
-  createUploadQueue,
-  createUploaderMetrics,
+  type AdminServer,
+  type Config,
   connectChecked,
+  createRegistry,
+  createUploaderMetrics,
+  createUploadQueue,
   createWorkerRedis,
+  JobStates,
+  type Logger,
+  PayloadStore,
   queuePrefix,
+  type Redis,
   rateLimited,
   redisKeys,
   startAdminServer,
-  type AdminServer,
-  type Config,
-  type Logger,
-  type Redis,
-  type UploadJobData,
   type UploaderMetrics,
+  type UploadJobData,
 } from '@imgproxy-cache/shared';
+import { type Job, Worker } from 'bullmq';
 import { createProcessor, type UploadResult } from './processor.js';
 import type { ObjectStore } from './s3-writer.js';
 
@@ -57,7 +57,11 @@ export async function startUploader({ config, store, logger, onResult, signal }:
     await connectChecked(
       [
         { client: connection, holds: 'queue', variable: 'REDIS_URL' },
-        { client: payloadRedis, holds: payloadRedis === connection ? 'queue' : 'payloads', variable: config.payloadRedisUrl ? 'PAYLOAD_REDIS_URL' : 'REDIS_URL' },
+        {
+          client: payloadRedis,
+          holds: payloadRedis === connection ? 'queue' : 'payloads',
+          variable: config.payloadRedisUrl ? 'PAYLOAD_REDIS_URL' : 'REDIS_URL',
+        },
       ],
       logger,
       signal,
@@ -170,11 +174,20 @@ export async function startUploader({ config, store, logger, onResult, signal }:
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
       // With nothing in flight there is nothing to wait for, even if Redis is away.
       const closing = active.size === 0 ? worker.close(true) : worker.close();
-      const outcome = await Promise.race([closing.then(() => 'closed' as const, () => 'closed' as const), deadline]);
+      const outcome = await Promise.race([
+        closing.then(
+          () => 'closed' as const,
+          () => 'closed' as const,
+        ),
+        deadline,
+      ]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
         const unfinished = [...active.values()];
-        logger.warn({ timeoutMs, jobs: unfinished.map((a) => a.job.data.path) }, 'Uploads still running at the shutdown deadline: putting them back in the queue');
+        logger.warn(
+          { timeoutMs, jobs: unfinished.map((a) => a.job.data.path) },
+          'Uploads still running at the shutdown deadline: putting them back in the queue',
+        );
         await Promise.all(unfinished.map(({ job, token }) => job.moveToWait(token).catch(() => undefined)));
         // worker.close() keeps waiting for the abandoned uploads (a second close(true) only
         // returns the same promise): disconnect instead; the process is about to exit.

@@ -6,10 +6,8 @@ import { listen } from './startup.js';
 // The admin address of each service (METRICS_BIND): Prometheus metrics and the health checks
 // that orchestrators and the compose file use. Kept off the public port on purpose.
 
-export interface Readiness {
-  /** name → ok; the service is ready when every check passes */
-  (): Promise<Record<string, boolean>>;
-}
+/** name → ok; the service is ready when every check passes */
+export type Readiness = () => Promise<Record<string, boolean>>;
 
 /** A prom-client Registry, or the cluster primary's view of its workers' metrics. */
 export interface MetricsSource {

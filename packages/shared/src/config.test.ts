@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, VARIABLES, loadConfig, parseBind, retryWindowMs, type Role } from './config.js';
+import { ConfigError, loadConfig, parseBind, type Role, retryWindowMs, VARIABLES } from './config.js';
 
 const problemsOf = (env: Record<string, string>, role: Role = 'proxy'): string[] => {
   try {
@@ -67,7 +67,10 @@ describe('loadConfig', () => {
       'LOG_LEVEL',
       'QUEUE_NAME',
     ]) {
-      expect(problems.some((p) => p.startsWith(name)), name).toBe(true);
+      expect(
+        problems.some((p) => p.startsWith(name)),
+        name,
+      ).toBe(true);
     }
   });
 

@@ -86,43 +86,217 @@ const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard'];
 export const VARIABLES = [
   { name: 'S3_BUCKET', default: undefined, roles: ['uploader'], required: ['uploader'], description: 'Bucket for processed images.' },
   { name: 'S3_FOLDER', default: '', roles: ['uploader'], description: 'Key prefix: `processed` and `processed/` both give `processed/<md5>`.' },
-  { name: 'S3_ENDPOINT', default: 'https://fly.storage.tigris.dev', roles: ['uploader'], description: 'S3-compatible endpoint (`https://t3.storage.dev` for Tigris outside Fly, `https://s3.<region>.amazonaws.com` for AWS).' },
+  {
+    name: 'S3_ENDPOINT',
+    default: 'https://fly.storage.tigris.dev',
+    roles: ['uploader'],
+    description: 'S3-compatible endpoint (`https://t3.storage.dev` for Tigris outside Fly, `https://s3.<region>.amazonaws.com` for AWS).',
+  },
   { name: 'S3_REGION', default: 'auto', roles: ['uploader'], description: 'Region used for request signing.' },
-  { name: 'S3_FORCE_PATH_STYLE', default: 'true', roles: ['uploader'], description: 'Path-style addressing (MinIO and s3rver need it; Tigris and AWS work either way).' },
-  { name: 'S3_CHECKSUM_MODE', default: 'WHEN_REQUIRED', roles: ['uploader'], description: '`WHEN_REQUIRED` or `WHEN_SUPPORTED`: whether the SDK adds CRC32 checksums to every request. R2, B2 and older MinIO reject them, so the default only sends what the operation requires (Content-MD5 is always sent).' },
-  { name: 'S3_CONDITIONAL_WRITES', default: 'true', roles: ['uploader'], description: 'Create objects with `If-None-Match: *`: a new image costs one request, and an object already there is never overwritten blindly (on 412 the uploader looks at it: same bytes count as done, different ones are replaced and logged). Turn off for providers that reject the header; each upload then looks first (HEAD) and writes after.' },
-  { name: 'S3_REQUEST_TIMEOUT_MS', default: '30000', roles: ['uploader'], description: 'Abort one S3 request (HEAD or PUT) after this long; the SDK tries it once more, then the upload is retried with backoff.' },
+  {
+    name: 'S3_FORCE_PATH_STYLE',
+    default: 'true',
+    roles: ['uploader'],
+    description: 'Path-style addressing (MinIO and s3rver need it; Tigris and AWS work either way).',
+  },
+  {
+    name: 'S3_CHECKSUM_MODE',
+    default: 'WHEN_REQUIRED',
+    roles: ['uploader'],
+    description:
+      '`WHEN_REQUIRED` or `WHEN_SUPPORTED`: whether the SDK adds CRC32 checksums to every request. R2, B2 and older MinIO reject them, so the default only sends what the operation requires (Content-MD5 is always sent).',
+  },
+  {
+    name: 'S3_CONDITIONAL_WRITES',
+    default: 'true',
+    roles: ['uploader'],
+    description:
+      'Create objects with `If-None-Match: *`: a new image costs one request, and an object already there is never overwritten blindly (on 412 the uploader looks at it: same bytes count as done, different ones are replaced and logged). Turn off for providers that reject the header; each upload then looks first (HEAD) and writes after.',
+  },
+  {
+    name: 'S3_REQUEST_TIMEOUT_MS',
+    default: '30000',
+    roles: ['uploader'],
+    description: 'Abort one S3 request (HEAD or PUT) after this long; the SDK tries it once more, then the upload is retried with backoff.',
+  },
   { name: 'IMGPROXY_BIND', default: ':8080', roles: ['proxy'], description: 'Proxy listen address, `host:port` or `:port`.' },
-  { name: 'IMGPROXY_URL', default: 'http://127.0.0.1:8081', roles: ['proxy'], description: 'Where imgproxy listens. A path here is prepended to every forwarded path.' },
-  { name: 'HEALTH_CHECK_TIMEOUT_IN_SEC', default: '30', roles: ['proxy'], description: "How long the proxy waits for imgproxy's `/health` at start before exiting non-zero." },
-  { name: 'UPSTREAM_TIMEOUT_MS', default: '60000', roles: ['proxy'], description: 'Longest wait for imgproxy to send headers, and longest silence inside a body, before the request fails (502 / cut response).' },
-  { name: 'PROXY_WORKERS', default: '1', roles: ['proxy'], description: 'Processes serving the proxy port (Node cluster); `0` means one per CPU core. Above 1, the first process only supervises: it waits for imgproxy, starts the workers (replacing any that dies), serves `METRICS_BIND` with their metrics summed, and stops them all on SIGTERM. More workers use more cores and more memory (each holds its own connections and recent keys); on a small host shared with imgproxy, keep 1.' },
-  { name: 'CLIENT_HEADERS_TIMEOUT_MS', default: '10000', roles: ['proxy'], description: 'A client must send its request headers within this time, or gets 408 and is disconnected (slow-loris).' },
-  { name: 'SHUTDOWN_TIMEOUT_MS', default: '20000', roles: BOTH, description: 'On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator\'s grace period.' },
-  { name: 'REDIS_URL', default: 'redis://127.0.0.1:6379', roles: ALL, description: 'Redis for the upload queue and the teed bytes. Must run `maxmemory-policy noeviction`: a service refuses to start on any other policy.' },
-  { name: 'PAYLOAD_REDIS_URL', default: '', roles: BOTH, description: 'Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue\'s Redis. Run it with `maxmemory-policy volatile-lru`: an evicted image is stored again by its next request, which its waiting job then finds. `allkeys-*` policies are refused (they could evict the backlog counter).' },
-  { name: 'QUEUE_NAME', default: 'imgproxy-cache-uploads', roles: ALL, description: 'BullMQ queue name; every Redis key of this tool starts with `bull:{<QUEUE_NAME>}:` (a hash tag: one Redis Cluster slot per queue). Proxy, uploaders and dashboard must agree.' },
-  { name: 'CACHE_MAX_BYTES', default: '20971520', roles: ['proxy'], description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.' },
-  { name: 'CACHE_RECENT_KEYS', default: '100000', roles: ['proxy'], description: 'How many recently cached images each proxy remembers (for 15 s, or 5 min once uploaded), so that repeated requests for them skip the copy and the trip to Redis. `0` turns it off.' },
-  { name: 'CACHE_BACKLOG_MAX_BYTES', default: '268435456', roles: ['proxy'], description: 'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders, more new images than uploads keep up with) new images are served but not teed until the backlog drains, so Redis never fills up; meanwhile the proxy does not even copy them.' },
-  { name: 'ENQUEUE_TIMEOUT_MS', default: '1000', roles: ['proxy'], description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.' },
-  { name: 'CACHE_PAYLOAD_TTL_SEC', default: '86400', roles: ['proxy'], description: 'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window of `UPLOAD_ATTEMPTS` and `UPLOAD_BACKOFF_MS` (checked at start). No image waits longer than this to be cached: a job whose bytes expired gets the bytes of the next request.' },
-  { name: 'CACHE_UPLOADED_TTL_SEC', default: '86400', roles: ['uploader'], description: 'How long an uploaded image is remembered, so that further requests for it tee and enqueue nothing.' },
-  { name: 'UPLOAD_ATTEMPTS', default: '10', roles: ['proxy'], description: 'Upload attempts per image, the first included (set on the job by the proxy that makes it).' },
+  {
+    name: 'IMGPROXY_URL',
+    default: 'http://127.0.0.1:8081',
+    roles: ['proxy'],
+    description: 'Where imgproxy listens. A path here is prepended to every forwarded path.',
+  },
+  {
+    name: 'HEALTH_CHECK_TIMEOUT_IN_SEC',
+    default: '30',
+    roles: ['proxy'],
+    description: "How long the proxy waits for imgproxy's `/health` at start before exiting non-zero.",
+  },
+  {
+    name: 'UPSTREAM_TIMEOUT_MS',
+    default: '60000',
+    roles: ['proxy'],
+    description: 'Longest wait for imgproxy to send headers, and longest silence inside a body, before the request fails (502 / cut response).',
+  },
+  {
+    name: 'PROXY_WORKERS',
+    default: '1',
+    roles: ['proxy'],
+    description:
+      'Processes serving the proxy port (Node cluster); `0` means one per CPU core. Above 1, the first process only supervises: it waits for imgproxy, starts the workers (replacing any that dies), serves `METRICS_BIND` with their metrics summed, and stops them all on SIGTERM. More workers use more cores and more memory (each holds its own connections and recent keys); on a small host shared with imgproxy, keep 1.',
+  },
+  {
+    name: 'CLIENT_HEADERS_TIMEOUT_MS',
+    default: '10000',
+    roles: ['proxy'],
+    description: 'A client must send its request headers within this time, or gets 408 and is disconnected (slow-loris).',
+  },
+  {
+    name: 'SHUTDOWN_TIMEOUT_MS',
+    default: '20000',
+    roles: BOTH,
+    description:
+      "On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator's grace period.",
+  },
+  {
+    name: 'REDIS_URL',
+    default: 'redis://127.0.0.1:6379',
+    roles: ALL,
+    description: 'Redis for the upload queue and the teed bytes. Must run `maxmemory-policy noeviction`: a service refuses to start on any other policy.',
+  },
+  {
+    name: 'PAYLOAD_REDIS_URL',
+    default: '',
+    roles: BOTH,
+    description:
+      "Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue's Redis. Run it with `maxmemory-policy volatile-lru`: an evicted image is stored again by its next request, which its waiting job then finds. `allkeys-*` policies are refused (they could evict the backlog counter).",
+  },
+  {
+    name: 'QUEUE_NAME',
+    default: 'imgproxy-cache-uploads',
+    roles: ALL,
+    description:
+      'BullMQ queue name; every Redis key of this tool starts with `bull:{<QUEUE_NAME>}:` (a hash tag: one Redis Cluster slot per queue). Proxy, uploaders and dashboard must agree.',
+  },
+  {
+    name: 'CACHE_MAX_BYTES',
+    default: '20971520',
+    roles: ['proxy'],
+    description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.',
+  },
+  {
+    name: 'CACHE_RECENT_KEYS',
+    default: '100000',
+    roles: ['proxy'],
+    description:
+      'How many recently cached images each proxy remembers (for 15 s, or 5 min once uploaded), so that repeated requests for them skip the copy and the trip to Redis. `0` turns it off.',
+  },
+  {
+    name: 'CACHE_BACKLOG_MAX_BYTES',
+    default: '268435456',
+    roles: ['proxy'],
+    description:
+      'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders, more new images than uploads keep up with) new images are served but not teed until the backlog drains, so Redis never fills up; meanwhile the proxy does not even copy them.',
+  },
+  {
+    name: 'ENQUEUE_TIMEOUT_MS',
+    default: '1000',
+    roles: ['proxy'],
+    description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.',
+  },
+  {
+    name: 'CACHE_PAYLOAD_TTL_SEC',
+    default: '86400',
+    roles: ['proxy'],
+    description:
+      'How long teed bytes live in Redis waiting for upload. Must outlast the whole retry window of `UPLOAD_ATTEMPTS` and `UPLOAD_BACKOFF_MS` (checked at start). No image waits longer than this to be cached: a job whose bytes expired gets the bytes of the next request.',
+  },
+  {
+    name: 'CACHE_UPLOADED_TTL_SEC',
+    default: '86400',
+    roles: ['uploader'],
+    description: 'How long an uploaded image is remembered, so that further requests for it tee and enqueue nothing.',
+  },
+  {
+    name: 'UPLOAD_ATTEMPTS',
+    default: '10',
+    roles: ['proxy'],
+    description: 'Upload attempts per image, the first included (set on the job by the proxy that makes it).',
+  },
   { name: 'UPLOAD_BACKOFF_MS', default: '1000', roles: ['proxy'], description: 'First retry delay; doubles on each retry, with up to 50% jitter.' },
-  { name: 'UPLOAD_FAILED_RETENTION_SEC', default: '604800', roles: ['proxy'], description: 'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.' },
+  {
+    name: 'UPLOAD_FAILED_RETENTION_SEC',
+    default: '604800',
+    roles: ['proxy'],
+    description:
+      'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.',
+  },
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
-  { name: 'UPLOAD_NICE', default: '10', roles: ['uploader'], description: 'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (`npm start`, one host, the all-in-one image), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Niceness only ranks processes inside one scheduling group: separate containers, systemd units and login sessions (autogroup) each get their own share, so there give the uploader fewer CPU shares instead (docker-compose.yml does; `CPUWeight=` for systemd).' },
-  { name: 'UPLOAD_LOCK_MS', default: '15000', roles: ['uploader'], description: 'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).' },
-  { name: 'UPLOAD_THROTTLE_DELAY_MS', default: '2000', roles: ['uploader'], description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.' },
-  { name: 'METRICS_BIND', default: ':9464', roleDefaults: { uploader: ':9465' }, roles: BOTH, description: 'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`; `off` disables it. The defaults differ so that a proxy and an uploader on one host both start; give each further uploader on a host its own (or `off`). An address already in use stops the service (exit 2).' },
-  { name: 'DASHBOARD_BIND', default: '127.0.0.1:3000', roles: ['dashboard'], description: 'Where Bull Board (failed uploads, retry) listens, at the root path. On any address but loopback it refuses to start without `DASHBOARD_USER` and `DASHBOARD_PASSWORD`.' },
+  {
+    name: 'UPLOAD_NICE',
+    default: '10',
+    roles: ['uploader'],
+    description:
+      'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (`npm start`, one host, the all-in-one image), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Niceness only ranks processes inside one scheduling group: separate containers, systemd units and login sessions (autogroup) each get their own share, so there give the uploader fewer CPU shares instead (docker-compose.yml does; `CPUWeight=` for systemd).',
+  },
+  {
+    name: 'UPLOAD_LOCK_MS',
+    default: '15000',
+    roles: ['uploader'],
+    description:
+      'Job lock of an upload in flight, renewed while the uploader lives. When an uploader dies, its uploads go back to the queue within about 1.5 × this. Shorter recovers faster; an uploader whose event loop stalls longer than this may see an upload run twice (harmless: uploads are idempotent).',
+  },
+  {
+    name: 'UPLOAD_THROTTLE_DELAY_MS',
+    default: '2000',
+    roles: ['uploader'],
+    description: 'When S3 answers 503 SlowDown (or 429), the whole queue pauses this long; the upload goes back to the queue without using an attempt.',
+  },
+  {
+    name: 'METRICS_BIND',
+    default: ':9464',
+    roleDefaults: { uploader: ':9465' },
+    roles: BOTH,
+    description:
+      'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`; `off` disables it. The defaults differ so that a proxy and an uploader on one host both start; give each further uploader on a host its own (or `off`). An address already in use stops the service (exit 2).',
+  },
+  {
+    name: 'DASHBOARD_BIND',
+    default: '127.0.0.1:3000',
+    roles: ['dashboard'],
+    description:
+      'Where Bull Board (failed uploads, retry) listens, at the root path. On any address but loopback it refuses to start without `DASHBOARD_USER` and `DASHBOARD_PASSWORD`.',
+  },
   { name: 'DASHBOARD_USER', default: '', roles: ['dashboard'], description: 'HTTP basic auth user for the dashboard.' },
-  { name: 'DASHBOARD_PASSWORD', default: '', roles: ['dashboard'], description: 'HTTP basic auth password for the dashboard (set both, or neither on loopback).' },
-  { name: 'LOG_LEVEL', default: 'info', roles: ALL, description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.' },
+  {
+    name: 'DASHBOARD_PASSWORD',
+    default: '',
+    roles: ['dashboard'],
+    description: 'HTTP basic auth password for the dashboard (set both, or neither on loopback).',
+  },
+  {
+    name: 'LOG_LEVEL',
+    default: 'info',
+    roles: ALL,
+    description: '`fatal`, `error`, `warn`, `info`, `debug` (shows why each response was not cached), `trace` or `silent`.',
+  },
 ] as const satisfies readonly Variable[];
 
 export type VariableName = (typeof VARIABLES)[number]['name'];
+
+/** The README's configuration table (scripts/config-table.mjs writes it; a test compares). */
+export function configTable(): string {
+  const code = (value: string) => (value === '' ? '*(empty)*' : `\`${value}\``);
+  const rows = (VARIABLES as readonly Variable[]).map((v) => {
+    let def = v.default === undefined ? '*(required)*' : code(v.default);
+    if (v.roleDefaults) {
+      const others = Object.entries(v.roleDefaults).map(([role, value]) => `${code(value)} (${role})`);
+      def = `${def} (${v.roles.filter((r) => !(r in v.roleDefaults!)).join(', ')}), ${others.join(', ')}`;
+    }
+    return `| \`${v.name}\` | ${def} | ${v.roles.join(', ')} | ${v.description} |`;
+  });
+  return ['| Variable | Default | Read by | Meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
 
 export class ConfigError extends Error {
   readonly problems: readonly string[];

@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { JOB_STATES, dedup, storeMode, type JobState } from './dedup.js';
+import { dedup, JOB_STATES, type JobState, storeMode } from './dedup.js';
 
 describe('the dedup rule', () => {
   it.each([
-    ['uploaded', false, { store: false, then: 'nothing', outcome: 'uploaded' }],
-    ['uploaded', true, { store: false, then: 'nothing', outcome: 'uploaded' }],
-    ['live', true, { store: false, then: 'nothing', outcome: 'already-queued' }],
-    ['live', false, { store: true, then: 'nothing', outcome: 'refilled' }],
-    ['failed', true, { store: true, then: 'retry', outcome: 'requeued' }],
-    ['failed', false, { store: true, then: 'retry', outcome: 'requeued' }],
-    ['completed', false, { store: true, then: 'retry', outcome: 'requeued' }],
-    ['completed', true, { store: true, then: 'retry', outcome: 'requeued' }],
-    ['none', false, { store: true, then: 'add', outcome: 'queued' }],
-    ['none', true, { store: true, then: 'add', outcome: 'queued' }],
+    ['uploaded', false, { store: false, next: 'nothing', outcome: 'uploaded' }],
+    ['uploaded', true, { store: false, next: 'nothing', outcome: 'uploaded' }],
+    ['live', true, { store: false, next: 'nothing', outcome: 'already-queued' }],
+    ['live', false, { store: true, next: 'nothing', outcome: 'refilled' }],
+    ['failed', true, { store: true, next: 'retry', outcome: 'requeued' }],
+    ['failed', false, { store: true, next: 'retry', outcome: 'requeued' }],
+    ['completed', false, { store: true, next: 'retry', outcome: 'requeued' }],
+    ['completed', true, { store: true, next: 'retry', outcome: 'requeued' }],
+    ['none', false, { store: true, next: 'add', outcome: 'queued' }],
+    ['none', true, { store: true, next: 'add', outcome: 'queued' }],
   ] as const)('job %s, bytes there: %s → %j', (state, present, expected) => {
     expect(dedup(state, present)).toEqual(expected);
   });

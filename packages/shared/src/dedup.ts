@@ -17,21 +17,21 @@ export interface DedupDecision {
   /** keep these bytes as the image's payload */
   store: boolean;
   /** then: add a job, retry the finished one, or nothing */
-  then: 'add' | 'retry' | 'nothing';
+  next: 'add' | 'retry' | 'nothing';
   outcome: DedupOutcome;
 }
 
 export function dedup(state: JobState, bytesPresent: boolean): DedupDecision {
   switch (state) {
     case 'uploaded':
-      return { store: false, then: 'nothing', outcome: 'uploaded' };
+      return { store: false, next: 'nothing', outcome: 'uploaded' };
     case 'live':
-      return bytesPresent ? { store: false, then: 'nothing', outcome: 'already-queued' } : { store: true, then: 'nothing', outcome: 'refilled' };
+      return bytesPresent ? { store: false, next: 'nothing', outcome: 'already-queued' } : { store: true, next: 'nothing', outcome: 'refilled' };
     case 'failed':
     case 'completed':
-      return { store: true, then: 'retry', outcome: 'requeued' };
+      return { store: true, next: 'retry', outcome: 'requeued' };
     case 'none':
-      return { store: true, then: 'add', outcome: 'queued' };
+      return { store: true, next: 'add', outcome: 'queued' };
   }
 }
 

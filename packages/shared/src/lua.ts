@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
 // Our Lua scripts, each in its own file under packages/shared/commands (`<name>-<keys>.lua`, with

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 // Every metric of both services, named in one place. Each service makes its own registry (tests
 // run several in one process), with Node's default process metrics.
@@ -25,7 +25,12 @@ export interface ProxyMetrics {
 export function createProxyMetrics(registry: Registry, heldBytes: () => number = () => 0): ProxyMetrics {
   return {
     registry,
-    requests: new Counter({ name: `${PREFIX}requests_total`, help: 'Responses sent, by method and status', labelNames: ['method', 'status'], registers: [registry] }),
+    requests: new Counter({
+      name: `${PREFIX}requests_total`,
+      help: 'Responses sent, by method and status',
+      labelNames: ['method', 'status'],
+      registers: [registry],
+    }),
     upstreamSeconds: new Histogram({
       name: `${PREFIX}upstream_duration_seconds`,
       help: 'Time until imgproxy sent its response headers',

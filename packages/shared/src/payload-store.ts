@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { JOB_STATES, storeMode, type JobState, type StoreMode } from './dedup.js';
+import { JOB_STATES, type JobState, type StoreMode, storeMode } from './dedup.js';
 import { defineScripts } from './lua.js';
 import type { RedisKeys } from './redis-keys.js';
 
@@ -62,8 +62,19 @@ export class PayloadStore {
     const k = this.keys;
     const staged = this.stage(id, payload);
     const [state, result] = await this.redis.icTee(
-      k.uploaded(id), k.job(id), k.failed(), k.completed(), staged, k.payload(id), k.backlogBytes(), k.backlogSizes(), k.backlogExpiry(),
-      id, opts.ttlSec, opts.backlogMaxBytes, ...MODES,
+      k.uploaded(id),
+      k.job(id),
+      k.failed(),
+      k.completed(),
+      staged,
+      k.payload(id),
+      k.backlogBytes(),
+      k.backlogSizes(),
+      k.backlogExpiry(),
+      id,
+      opts.ttlSec,
+      opts.backlogMaxBytes,
+      ...MODES,
     );
     return { state, result };
   }

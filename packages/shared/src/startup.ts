@@ -17,7 +17,8 @@ export function listen(server: Server, bind: BindAddress, variable: string): Pro
   return new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       const where = `${bind.host ?? ''}:${bind.port}`;
-      if (error.code === 'EADDRINUSE') reject(new StartupError(`${variable} ${where} is already in use by another process: give this service another address (or another port)`));
+      if (error.code === 'EADDRINUSE')
+        reject(new StartupError(`${variable} ${where} is already in use by another process: give this service another address (or another port)`));
       else if (error.code === 'EACCES') reject(new StartupError(`${variable} ${where} may not be used by this user (ports below 1024 need privileges)`));
       else if (error.code === 'EADDRNOTAVAIL') reject(new StartupError(`${variable} ${where} is not an address of this host`));
       else reject(error);
