@@ -1,8 +1,9 @@
--- Prints one JSON line with throughput and latency percentiles (microseconds) when wrk is done.
--- With UNIQUE=1 in the environment every request asks for a different image path.
+-- wrk: imgproxy-style paths, and one JSON line with throughput and latency (microseconds) at the end.
+-- UNIQUE=1: every request asks for a new image (a new size, quality and cache buster), as a page
+-- full of new images would; otherwise one image again and again.
 local unique = os.getenv("UNIQUE") == "1"
-local counter = 0
 local prefix = os.getenv("RUN_ID") or "run"
+local counter = 0
 
 function setup(thread)
   thread_count = (thread_count or 0) + 1
@@ -10,11 +11,14 @@ function setup(thread)
 end
 
 function request()
-  if unique then
-    counter = counter + 1
-    return wrk.format("GET", "/bench/rs:fit:" .. counter .. "/plain/" .. prefix .. "-" .. tid .. "-" .. counter .. ".jpg@png")
+  if not unique then
+    return wrk.format("GET", "/bench/rs:fit:480:320/q:80/cb:repeated/plain/local:///photo.jpg@webp")
   end
-  return wrk.format("GET", "/bench/rs:fit:300:300/plain/repeated.jpg@png")
+  counter = counter + 1
+  local w = 200 + (counter * 37) % 600
+  local h = math.floor(w * 2 / 3)
+  local q = 50 + counter % 40
+  return wrk.format("GET", string.format("/bench/rs:fit:%d:%d/q:%d/cb:%s-%s-%d/plain/local:///photo.jpg@webp", w, h, q, prefix, tid, counter))
 end
 
 function done(summary, latency, requests)

@@ -1,7 +1,8 @@
 import { cacheKeyOf, crc32Of, createLogger, decodePayload, encodePayload, loadConfig, PayloadStore, queuePrefix, redisKeys } from '@imgproxy-cache/shared';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createS3Client, S3ObjectStore } from '../apps/uploader/src/s3-writer.js';
+import { BucketClient } from '../apps/uploader/src/s3-client.js';
+import { S3ObjectStore } from '../apps/uploader/src/s3-store.js';
 import { type RunningUploader, startUploader } from '../apps/uploader/src/uploader.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';
@@ -25,7 +26,7 @@ function lateUploader(s: Stack, env: Record<string, string> = {}): Promise<Runni
   const config = loadConfig({ ...Object.fromEntries(Object.entries(process.env)), ...stackEnv(s), ...env }, 'uploader');
   return startUploader({
     config,
-    store: new S3ObjectStore(createS3Client(config, { credentials: S3RVER_CREDENTIALS }), s.bucket, 10_000),
+    store: new S3ObjectStore(new BucketClient(config.s3, { credentials: async () => S3RVER_CREDENTIALS }), config.s3.folder),
     logger: createLogger('uploader', 'silent'),
   });
 }

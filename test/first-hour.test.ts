@@ -163,6 +163,34 @@ describe('a Redis that may evict keys', () => {
   });
 });
 
+describe('wrong S3 credentials', () => {
+  it('the uploader names S3’s error code at start, and its /readyz fails', async () => {
+    const admin = await freePort();
+    const uploader = run(UPLOADER, {
+      ...(await bucket()),
+      REDIS_URL: inject('redisUrl'),
+      AWS_ACCESS_KEY_ID: 'WRONG',
+      AWS_SECRET_ACCESS_KEY: 'WRONG',
+      METRICS_BIND: `127.0.0.1:${admin}`,
+    });
+    await uploader.line(/Uploader started/);
+    expect(uploader.logs()).toContainEqual(
+      expect.objectContaining({ level: 40, code: 'InvalidAccessKeyId', msg: 'S3 refuses the credentials (InvalidAccessKeyId)' }),
+    );
+    const readyz = await request(`http://127.0.0.1:${admin}/readyz`);
+    expect(readyz.statusCode).toBe(503);
+    expect(await readyz.body.json()).toEqual({ ready: false, checks: { redis: true, s3: false } });
+  });
+
+  it('with the right keys, /readyz passes', async () => {
+    const admin = await freePort();
+    const uploader = run(UPLOADER, { ...(await bucket()), REDIS_URL: inject('redisUrl'), METRICS_BIND: `127.0.0.1:${admin}` });
+    await uploader.line(/Uploader started/);
+    expect(uploader.output()).not.toMatch(/refuses the credentials/);
+    expect(await ok(`http://127.0.0.1:${admin}/readyz`)).toBe(200);
+  });
+});
+
 describe('npm start', () => {
   it('stops both services when npm itself gets SIGTERM', async () => {
     stub = await startImgproxyStub();

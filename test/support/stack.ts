@@ -9,7 +9,8 @@ import { inject } from 'vitest';
 import type { EnqueuerOptions } from '../../apps/proxy/src/enqueue.js';
 import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
 import { type RunningProxy, startProxy } from '../../apps/proxy/src/server.js';
-import { createS3Client, S3ObjectStore } from '../../apps/uploader/src/s3-writer.js';
+import { BucketClient } from '../../apps/uploader/src/s3-client.js';
+import { S3ObjectStore } from '../../apps/uploader/src/s3-store.js';
 import { type RunningUploader, startUploader } from '../../apps/uploader/src/uploader.js';
 import { type ImgproxyStub, type StubOptions, startImgproxyStub } from './imgproxy-stub.js';
 import { createBucket, getObject, listKeys, S3RVER_CREDENTIALS, type StoredObject, testS3Client, waitForObjectBytes } from './s3.js';
@@ -108,7 +109,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const newUploader = () =>
     startUploader({
       config: uploaderConfig,
-      store: new S3ObjectStore(createS3Client(uploaderConfig, { credentials: S3RVER_CREDENTIALS }), bucket, 10_000),
+      store: new S3ObjectStore(new BucketClient(uploaderConfig.s3, { credentials: async () => S3RVER_CREDENTIALS }), uploaderConfig.s3.folder),
       logger: createLogger('uploader', uploaderConfig.logLevel, sink),
     });
   const uploader = options.noUploader ? undefined : await newUploader();

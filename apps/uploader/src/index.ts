@@ -1,10 +1,13 @@
-import { HeadBucketCommand, S3ServiceException } from '@aws-sdk/client-s3';
-import { configOrExit, createLogger, exitOnSignal, runMain } from '@imgproxy-cache/shared';
+import { configOrExit, createLogger, exitOnSignal, runMain, StartupError } from '@imgproxy-cache/shared';
 import { lowerPriority } from './priority.js';
-import { createS3Client, S3ObjectStore } from './s3-writer.js';
+import { BucketClient } from './s3-client.js';
+import { S3ObjectStore } from './s3-store.js';
 import { type RunningUploader, startUploader } from './uploader.js';
 
 // Entry point of one upload worker. Run as many as you like: nothing in them is per-instance.
+
+/** S3 error codes that mean the keys themselves are wrong. */
+const REFUSED_KEYS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidToken', 'ExpiredToken', 'CredentialsError']);
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'uploader');
@@ -13,33 +16,27 @@ async function main(): Promise<void> {
     const { failed } = lowerPriority(config.uploader.nice);
     if (failed.length > 0) logger.warn({ nice: config.uploader.nice, failed }, 'Could not lower the CPU priority of some threads (UPLOAD_NICE)');
   }
-  const client = createS3Client(config);
+  const client = new BucketClient(config.s3, { connections: config.uploader.concurrency });
+  const store = new S3ObjectStore(client, config.s3.folder);
 
-  // A bucket that does not exist is a configuration error; anything else (S3 down, a key allowed
-  // to put but not to list) is left to the uploads themselves, which retry.
-  try {
-    await client.send(new HeadBucketCommand({ Bucket: config.s3.bucket }), { abortSignal: AbortSignal.timeout(config.s3.requestTimeoutMs) });
-  } catch (error) {
-    const status = error instanceof S3ServiceException ? error.$metadata?.httpStatusCode : undefined;
-    if (status === 404) {
-      logger.fatal(
-        { bucket: config.s3.bucket, endpoint: config.s3.endpoint },
-        `S3_BUCKET "${config.s3.bucket}" does not exist at S3_ENDPOINT ${config.s3.endpoint}`,
-      );
-      process.exitCode = 2;
-      return;
-    }
-    logger.warn({ bucket: config.s3.bucket, status, err: (error as Error).message }, 'Could not check the bucket at start; uploads will retry');
+  // A bucket that does not exist is a configuration error. Keys S3 refuses are said at once (and
+  // /readyz fails until they work); S3 down is left to the uploads, which retry.
+  const probe = await store.probe();
+  if (probe.code === 'NoSuchBucket') {
+    throw new StartupError(`S3_BUCKET "${config.s3.bucket}" does not exist at S3_ENDPOINT ${config.s3.endpoint}`);
+  }
+  if (!probe.ok) {
+    const why = REFUSED_KEYS.has(probe.code ?? '') ? 'S3 refuses the credentials' : 'Could not check the bucket at start; uploads will retry';
+    logger.warn({ bucket: config.s3.bucket, endpoint: config.s3.endpoint, code: probe.code, err: probe.message }, `${why} (${probe.code})`);
   }
 
-  const store = new S3ObjectStore(client, config.s3.bucket, config.s3.requestTimeoutMs);
   // Signals are handled from here on, also while waiting for Redis at start.
   const starting = new AbortController();
   let uploader: RunningUploader | undefined;
   exitOnSignal(logger, { stopping: 'Shutting down: finishing uploads in flight', stopped: 'Uploader stopped' }, async () => {
     starting.abort();
     await uploader?.close(config.shutdownTimeoutMs);
-    client.destroy();
+    await client.close();
   });
   try {
     uploader = await startUploader({ config, store, logger, signal: starting.signal });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
 import { type Job, UnrecoverableError } from 'bullmq';
-import { type ObjectStore, type PutRequest, S3OperationError, type StoredObject } from './s3-writer.js';
+import { type ObjectStore, type PutRequest, S3OperationError, type StoredObject } from './s3-store.js';
 
 // One upload: read the teed bytes, check them against the job, skip what the bucket already
 // holds, write the rest with its metadata and Content-MD5, then forget the bytes and remember the

@@ -19,7 +19,7 @@ import {
 } from '@imgproxy-cache/shared';
 import { type Job, Worker } from 'bullmq';
 import { createProcessor, type UploadResult } from './processor.js';
-import type { ObjectStore } from './s3-writer.js';
+import type { ObjectStore } from './s3-store.js';
 
 export interface RunningUploader {
   worker: Worker<UploadJobData, UploadResult>;
@@ -157,7 +157,7 @@ export async function startUploader({ config, store, logger, onResult, signal }:
   const admin = config.metricsBind
     ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
         redis: connections.every((c) => c.status === 'ready'),
-        s3: await store.reachable(),
+        s3: (await store.probe(Math.min(config.s3.requestTimeoutMs, 3_000))).ok,
       })).catch(async (error: Error) => {
         await worker.close(true).catch(() => undefined);
         for (const c of connections) c.disconnect();

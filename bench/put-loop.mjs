@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// What one upload must cost: PUTs of ~30 KB images with Content-MD5 and If-None-Match: *, at a
+// fixed rate, new keys, `concurrency` at most in flight. Prints its own CPU per PUT (all threads)
+// as one JSON line. Modes:
+//   sdk       @aws-sdk/client-s3 PutObject, configured as the uploader's S3 client was
+//   sigv4     signed with the SDK's @smithy/signature-v4, sent with an undici Pool
+//   unsigned  the same PUT without a signature (the floor)
+// Usage: node bench/put-loop.mjs <mode> <endpoint> <bucket> <rate> <seconds>
+import { createHash } from 'node:crypto';
+import { Pool } from 'undici';
+
+const [, , mode, endpoint, bucket, rateArg, secondsArg] = process.argv;
+const rate = Number(rateArg);
+const total = Math.round(rate * Number(secondsArg));
+const bodies = Array.from({ length: 16 }, (_, i) => Buffer.alloc(30 * 1024, i + 1));
+const md5s = bodies.map((b) => createHash('md5').update(b).digest('base64'));
+const credentials = { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'bench', secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'bench' };
+const run = Math.random().toString(36).slice(2, 8);
+
+let put;
+if (mode === 'sdk') {
+  const { PutObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 2,
+    cacheMiddleware: true,
+  });
+  put = (key, i) =>
+    client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: bodies[i % 16], ContentType: 'image/webp', ContentMD5: md5s[i % 16], IfNoneMatch: '*' }),
+    );
+} else {
+  const { SignatureV4 } = await import('@smithy/signature-v4');
+  const { Sha256 } = await import('@smithy/core/checksum');
+  const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false, applyChecksum: false });
+  const url = new URL(endpoint);
+  const pool = new Pool(url.origin, { connections: 16 });
+  put = async (key, i) => {
+    const body = bodies[i % 16];
+    let headers = {
+      host: url.host,
+      'content-type': 'image/webp',
+      'content-length': String(body.length),
+      'content-md5': md5s[i % 16],
+      'if-none-match': '*',
+      'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+    };
+    const path = `/${bucket}/${key}`;
+    if (mode === 'sigv4') {
+      ({ headers } = await signer.sign({ method: 'PUT', protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path, headers, query: {} }));
+    }
+    const res = await pool.request({ method: 'PUT', path, headers, body });
+    await res.body.dump();
+    if (res.statusCode >= 300) throw new Error(`PUT ${res.statusCode}`);
+  };
+}
+
+// warm up outside the measurement
+for (let i = 0; i < 50; i++) await put(`warm/${run}/${i}`, i);
+
+const cpu0 = process.cpuUsage();
+const started = performance.now();
+const inflight = new Set();
+let errors = 0;
+for (let i = 0; i < total; i++) {
+  const wait = started + (i * 1000) / rate - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  const p = put(`loop/${run}/${i}`, i).catch(() => errors++);
+  inflight.add(p);
+  p.finally(() => inflight.delete(p));
+  if (inflight.size >= 16) await Promise.race(inflight);
+}
+await Promise.all(inflight);
+const seconds = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpu0);
+process.stdout.write(`${JSON.stringify({ mode, puts: total, errors, seconds, cpuMsPerPut: (cpu.user + cpu.system) / 1000 / total })}\n`);
+process.exit(0);
