@@ -257,6 +257,9 @@ describe('the hand-off to the uploaders', () => {
         },
         { what: 'caching to resume', intervalMs: 100 },
       );
+      // the image whose hand-off failed is not remembered: its next request caches it
+      await s.get(down);
+      expect(await s.outcomeOf(down, 2)).toBe('queued');
     } finally {
       await redis.stop();
     }

@@ -47,6 +47,7 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     logger,
     tally,
     recent,
+    handOffMs: config.proxy.enqueueTimeoutMs,
     track: (work: Promise<unknown>) => inflight.track(work),
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,

@@ -26,6 +26,8 @@ export interface ForwardOptions {
   tally: CaptureTally;
   /** images handed off a moment ago: not copied again */
   recent: RecentKeys;
+  /** longest a hand-off takes (ENQUEUE_TIMEOUT_MS) */
+  handOffMs: number;
   /** every enqueue in flight, so that shutdown can wait for them */
   track: (work: Promise<unknown>) => void;
   /** observes each cache decision (metrics, tests) */
@@ -160,11 +162,15 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     // the payload is a copy: it is what is held until Redis has it
     capture.release();
     options.tally.add(payload.length);
+    // While this hand-off runs, the next response for the image is not copied: it would only find
+    // the job this one is making.
+    options.recent.remember(cacheKey, options.handOffMs);
     const work = options.enqueuer
       .enqueue({ data: { cacheKey, path, requestId }, payload })
       .then((outcome) => {
         const rememberMs = REMEMBER_MS[outcome];
         if (rememberMs) options.recent.remember(cacheKey, rememberMs);
+        else options.recent.forget(cacheKey); // not handed off: the next response tries again
         options.onOutcome?.(outcome, path);
         if (debug) log().debug({ path, outcome }, 'Cache hand-off');
       })
