@@ -20,9 +20,10 @@ function permanent(reason: string): UnrecoverableError {
 export interface ProcessorDeps {
   payloads: PayloadStore;
   jobs: JobStates;
+  /** the image is in the bucket: remember it as uploaded and drop its payload (marker first) */
+  markUploaded: (cacheKey: string) => Promise<void>;
   store: ObjectStore;
   folder: string;
-  uploadedTtlSec: number;
   /** S3_CONDITIONAL_WRITES: create with If-None-Match: *, look at the object only when it exists */
   conditionalWrites: boolean;
   logger: Logger;
@@ -107,8 +108,7 @@ export function createProcessor(deps: ProcessorDeps) {
     } else {
       result = await settleExisting(path, object, await store.head(key));
     }
-    // Marked first (the two commands go out together, in this order): from here on the proxy skips the image.
-    await Promise.all([jobs.markUploaded(cacheKey, deps.uploadedTtlSec), payloads.drop(cacheKey)]);
+    await deps.markUploaded(cacheKey);
 
     const fields = {
       path,

@@ -87,7 +87,14 @@ export async function startUploader({ config, store, logger, onResult, signal }:
     jobs,
     store,
     folder: config.s3.folder,
-    uploadedTtlSec: config.queue.uploadedTtlSec,
+    markUploaded:
+      payloadRedis === connection
+        ? (id) => payloads.markUploaded(id, config.queue.uploadedTtlSec)
+        : // marker first (from here on the proxy skips the image), then the bytes in the other Redis
+          async (id) => {
+            await jobs.markUploaded(id, config.queue.uploadedTtlSec);
+            await payloads.drop(id);
+          },
     conditionalWrites: config.s3.conditionalWrites,
     logger,
     written: (size) => metrics.uploadBytes.inc(size),

@@ -26,6 +26,7 @@ interface Commands {
   icJobState(...args: string[]): Promise<JobState>;
   icStorePayload(...args: (string | number)[]): Promise<StoreResult>;
   icDropPayload(...args: string[]): Promise<number>;
+  icMarkUploaded(...args: (string | number)[]): Promise<number>;
 }
 
 /**
@@ -104,6 +105,15 @@ export class PayloadStore {
   async drop(id: string): Promise<void> {
     const k = this.keys;
     await this.redis.icDropPayload(k.payload(id), k.backlogBytes(), k.backlogSizes(), k.backlogExpiry(), id);
+  }
+
+  /**
+   * When the payloads share the queue's Redis: the image is in the bucket; remember it (for
+   * `uploadedTtlSec`) and drop its payload in one step.
+   */
+  async markUploaded(id: string, uploadedTtlSec: number): Promise<void> {
+    const k = this.keys;
+    await this.redis.icMarkUploaded(k.uploaded(id), k.payload(id), k.backlogBytes(), k.backlogSizes(), k.backlogExpiry(), id, uploadedTtlSec);
   }
 
   /** Bytes currently counted as waiting for upload. */

@@ -18,9 +18,9 @@ const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
 export function createProducerRedis(url: string, options: RedisOptions = {}): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
-    // commands issued in the same tick (tee, then BullMQ's add, across concurrent responses)
-    // go out in one write
-    enableAutoPipelining: true,
+    // Auto-pipelining copies every command once more to join the writes of one tick; at the rates
+    // users run there is rarely a second command to join (bench/PROFILE.md).
+    enableAutoPipelining: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy,
