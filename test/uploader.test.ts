@@ -212,4 +212,23 @@ describe('the uploader', () => {
     expect(await s.outcomeOf(path, 2)).toBe('requeued');
     expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
   });
+
+  it('once the queue ran dry, lets the images of the next UPLOAD_GATHER_MS wait, to take them together', async () => {
+    const s = await start({ env: { UPLOAD_GATHER_MS: '60000', CACHE_RECENT_KEYS: '0' } });
+    // the queue is dry at start: the uploader gathers
+    await waitFor(() => s.uploader!.worker.isPaused(), { what: 'the uploader to gather' });
+    const paths = [1, 2, 3].map((i) => `/sig/plain/https://example.com/gathered-${i}.jpg@png`);
+    for (const p of paths) {
+      await s.get(p);
+      expect(await s.outcomeOf(p)).toBe('queued');
+    }
+    expect(await s.queue.getJobCounts('waiting', 'active')).toEqual({ waiting: 3, active: 0 });
+    expect(s.tap.puts()).toHaveLength(0);
+
+    // a short window: they are taken when it ends
+    await s.uploader!.close(2_000);
+    s.uploader = undefined;
+    await s.startUploader({ gatherMs: 100 });
+    for (const p of paths) expect((await s.waitForObject(p)).body.equals(s.stub.imageFor(p))).toBe(true);
+  });
 });

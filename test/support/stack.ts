@@ -26,8 +26,8 @@ export interface Stack {
   tap: S3Tap;
   proxy: RunningProxy;
   uploader: RunningUploader | undefined;
-  /** starts the stack's uploader (for stacks started with noUploader) */
-  startUploader(): Promise<RunningUploader>;
+  /** starts the stack's uploader (for stacks started with noUploader, or after stopping it), its settings overridden */
+  startUploader(overrides?: Partial<Config['uploader']>): Promise<RunningUploader>;
   s3: S3Client;
   redis: Redis;
   queue: Queue<UploadJobData>;
@@ -106,9 +106,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     onOutcome: (outcome, path) => outcomes.push({ outcome, path }),
     enqueuerOptions: options.enqueuerOptions,
   });
-  const newUploader = () =>
+  const newUploader = (overrides: Partial<Config['uploader']> = {}) =>
     startUploader({
-      config: uploaderConfig,
+      config: { ...uploaderConfig, uploader: { ...uploaderConfig.uploader, ...overrides } },
       store: new S3ObjectStore(new BucketClient(uploaderConfig.s3, { credentials: async () => S3RVER_CREDENTIALS }), uploaderConfig.s3.folder),
       logger: createLogger('uploader', uploaderConfig.logLevel, sink),
     });
@@ -125,8 +125,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     tap,
     proxy,
     uploader,
-    async startUploader() {
-      stack.uploader ??= await newUploader();
+    async startUploader(overrides) {
+      stack.uploader ??= await newUploader(overrides);
       return stack.uploader;
     },
     s3,

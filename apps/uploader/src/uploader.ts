@@ -159,6 +159,7 @@ export async function startUploader({ config, store, logger, onResult, signal }:
     }
   });
   worker.on('error', (error) => onError(error));
+  const gathering = gatherWhenDry(worker, config.uploader.gatherMs);
 
   // Ready when Redis and S3 answer.
   const admin = config.metricsBind
@@ -177,6 +178,7 @@ export async function startUploader({ config, store, logger, onResult, signal }:
     metrics,
     admin,
     async close(timeoutMs) {
+      gathering.stop();
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
       // With nothing in flight there is nothing to wait for, even if Redis is away.
@@ -203,6 +205,35 @@ export async function startUploader({ config, store, logger, onResult, signal }:
       await admin?.close();
       await queue.close().catch(() => undefined);
       for (const c of connections) c.disconnect();
+    },
+  };
+}
+
+/**
+ * Once the queue has run dry, the worker pauses for `gatherMs` before it takes jobs again: the
+ * images that arrive meanwhile are then taken together, each finished job handing over the next
+ * (BullMQ's moveToFinished fetches it), instead of each waking the worker on its own.
+ */
+function gatherWhenDry(worker: Worker, gatherMs: number): { stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let gathering = false;
+  let stopped = false;
+  const onDrained = () => {
+    if (stopped || gathering) return;
+    gathering = true;
+    void worker.pause(true).then(() => {
+      timer = setTimeout(() => {
+        gathering = false;
+        if (!stopped) worker.resume();
+      }, gatherMs);
+    });
+  };
+  if (gatherMs > 0) worker.on('drained', onDrained);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      worker.off('drained', onDrained);
     },
   };
 }

@@ -4,7 +4,8 @@ import { availableParallelism } from 'node:os';
 // its default; loadConfig() parses all of them and reports every bad one at once, each message
 // naming the variable, so a misconfigured deployment fails at start with one readable list.
 
-export type Role = 'proxy' | 'uploader' | 'dashboard';
+/** The services, and `npm start` (scripts/start-all.mjs: the services together, with a Redis of its own if need be). */
+export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start';
 export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -41,6 +42,10 @@ export interface Config {
     workers: number;
   };
   redisUrl: string;
+  /** REDIS_URL was set (npm start runs a Redis of its own when it is not) */
+  redisUrlSet: boolean;
+  /** DATA_DIR: where npm start's own Redis keeps its files and socket */
+  dataDir: string;
   /** PAYLOAD_REDIS_URL: a second Redis for the teed bytes; undefined = REDIS_URL holds them */
   payloadRedisUrl: string | undefined;
   shutdownTimeoutMs: number;
@@ -61,6 +66,8 @@ export interface Config {
   };
   uploader: {
     concurrency: number;
+    /** UPLOAD_GATHER_MS: how long to wait for more jobs once the queue ran dry */
+    gatherMs: number;
     /** niceness (0–19) the uploader sets on all its threads at start; 0 = leave as started */
     nice: number;
     lockMs: number;
@@ -161,8 +168,16 @@ export const VARIABLES = [
   {
     name: 'REDIS_URL',
     default: 'redis://127.0.0.1:6379',
-    roles: ALL,
-    description: 'Redis for the upload queue and the teed bytes. Must run `maxmemory-policy noeviction`: a service refuses to start on any other policy.',
+    roles: [...ALL, 'npm start'],
+    description:
+      'Redis for the upload queue and the teed bytes: `redis://`, `rediss://` (TLS) or `unix:///path/to/redis.sock`. Must run `maxmemory-policy noeviction`: a service refuses to start on any other policy. Unset, `npm start` and the all-in-one image run a Redis of their own (`DATA_DIR`); the separate services use the default.',
+  },
+  {
+    name: 'DATA_DIR',
+    default: './data',
+    roles: ['npm start'],
+    description:
+      'Where `npm start` (and the all-in-one image, where it is `/data`) keeps the Redis it runs itself when `REDIS_URL` is not set: its append-only file (fsync every second) and its Unix socket (no TCP port). One `npm start` per directory.',
   },
   {
     name: 'PAYLOAD_REDIS_URL',
@@ -232,6 +247,13 @@ export const VARIABLES = [
       'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.',
   },
   { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
+  {
+    name: 'UPLOAD_GATHER_MS',
+    default: '250',
+    roles: ['uploader'],
+    description:
+      'When the queue runs dry, the uploader waits this long before it takes jobs again, so that the images that arrive meanwhile are uploaded together: at the rates users run, an upload then costs the uploader and Redis much less (bench/PROFILE.md), for at most this much more delay before an image is in the bucket. `0` takes every job as it comes.',
+  },
   {
     name: 'UPLOAD_NICE',
     default: '10',
@@ -308,6 +330,9 @@ export class ConfigError extends Error {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** redis://, rediss:// (TLS), and unix:///path/to/redis.sock */
+const REDIS_PROTOCOLS = ['redis:', 'rediss:', 'unix:'] as const;
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -406,8 +431,10 @@ export function loadConfig(env: Env, role: Role): Config {
       clientHeadersTimeoutMs: int('CLIENT_HEADERS_TIMEOUT_MS', 100),
       workers: resolveWorkers(int('PROXY_WORKERS', 0, 256)),
     },
-    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']).toString(),
-    payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : url('PAYLOAD_REDIS_URL', ['redis:', 'rediss:']).toString(),
+    redisUrl: url('REDIS_URL', REDIS_PROTOCOLS).toString(),
+    redisUrlSet: (env.REDIS_URL ?? '').trim() !== '',
+    dataDir: raw('DATA_DIR'),
+    payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : url('PAYLOAD_REDIS_URL', REDIS_PROTOCOLS).toString(),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 0),
     metricsBind,
     queue: {
@@ -425,6 +452,7 @@ export function loadConfig(env: Env, role: Role): Config {
     },
     uploader: {
       concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
+      gatherMs: int('UPLOAD_GATHER_MS', 0, 60_000),
       nice: int('UPLOAD_NICE', 0, 19),
       lockMs: int('UPLOAD_LOCK_MS', 1000),
       throttleDelayMs: int('UPLOAD_THROTTLE_DELAY_MS', 1),

@@ -7,6 +7,11 @@ export interface RedisOptions {
   onError?: (error: Error) => void;
 }
 
+/** What ioredis connects to for a URL: `unix:///run/redis.sock` is the socket's path. */
+export function redisTarget(url: string): string {
+  return url.startsWith('unix:') ? decodeURIComponent(new URL(url).pathname) : url;
+}
+
 /** Reconnect forever, a little slower each time, never slower than every 2 s. */
 const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
 
@@ -16,7 +21,7 @@ const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
  * in the background and caching resumes by itself.
  */
 export function createProducerRedis(url: string, options: RedisOptions = {}): Redis {
-  const redis = new Redis(url, {
+  const redis = new Redis(redisTarget(url), {
     enableOfflineQueue: false,
     // Auto-pipelining copies every command once more to join the writes of one tick; at the rates
     // users run there is rarely a second command to join (bench/PROFILE.md).
@@ -32,7 +37,7 @@ export function createProducerRedis(url: string, options: RedisOptions = {}): Re
 
 /** For BullMQ workers, which block on Redis and require `maxRetriesPerRequest: null`. */
 export function createWorkerRedis(url: string, options: RedisOptions = {}): Redis {
-  const redis = new Redis(url, {
+  const redis = new Redis(redisTarget(url), {
     maxRetriesPerRequest: null,
     connectTimeout: 5000,
     retryStrategy,

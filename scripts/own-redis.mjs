@@ -1,0 +1,135 @@
+// The Redis that `npm start` (and the all-in-one image) runs itself when REDIS_URL is not set: a
+// redis-server child on a Unix socket in DATA_DIR (no TCP port), with an append-only file there
+// (fsync every second) and noeviction. One per DATA_DIR: a lock file holds the owner's pid.
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export class OwnRedisError extends Error {}
+
+const LOCK = 'npm-start.pid';
+const SOCKET = 'redis.sock';
+
+/** Resolves true when a Redis answers PING on `socket` within `timeoutMs`. */
+function answers(socket, timeoutMs = 500) {
+  return new Promise((done) => {
+    const conn = connect(socket);
+    const finish = (ok) => {
+      clearTimeout(timer);
+      conn.destroy();
+      done(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    conn.on('connect', () => conn.write('PING\r\n'));
+    conn.on('data', (d) => finish(d.toString().startsWith('+PONG')));
+    conn.on('error', () => finish(false));
+  });
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+/** Takes DATA_DIR for this process, or throws OwnRedisError saying why it cannot. */
+async function lock(dir, socket) {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (error) {
+    throw new OwnRedisError(`DATA_DIR ${dir} cannot be written (${error.code ?? error.message}): give npm start a directory it may write, or set REDIS_URL`);
+  }
+  const file = resolve(dir, LOCK);
+  let owner;
+  try {
+    owner = Number(readFileSync(file, 'utf8'));
+  } catch {}
+  if ((owner && owner !== process.pid && alive(owner)) || (await answers(socket))) {
+    throw new OwnRedisError(`DATA_DIR ${dir} is in use by another npm start${owner ? ` (pid ${owner})` : ''} and its Redis: one npm start per directory`);
+  }
+  writeFileSync(file, String(process.pid));
+  return () => rmSync(file, { force: true });
+}
+
+/**
+ * Starts the Redis and resolves once it answers (its append-only file loaded), with its URL and
+ * `stop()`, which shuts it down cleanly (the file synced) and releases DATA_DIR.
+ */
+export async function startOwnRedis(dataDir, { onExit, log }) {
+  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error) {
+    throw new OwnRedisError(
+      'npm start runs its own Redis when REDIS_URL is not set, and redis-server is not installed: install Redis (apt-get install redis-server) or set REDIS_URL',
+    );
+  }
+  const dir = resolve(dataDir);
+  const socket = resolve(dir, SOCKET);
+  const unlock = await lock(dir, socket);
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      '0',
+      '--unixsocket',
+      socket,
+      '--unixsocketperm',
+      '700',
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+      '--loglevel',
+      'warning',
+      '--logfile',
+      '',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  // its own lines, as JSON lines like the services' (pid:role date time level message)
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      const text = line.replace(/^\d+:\w \d+ \w+ \d{4} [\d:.]+ [.\-*#] /, '');
+      if (text.trim() !== '') log({ level: 40, service: 'redis', msg: text });
+    });
+  }
+  let exited = false;
+  const exit = new Promise((done) =>
+    child.once('exit', (code, signal) => {
+      exited = true;
+      unlock();
+      done();
+      onExit(code, signal);
+    }),
+  );
+  const deadline = Date.now() + 60_000; // a large append-only file takes a while to load
+  while (!(await answers(socket))) {
+    if (exited) throw new OwnRedisError(`redis-server could not start in DATA_DIR ${dir}; its lines above say why`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new OwnRedisError(`redis-server did not answer within 60 s in DATA_DIR ${dir}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `unix://${socket}`,
+    pid: child.pid,
+    async stop() {
+      if (exited) return;
+      child.kill('SIGTERM'); // Redis syncs its append-only file and exits
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+}
