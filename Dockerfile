@@ -31,7 +31,7 @@ COPY --from=build /app/apps/proxy/package.json apps/proxy/
 COPY --from=build /app/apps/proxy/dist apps/proxy/dist
 COPY --from=build /app/apps/uploader/package.json apps/uploader/
 COPY --from=build /app/apps/uploader/dist apps/uploader/dist
-COPY scripts/service.mjs scripts/start-all.mjs scripts/
+COPY scripts/service.mjs scripts/start-all.mjs scripts/own-redis.mjs scripts/
 USER node
 EXPOSE 8080 9464 3000
 # node itself is the process (not npm), so SIGTERM reaches the service
@@ -39,12 +39,23 @@ ENTRYPOINT ["node", "scripts/service.mjs"]
 CMD ["proxy"]
 
 # imgproxy and the proxy (and an uploader) in one container, supervised by start-all: when any
-# of them exits, the others are stopped and the container stops.
+# of them exits, the others are stopped and the container stops. Without REDIS_URL it runs a Redis
+# of its own too, on a socket, with its append-only file in the /data volume: the whole set-up is
+#   docker run -e S3_BUCKET=… -e AWS_ACCESS_KEY_ID=… -e AWS_SECRET_ACCESS_KEY=… -p 8080:8080 -v cache-data:/data IMAGE
 FROM ${IMGPROXY_IMAGE} AS all-in-one
-ENV NODE_ENV=production
+USER root
+# Debian's redis-server, as imgproxy's image is Debian; a user of our own owns /data
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends redis-server \
+  && rm -rf /var/lib/apt/lists/* \
+  && useradd --system --uid 10001 --home-dir /data --no-create-home imgproxy-cache \
+  && mkdir -p /data && chown imgproxy-cache /data
+ENV NODE_ENV=production DATA_DIR=/data
 COPY --from=runtime /usr/local/bin/node /usr/local/bin/node
 COPY --from=runtime /app /app
 WORKDIR /app
+USER imgproxy-cache
+VOLUME /data
 EXPOSE 8080
 ENTRYPOINT ["node", "scripts/service.mjs"]
 CMD ["all-in-one"]

@@ -53,7 +53,11 @@ async function lock(dir, socket) {
   if ((owner && owner !== process.pid && alive(owner)) || (await answers(socket))) {
     throw new OwnRedisError(`DATA_DIR ${dir} is in use by another npm start${owner ? ` (pid ${owner})` : ''} and its Redis: one npm start per directory`);
   }
-  writeFileSync(file, String(process.pid));
+  try {
+    writeFileSync(file, String(process.pid));
+  } catch (error) {
+    throw new OwnRedisError(`DATA_DIR ${dir} cannot be written (${error.code ?? error.message}): give npm start a directory it may write, or set REDIS_URL`);
+  }
   return () => rmSync(file, { force: true });
 }
 

@@ -126,4 +126,14 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     expect(dockerfile).toMatch(/^FROM \$\{IMGPROXY_IMAGE\} AS all-in-one$/m);
   });
+
+  it('the all-in-one image runs a Redis of its own, its files in the /data volume', () => {
+    const allInOne = dockerfile.slice(dockerfile.indexOf('AS all-in-one'));
+    expect(allInOne).toMatch(/apt-get install -y --no-install-recommends redis-server/);
+    expect(allInOne).toMatch(/^ENV .*DATA_DIR=\/data/m);
+    expect(allInOne).toMatch(/^VOLUME \/data$/m);
+    expect(allInOne).toMatch(/^USER imgproxy-cache$/m);
+    expect(allInOne).toMatch(/^CMD \["all-in-one"\]$/m);
+    expect(dockerfile).toMatch(/^COPY scripts\/service\.mjs scripts\/start-all\.mjs scripts\/own-redis\.mjs scripts\/$/m);
+  });
 });

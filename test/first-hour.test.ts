@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort } from './support/free-port.js';
 import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js';
-import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
+import { spawnRedisServer } from './support/redis-server.js';
 import { createBucket, testS3Client } from './support/s3.js';
 import { ROOT, type Service, spawnService } from './support/service.js';
 import { waitFor } from './support/wait.js';
@@ -131,9 +131,8 @@ describe('Redis down', () => {
 });
 
 describe('a Redis that may evict keys', () => {
-  let evicting: TestRedis;
   const startEvicting = async (policy: string) => {
-    evicting = await spawnRedisServer(undefined, ['--maxmemory-policy', policy]);
+    const evicting = await spawnRedisServer(undefined, ['--maxmemory-policy', policy]);
     cleanups.push(() => evicting.stop());
     return evicting.url;
   };

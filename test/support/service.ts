@@ -18,8 +18,10 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-export function spawnService(args: string[], env: Record<string, string>): Service {
+/** `detached`: a process group of its own, so that a test can kill the whole group. */
+export function spawnService(args: string[], env: Record<string, string>, { detached = false } = {}): Service {
   const child = spawn(process.execPath, args, {
+    detached,
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', METRICS_BIND: '127.0.0.1:0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,6 +47,12 @@ export function spawnService(args: string[], env: Record<string, string>): Servi
       return Promise.race([exit, deadline]).finally(() => clearTimeout(timer));
     },
     async stop() {
+      if (detached) {
+        // the whole group: what it started too (services, its Redis)
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {}
+      }
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGKILL');
         await exit;
