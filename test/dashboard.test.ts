@@ -32,7 +32,7 @@ afterEach(async () => {
 
 async function startDashboard(s: Stack, env: Record<string, string>): Promise<string> {
   const config = loadConfig({ QUEUE_NAME: s.config.queue.name, S3_BUCKET: s.bucket, ...env }, 'dashboard');
-  const app = createDashboard(config, s.queue);
+  const { app } = createDashboard(config, [s.queue]);
   server = await new Promise<Server>((resolve) => {
     const started = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(started as Server));
   });

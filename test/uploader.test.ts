@@ -216,7 +216,7 @@ describe('the uploader', () => {
   it('once the queue ran dry, lets the images of the next UPLOAD_GATHER_MS wait, to take them together', async () => {
     const s = await start({ env: { UPLOAD_GATHER_MS: '60000', CACHE_RECENT_KEYS: '0' } });
     // the queue is dry at start: the uploader gathers
-    await waitFor(() => s.uploader!.worker.isPaused(), { what: 'the uploader to gather' });
+    await waitFor(() => [...s.uploader!.queues.values()][0]!.worker.isPaused(), { what: 'the uploader to gather' });
     const paths = [1, 2, 3].map((i) => `/sig/plain/https://example.com/gathered-${i}.jpg@png`);
     for (const p of paths) {
       await s.get(p);

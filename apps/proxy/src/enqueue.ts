@@ -1,5 +1,6 @@
 import {
   type Config,
+  createUploadQueue,
   type DedupOutcome,
   dedup,
   type JobState,
@@ -10,6 +11,8 @@ import {
   rateLimited,
   redisKeys,
   type StoreResult,
+  shardOf,
+  shardQueueNames,
   storeMode,
   UPLOAD_JOB_NAME,
   type UploadJobData,
@@ -38,11 +41,25 @@ export interface TeedImage {
 
 export interface Enqueuer {
   /**
-   * Why a new image would only be refused right now, if it would: the backlog was full a moment
-   * ago, or Redis is not answering. The response is then not copied at all.
+   * Why the image with this cache key would only be refused right now, if it would: its shard's
+   * backlog was full a moment ago, or Redis is not answering. The response is then not copied.
    */
-  shedding(): 'backlog-full' | 'redis-busy' | undefined;
+  shedding(cacheKey: string): 'backlog-full' | 'redis-busy' | undefined;
   enqueue(image: TeedImage): Promise<EnqueueOutcome>;
+  /** the queue names it sends images to */
+  readonly queueNames: readonly string[];
+  close(): Promise<void>;
+}
+
+/** One queue shard: its BullMQ queue, its payloads and job states, its part of the backlog. */
+interface Shard {
+  queue: Queue<UploadJobData>;
+  payloads: PayloadStore;
+  jobs: JobStates;
+  backlogMaxBytes: number;
+  backlogFull: boolean;
+  /** when Redis last said the backlog is full, or the last image was let through to ask again */
+  backlogCheckedAt: number;
 }
 
 export interface EnqueuerOptions {
@@ -64,15 +81,12 @@ export interface EnqueuerOptions {
 class TimeoutError extends Error {}
 
 export class RedisEnqueuer implements Enqueuer {
-  private readonly payloads: PayloadStore;
-  private readonly jobs: JobStates;
+  readonly queueNames: readonly string[];
+  private readonly shards: Shard[];
   private readonly split: boolean;
   private readonly logFailure = rateLimited(10_000);
   private readonly backlogRecheckMs: number;
   private readonly now: () => number;
-  private backlogFull = false;
-  /** when Redis last said the backlog is full, or the last image was let through to ask again */
-  private backlogCheckedAt = 0;
   private readonly maxPendingBytes: number;
   /** bytes of payloads sent to Redis whose answer has not come (whatever ENQUEUE_TIMEOUT_MS said) */
   private pendingBytes = 0;
@@ -81,7 +95,6 @@ export class RedisEnqueuer implements Enqueuer {
   constructor(
     private readonly redis: Redis,
     private readonly payloadRedis: Redis,
-    private readonly queue: Queue<UploadJobData>,
     private readonly config: Config,
     private readonly logger: Logger,
     options: EnqueuerOptions = {},
@@ -89,21 +102,33 @@ export class RedisEnqueuer implements Enqueuer {
     this.backlogRecheckMs = options.backlogRecheckMs ?? 100;
     this.now = options.now ?? Date.now;
     this.maxPendingBytes = options.maxPendingBytes ?? Math.max(2 * config.proxy.cacheMaxBytes, 32 * 2 ** 20);
-    const keys = redisKeys(config.queue.name);
-    this.payloads = new PayloadStore(payloadRedis, keys);
-    this.jobs = new JobStates(redis, keys);
+    this.queueNames = shardQueueNames(config.queue.name, config.queue.shards);
+    this.shards = this.queueNames.map((name) => ({
+      // the services check the eviction policy themselves; BullMQ's own check only warns
+      queue: createUploadQueue(name, redis, { skipVersionCheck: true }),
+      payloads: new PayloadStore(payloadRedis, redisKeys(name)),
+      jobs: new JobStates(redis, redisKeys(name)),
+      backlogMaxBytes: Math.floor(config.proxy.backlogMaxBytes / config.queue.shards),
+      backlogFull: false,
+      backlogCheckedAt: 0,
+    }));
     this.split = payloadRedis !== redis;
   }
 
-  shedding(): 'backlog-full' | 'redis-busy' | undefined {
+  private shardOf(cacheKey: string): Shard {
+    return this.shards[shardOf(cacheKey, this.shards.length)]!;
+  }
+
+  shedding(cacheKey: string): 'backlog-full' | 'redis-busy' | undefined {
     if (this.pendingBytes >= this.maxPendingBytes) {
       this.reportBusy();
       return 'redis-busy';
     }
-    if (!this.backlogFull) return undefined;
+    const shard = this.shardOf(cacheKey);
+    if (!shard.backlogFull) return undefined;
     const now = this.now();
-    if (now - this.backlogCheckedAt < this.backlogRecheckMs) return 'backlog-full';
-    this.backlogCheckedAt = now; // this image goes to Redis and asks
+    if (now - shard.backlogCheckedAt < this.backlogRecheckMs) return 'backlog-full';
+    shard.backlogCheckedAt = now; // this image goes to Redis and asks
     return undefined;
   }
 
@@ -129,25 +154,26 @@ export class RedisEnqueuer implements Enqueuer {
 
   private async handOff({ data, payload }: TeedImage): Promise<EnqueueOutcome> {
     const id = data.cacheKey;
-    const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: this.config.proxy.backlogMaxBytes };
+    const shard = this.shardOf(id);
+    const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: shard.backlogMaxBytes };
     let state: JobState;
     let result: StoreResult;
     if (this.split) {
-      state = await this.jobs.of(id);
+      state = await shard.jobs.of(id);
       const mode = storeMode(state);
-      result = mode === 'never' ? 'skipped' : await this.sending(payload, this.payloads.store(id, payload, mode, opts));
+      result = mode === 'never' ? 'skipped' : await this.sending(payload, shard.payloads.store(id, payload, mode, opts));
     } else {
-      ({ state, result } = await this.sending(payload, this.payloads.tee(id, payload, opts)));
+      ({ state, result } = await this.sending(payload, shard.payloads.tee(id, payload, opts)));
     }
     if (result === 'lost') throw new Error('the image bytes did not reach Redis');
     if (result === 'backlog-full') {
-      this.noteBacklog(true);
+      this.noteBacklog(shard, true);
       return 'backlog-full';
     }
-    if (result === 'stored') this.noteBacklog(false);
+    if (result === 'stored') this.noteBacklog(shard, false);
     const decision = dedup(state, result === 'present');
-    if (decision.next === 'add') await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
-    if (decision.next === 'retry') await this.retry(data, state as 'failed' | 'completed');
+    if (decision.next === 'add') await shard.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
+    if (decision.next === 'retry') await this.retry(shard.queue, data, state as 'failed' | 'completed');
     return decision.outcome;
   }
 
@@ -162,11 +188,11 @@ export class RedisEnqueuer implements Enqueuer {
   }
 
   /** The image's finished job runs again, and finds the bytes just stored. */
-  private async retry(data: UploadJobData, state: 'failed' | 'completed'): Promise<void> {
-    const job = await Job.fromId<UploadJobData>(this.queue, data.cacheKey);
+  private async retry(queue: Queue<UploadJobData>, data: UploadJobData, state: 'failed' | 'completed'): Promise<void> {
+    const job = await Job.fromId<UploadJobData>(queue, data.cacheKey);
     if (!job) {
       // removed since (retention, or by hand): a new one
-      await this.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, data.cacheKey));
+      await queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, data.cacheKey));
       return;
     }
     try {
@@ -177,19 +203,23 @@ export class RedisEnqueuer implements Enqueuer {
     }
   }
 
-  /** Logs once when the backlog fills up and once when it has room again. */
-  private noteBacklog(full: boolean): void {
-    if (full) this.backlogCheckedAt = this.now();
-    if (full === this.backlogFull) return;
-    this.backlogFull = full;
+  /** Logs once when a shard's backlog fills up and once when it has room again. */
+  private noteBacklog(shard: Shard, full: boolean): void {
+    if (full) shard.backlogCheckedAt = this.now();
+    if (full === shard.backlogFull) return;
+    shard.backlogFull = full;
     if (full) {
       this.logger.warn(
-        { backlogMaxBytes: this.config.proxy.backlogMaxBytes },
+        { backlogMaxBytes: shard.backlogMaxBytes, queue: shard.queue.name },
         'Upload backlog is full (CACHE_BACKLOG_MAX_BYTES): new images are served but not cached until uploads catch up',
       );
     } else {
-      this.logger.info('Upload backlog has room again: caching resumed');
+      this.logger.info({ queue: shard.queue.name }, 'Upload backlog has room again: caching resumed');
     }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.queue.close().catch(() => undefined)));
   }
 
   private reportBusy(): void {

@@ -103,7 +103,7 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
     const key = cacheKeyOf(path);
     // Handed off a moment ago; or the backlog was full a moment ago, or Redis is not answering:
     // copying this one would be for nothing.
-    const refused = options.recent.has(key) ? 'deduped' : options.enqueuer.shedding();
+    const refused = options.recent.has(key) ? 'deduped' : options.enqueuer.shedding(key);
     if (refused) skip(refused);
     else cacheKey = key;
   }

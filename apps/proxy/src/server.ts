@@ -7,18 +7,16 @@ import {
   createProducerRedis,
   createProxyMetrics,
   createRegistry,
-  createUploadQueue,
   type Logger,
   listen,
   type ProxyMetrics,
+  QueueRegistry,
   type Readiness,
   type Redis,
   rateLimited,
   refuseEvictingRedis,
   startAdminServer,
-  type UploadJobData,
 } from '@imgproxy-cache/shared';
-import type { Queue } from 'bullmq';
 import { Pool } from 'undici';
 import { createApp } from './app.js';
 import { CaptureTally } from './capture.js';
@@ -75,7 +73,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     pipelining: 1,
   });
   const redisClients: Redis[] = [];
-  let queue: Queue<UploadJobData> | undefined;
+  let closeEnqueuer = async () => undefined as void;
+  let registering: NodeJS.Timeout | undefined;
   let enqueuer = options.enqueuer;
   if (!enqueuer) {
     const logRedisError = rateLimited(10_000);
@@ -83,8 +82,9 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
       logRedisError((suppressed) =>
         logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back'),
       );
-    const redis = createProducerRedis(config.redisUrl, { onError });
-    const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError }) : redis;
+    const cluster = config.redisCluster;
+    const redis = createProducerRedis(config.redisUrl, { onError, cluster });
+    const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError, cluster }) : redis;
     redisClients.push(...new Set([redis, payloadRedis]));
     // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or
     // when a Redis that was away at start first answers).
@@ -96,9 +96,15 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
       });
     refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, refuse);
     if (payloadRedis !== redis) refuseEvictingRedis({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' }, refuse);
-    // our own check replaces BullMQ's, which only warns
-    queue = createUploadQueue(config.queue.name, redis, { skipVersionCheck: true });
-    enqueuer = new RedisEnqueuer(redis, payloadRedis, queue, config, logger, options.enqueuerOptions);
+    const redisEnqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger, options.enqueuerOptions);
+    enqueuer = redisEnqueuer;
+    closeEnqueuer = () => redisEnqueuer.close();
+    // Uploaders find the queues to work in the registry, those of an earlier QUEUE_SHARDS too.
+    const registry = new QueueRegistry(redis, config.queue.name);
+    const register = () => void registry.register(redisEnqueuer.queueNames).catch(() => undefined);
+    redis.on('ready', register);
+    registering = setInterval(register, 60_000);
+    registering.unref();
     // Give Redis a moment so that the first images are cached, but never hold the proxy back:
     // while Redis is away, images are served and not cached.
     await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
@@ -126,7 +132,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   });
 
   const release = async () => {
-    await queue?.close().catch(() => undefined);
+    clearInterval(registering);
+    await closeEnqueuer();
     for (const r of redisClients) r.disconnect();
     await upstream.close();
   };

@@ -8,10 +8,14 @@ import {
   createWorkerRedis,
   exitOnSignal,
   listen,
+  QueueRegistry,
   rateLimited,
   refuseEvictingRedis,
   runMain,
+  shardQueueNames,
+  type UploadJobData,
 } from '@imgproxy-cache/shared';
+import type { Queue } from 'bullmq';
 import { createDashboard } from './dashboard.js';
 
 // Entry point of `npm run start:dashboard`.
@@ -21,14 +25,25 @@ async function main(): Promise<void> {
   const logger = createLogger('dashboard', config.logLevel);
   const logRedisError = rateLimited(10_000);
   const redis = createWorkerRedis(config.redisUrl, {
+    cluster: config.redisCluster,
     onError: (error) => logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error')),
   });
   refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, (problem) => {
     logger.fatal(problem);
     process.exit(2);
   });
-  const queue = createUploadQueue(config.queue.name, redis, { skipVersionCheck: true });
-  const server = createAdaptorServer({ fetch: createDashboard(config, queue).fetch }) as Server;
+  // every shard, and the queues of an earlier QUEUE_SHARDS that still hold jobs (the registry)
+  const registry = new QueueRegistry(redis, config.queue.name);
+  const queues = new Map<string, Queue<UploadJobData>>();
+  const queuesNow = async () => {
+    const names = new Set([...shardQueueNames(config.queue.name, config.queue.shards), ...(await registry.names().catch(() => []))]);
+    for (const name of names) if (!queues.has(name)) queues.set(name, createUploadQueue(name, redis, { skipVersionCheck: true }));
+    return [...names].sort().map((name) => queues.get(name)!);
+  };
+  const dashboard = createDashboard(config, await queuesNow());
+  const refresh = setInterval(() => void queuesNow().then((q) => dashboard.show(q)), 30_000);
+  refresh.unref();
+  const server = createAdaptorServer({ fetch: dashboard.app.fetch }) as Server;
   await listen(server, config.dashboard.bind, 'DASHBOARD_BIND');
   const { host } = config.dashboard.bind;
   const { port } = server.address() as AddressInfo;
@@ -38,7 +53,8 @@ async function main(): Promise<void> {
   );
   exitOnSignal(logger, { stopping: 'Shutting down', stopped: 'Dashboard stopped' }, async () => {
     server.close();
-    await queue.close().catch(() => undefined);
+    clearInterval(refresh);
+    await Promise.all([...queues.values()].map((q) => q.close().catch(() => undefined)));
     redis.disconnect();
   });
 }

@@ -12,14 +12,23 @@ import { basicAuth } from 'hono/basic-auth';
 // of DASHBOARD_BIND, behind basic auth whenever credentials are configured (config refuses a
 // non-loopback address without them).
 
-export function createDashboard(config: Config, queue: Queue<UploadJobData>): Hono {
-  const adapter = new BullMQAdapter(queue, { description: `Uploads to S3 bucket ${config.s3.bucket || '(see uploaders)'}` });
-  // The list shows what an operator looks for: the path and the key.
-  adapter.setFormatter('name', (job: { data?: Partial<UploadJobData> }) => `${job.data?.path ?? 'upload'}  →  ${job.data?.cacheKey ?? ''}`);
+export interface Dashboard {
+  app: Hono;
+  /** shows these queues (the shards, and any of an earlier QUEUE_SHARDS) */
+  show(queues: readonly Queue<UploadJobData>[]): void;
+}
+
+export function createDashboard(config: Config, queues: readonly Queue<UploadJobData>[]): Dashboard {
+  const adapterOf = (queue: Queue<UploadJobData>) => {
+    const adapter = new BullMQAdapter(queue, { description: `Uploads to S3 bucket ${config.s3.bucket || '(see uploaders)'}` });
+    // The list shows what an operator looks for: the path and the key.
+    adapter.setFormatter('name', (job: { data?: Partial<UploadJobData> }) => `${job.data?.path ?? 'upload'}  →  ${job.data?.cacheKey ?? ''}`);
+    return adapter;
+  };
 
   const serverAdapter = new HonoAdapter(serveStatic);
-  createBullBoard({
-    queues: [adapter],
+  const board = createBullBoard({
+    queues: queues.map(adapterOf),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'imgproxy-cache uploads' } },
   });
@@ -31,5 +40,5 @@ export function createDashboard(config: Config, queue: Queue<UploadJobData>): Ho
     app.use('*', basicAuth({ username: user, password, realm: 'imgproxy-cache dashboard' }));
   }
   app.route('/', serverAdapter.registerPlugin());
-  return app;
+  return { app, show: (next) => board.replaceQueues(next.map(adapterOf)) };
 }

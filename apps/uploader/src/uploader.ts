@@ -4,28 +4,29 @@ import {
   connectChecked,
   createRegistry,
   createUploaderMetrics,
-  createUploadQueue,
   createWorkerRedis,
-  JobStates,
   type Logger,
-  PayloadStore,
-  queuePrefix,
+  QueueRegistry,
   type Redis,
   rateLimited,
-  redisKeys,
+  shardQueueNames,
   startAdminServer,
   type UploaderMetrics,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
-import { type Job, Worker } from 'bullmq';
-import { createProcessor, type UploadResult } from './processor.js';
+import type { Job } from 'bullmq';
+import type { UploadResult } from './processor.js';
+import { type QueueWorker, startQueueWorker } from './queue-worker.js';
 import type { ObjectStore } from './s3-store.js';
 
 export interface RunningUploader {
-  worker: Worker<UploadJobData, UploadResult>;
+  /** the queues this uploader works, by name: its shards, and any of an earlier QUEUE_SHARDS still holding jobs */
+  queues: ReadonlyMap<string, QueueWorker>;
   metrics: UploaderMetrics;
   /** /metrics, /livez, /readyz on METRICS_BIND (undefined when off) */
   admin: AdminServer | undefined;
+  /** looks for queues to work now (it does every `registryPollMs`) */
+  refreshQueues(): Promise<void>;
   /**
    * Stops taking jobs and waits for the ones in flight, at most `timeoutMs`; past it, puts them
    * back in the queue (not in the failed set) for another uploader, and closes.
@@ -40,18 +41,21 @@ export interface UploaderOptions {
   onResult?: (result: UploadResult | 'failed', job: UploadJobData) => void;
   /** aborts the wait for Redis at start (SIGTERM before Redis ever answered) */
   signal?: AbortSignal;
+  /** how often the registry of queues is read for queues of an earlier QUEUE_SHARDS (default 30 s) */
+  registryPollMs?: number;
 }
 
 /**
- * Waits for Redis, refuses one that may evict keys (StartupError), then runs the BullMQ worker and
- * the admin server.
+ * Waits for Redis, refuses one that may evict keys (StartupError), then runs a BullMQ worker for
+ * each queue it works, and the admin server.
  */
-export async function startUploader({ config, store, logger, onResult, signal }: UploaderOptions): Promise<RunningUploader> {
+export async function startUploader({ config, store, logger, onResult, signal, registryPollMs = 30_000 }: UploaderOptions): Promise<RunningUploader> {
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
-  const connection: Redis = createWorkerRedis(config.redisUrl, { onError });
-  const payloadRedis: Redis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { onError }) : connection;
+  const cluster = config.redisCluster;
+  const connection: Redis = createWorkerRedis(config.redisUrl, { onError, cluster });
+  const payloadRedis: Redis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { onError, cluster }) : connection;
   const connections = [...new Set([connection, payloadRedis])];
   try {
     await connectChecked(
@@ -71,95 +75,65 @@ export async function startUploader({ config, store, logger, onResult, signal }:
     throw error;
   }
 
-  const queue = createUploadQueue(config.queue.name, connection);
-  const logThrottle = rateLimited(10_000);
-  const keys = redisKeys(config.queue.name);
-  const payloads = new PayloadStore(payloadRedis, keys);
-  const jobs = new JobStates(connection, keys);
+  const queues = new Map<string, QueueWorker>();
+  const all = () => [...queues.values()];
+  const sum = (records: Record<string, number>[]) =>
+    records.reduce<Record<string, number>>((total, r) => {
+      for (const [k, v] of Object.entries(r)) total[k] = (total[k] ?? 0) + v;
+      return total;
+    }, {});
   const metrics = createUploaderMetrics(
     createRegistry('uploader'),
-    () => queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed'),
-    () => payloads.backlogBytes(),
+    async () => sum(await Promise.all(all().map((q) => q.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')))),
+    async () => (await Promise.all(all().map((q) => q.payloads.backlogBytes()))).reduce((a, b) => a + b, 0),
   );
-
-  const processor = createProcessor({
-    payloads,
-    jobs,
-    store,
-    folder: config.s3.folder,
-    markUploaded:
-      payloadRedis === connection
-        ? (id) => payloads.markUploaded(id, config.queue.uploadedTtlSec)
-        : // marker first (from here on the proxy skips the image), then the bytes in the other Redis
-          async (id) => {
-            await jobs.markUploaded(id, config.queue.uploadedTtlSec);
-            await payloads.drop(id);
-          },
-    conditionalWrites: config.s3.conditionalWrites,
-    logger,
-    written: (size) => metrics.uploadBytes.inc(size),
-    async throttle(error) {
-      logThrottle((suppressed) =>
-        logger.warn({ reason: error.message, pauseMs: config.uploader.throttleDelayMs, suppressed }, 'S3 asks to slow down: pausing uploads'),
-      );
-      metrics.uploads.inc({ result: 'throttled' });
-      await queue.rateLimit(config.uploader.throttleDelayMs);
-      return Worker.RateLimitError();
-    },
-  });
 
   // Jobs in flight, so that a shutdown past its deadline can hand them back to the queue.
   const active = new Map<string, { job: Job<UploadJobData>; token: string }>();
+  const registry = new QueueRegistry(connection, config.queue.name);
+  const current = shardQueueNames(config.queue.name, config.queue.shards).filter((_, shard) => config.uploader.shards?.includes(shard) ?? true);
+  const concurrency = Math.max(1, Math.ceil(config.uploader.concurrency / current.length));
+  const startWorker = (name: string) =>
+    queues.set(
+      name,
+      startQueueWorker({
+        name,
+        config,
+        connection,
+        payloadRedis,
+        store,
+        logger,
+        metrics,
+        concurrency,
+        active,
+        onResult,
+        onError,
+        throttleAll: async (delayMs) => {
+          await Promise.all(all().map((q) => q.queue.rateLimit(delayMs)));
+        },
+      }),
+    );
+  for (const name of current) startWorker(name);
 
-  const worker = new Worker<UploadJobData, UploadResult>(
-    config.queue.name,
-    async (job, token) => {
-      active.set(job.id!, { job, token: token! });
-      const stop = metrics.uploadSeconds.startTimer();
-      try {
-        const result = await processor(job);
-        stop({ result });
-        metrics.uploads.inc({ result });
-        return result;
-      } catch (error) {
-        stop({ result: 'error' });
-        throw error;
-      } finally {
-        active.delete(job.id!);
+  // Queues of an earlier QUEUE_SHARDS: worked until they hold no job, then forgotten.
+  let closed = false;
+  const refreshQueues = async () => {
+    for (const name of await registry.names()) {
+      if (current.includes(name) || closed) continue;
+      if (!queues.has(name)) {
+        logger.info({ queue: name }, 'Draining a queue of an earlier QUEUE_SHARDS');
+        startWorker(name);
+      } else if ((await queues.get(name)!.queue.getJobCountByTypes('waiting', 'active', 'delayed', 'prioritized', 'failed')) === 0) {
+        await registry.forget(name);
+        await queues.get(name)!.close(false);
+        queues.delete(name);
+        logger.info({ queue: name }, 'A queue of an earlier QUEUE_SHARDS is empty: no longer worked');
       }
-    },
-    {
-      connection,
-      prefix: queuePrefix(config.queue.name),
-      concurrency: config.uploader.concurrency,
-      // A killed uploader's jobs return to the queue once their lock lapses and the stall check
-      // runs: within lockDuration + stalledInterval.
-      lockDuration: config.uploader.lockMs,
-      stalledInterval: Math.ceil(config.uploader.lockMs / 2),
-      maxStalledCount: 3,
-      // Only so that queue.rateLimit() (503 SlowDown) pauses the queue: BullMQ honours a manual
-      // rate limit only when a limiter is set. The limit itself is never reached.
-      limiter: { max: 1_000_000, duration: 1_000 },
-    },
-  );
-
-  worker.on('completed', (job, result) => onResult?.(result, job.data));
-  worker.on('failed', (job, error) => {
-    if (!job) return;
-    const attempts = job.opts.attempts ?? 1;
-    const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError';
-    const fields = { path: job.data.path, key: job.data.cacheKey, attempt: job.attemptsMade, attempts, reason: error.message };
-    if (final) {
-      metrics.uploads.inc({ result: 'failed' });
-      logger.error(fields, 'Upload failed for good; kept in the failed set');
-      onResult?.('failed', job.data);
-    } else {
-      metrics.uploads.inc({ result: 'retried' });
-      logger.warn(fields, 'Upload failed; will retry');
     }
-  });
-  worker.on('error', (error) => onError(error));
-  const gathering = gatherWhenDry(worker, config.uploader.gatherMs);
+  };
+  await refreshQueues().catch(onError);
+  const poll = setInterval(() => void refreshQueues().catch(onError), registryPollMs);
+  poll.unref();
 
   // Ready when Redis and S3 answer.
   const admin = config.metricsBind
@@ -167,22 +141,25 @@ export async function startUploader({ config, store, logger, onResult, signal }:
         redis: connections.every((c) => c.status === 'ready'),
         s3: (await store.probe(Math.min(config.s3.requestTimeoutMs, 3_000))).ok,
       })).catch(async (error: Error) => {
-        await worker.close(true).catch(() => undefined);
+        clearInterval(poll);
+        await Promise.all(all().map((q) => q.close(true).catch(() => undefined)));
         for (const c of connections) c.disconnect();
         throw error;
       })
     : undefined;
 
   return {
-    worker,
+    queues,
     metrics,
     admin,
+    refreshQueues,
     async close(timeoutMs) {
-      gathering.stop();
+      closed = true;
+      clearInterval(poll);
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
       // With nothing in flight there is nothing to wait for, even if Redis is away.
-      const closing = active.size === 0 ? worker.close(true) : worker.close();
+      const closing = Promise.all(all().map((q) => q.close(active.size === 0)));
       const outcome = await Promise.race([
         closing.then(
           () => 'closed' as const,
@@ -203,37 +180,7 @@ export async function startUploader({ config, store, logger, onResult, signal }:
         closing.catch(() => undefined);
       }
       await admin?.close();
-      await queue.close().catch(() => undefined);
       for (const c of connections) c.disconnect();
-    },
-  };
-}
-
-/**
- * Once the queue has run dry, the worker pauses for `gatherMs` before it takes jobs again: the
- * images that arrive meanwhile are then taken together, each finished job handing over the next
- * (BullMQ's moveToFinished fetches it), instead of each waking the worker on its own.
- */
-function gatherWhenDry(worker: Worker, gatherMs: number): { stop(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  let gathering = false;
-  let stopped = false;
-  const onDrained = () => {
-    if (stopped || gathering) return;
-    gathering = true;
-    void worker.pause(true).then(() => {
-      timer = setTimeout(() => {
-        gathering = false;
-        if (!stopped) worker.resume();
-      }, gatherMs);
-    });
-  };
-  if (gatherMs > 0) worker.on('drained', onDrained);
-  return {
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-      worker.off('drained', onDrained);
     },
   };
 }

@@ -42,6 +42,8 @@ export interface Config {
     workers: number;
   };
   redisUrl: string;
+  /** REDIS_CLUSTER: REDIS_URL and PAYLOAD_REDIS_URL are seed lists of a Redis Cluster */
+  redisCluster: boolean;
   /** REDIS_URL was set (npm start runs a Redis of its own when it is not) */
   redisUrlSet: boolean;
   /** DATA_DIR: where npm start's own Redis keeps its files and socket */
@@ -53,6 +55,8 @@ export interface Config {
   metricsBind: BindAddress | undefined;
   queue: {
     name: string;
+    /** QUEUE_SHARDS */
+    shards: number;
     attempts: number;
     backoffMs: number;
     payloadTtlSec: number;
@@ -66,6 +70,8 @@ export interface Config {
   };
   uploader: {
     concurrency: number;
+    /** UPLOAD_SHARDS: the shard numbers this uploader works (all when undefined) */
+    shards: readonly number[] | undefined;
     /** UPLOAD_GATHER_MS: how long to wait for more jobs once the queue ran dry */
     gatherMs: number;
     /** niceness (0–19) the uploader sets on all its threads at start; 0 = leave as started */
@@ -180,6 +186,20 @@ export const VARIABLES = [
       'Where `npm start` (and the all-in-one image, where it is `/data`) keeps the Redis it runs itself when `REDIS_URL` is not set: its append-only file (fsync every second) and its Unix socket (no TCP port). One `npm start` per directory.',
   },
   {
+    name: 'REDIS_CLUSTER',
+    default: 'false',
+    roles: ALL,
+    description:
+      '`true`: `REDIS_URL` (and `PAYLOAD_REDIS_URL`) name seed nodes of a Redis Cluster, comma-separated (`redis://a:6379,redis://b:6379`; user, password and `rediss://` from the first). Every key of a queue shares one hash tag, so each script touches one slot; spread the load with `QUEUE_SHARDS`.',
+  },
+  {
+    name: 'QUEUE_SHARDS',
+    default: '1',
+    roles: ALL,
+    description:
+      'Upload queues to spread images over (1–64): an image goes to shard `<first 8 hex digits of its key> mod QUEUE_SHARDS`, queue `<QUEUE_NAME>-<shard>` with a hash tag of its own (with 1, the queue is `QUEUE_NAME`). On a Redis Cluster the shards land on different nodes. Each shard gets an even part of `CACHE_BACKLOG_MAX_BYTES`. Changing it keeps working: uploaders drain the queues of the old count too.',
+  },
+  {
     name: 'PAYLOAD_REDIS_URL',
     default: '',
     roles: BOTH,
@@ -246,7 +266,19 @@ export const VARIABLES = [
     description:
       'How long a failed upload stays in the failed set for inspection and retry (7 days). A new request for a failed image queues it again at once.',
   },
-  { name: 'UPLOAD_CONCURRENCY', default: '8', roles: ['uploader'], description: 'Uploads in flight per uploader process.' },
+  {
+    name: 'UPLOAD_CONCURRENCY',
+    default: '8',
+    roles: ['uploader'],
+    description: 'Uploads in flight per uploader process (shared evenly by the queue shards it works).',
+  },
+  {
+    name: 'UPLOAD_SHARDS',
+    default: '',
+    roles: ['uploader'],
+    description:
+      'The queue shards this uploader works, as a comma-separated list of shard numbers (`0,2`); empty means all of them. Queues of an earlier `QUEUE_SHARDS` are drained by every uploader.',
+  },
   {
     name: 'UPLOAD_GATHER_MS',
     default: '250',
@@ -407,6 +439,30 @@ export function loadConfig(env: Env, role: Role): Config {
     problems.push(`QUEUE_NAME may hold only letters, digits, ".", "_" and "-", got "${queueName}"`);
   }
 
+  const redisCluster = bool('REDIS_CLUSTER');
+  /** One URL, or with REDIS_CLUSTER a comma-separated list of seed nodes. */
+  const redisUrl = (name: 'REDIS_URL' | 'PAYLOAD_REDIS_URL'): string => {
+    if (!redisCluster) return url(name, REDIS_PROTOCOLS).toString();
+    const seeds = raw(name)
+      .split(',')
+      .map((u) => u.trim());
+    for (const seed of seeds) {
+      let ok = false;
+      try {
+        ok = ['redis:', 'rediss:'].includes(new URL(seed).protocol);
+      } catch {}
+      if (!ok) problems.push(`${name} must be a comma-separated list of redis:// or rediss:// seed nodes with REDIS_CLUSTER=true, got "${seed}"`);
+    }
+    return seeds.join(',');
+  };
+  const shardsValue = raw('UPLOAD_SHARDS');
+  let uploadShards: number[] | undefined;
+  if (shardsValue !== '') {
+    uploadShards = shardsValue.split(',').map((v) => Number(v.trim()));
+    if (uploadShards.some((n) => !Number.isInteger(n) || n < 0))
+      problems.push(`UPLOAD_SHARDS must be a comma-separated list of shard numbers (0, 1, ...), got "${shardsValue}"`);
+  }
+
   const config: Config = {
     s3: {
       bucket: raw('S3_BUCKET'),
@@ -431,14 +487,16 @@ export function loadConfig(env: Env, role: Role): Config {
       clientHeadersTimeoutMs: int('CLIENT_HEADERS_TIMEOUT_MS', 100),
       workers: resolveWorkers(int('PROXY_WORKERS', 0, 256)),
     },
-    redisUrl: url('REDIS_URL', REDIS_PROTOCOLS).toString(),
+    redisUrl: redisUrl('REDIS_URL'),
+    redisCluster,
     redisUrlSet: (env.REDIS_URL ?? '').trim() !== '',
     dataDir: raw('DATA_DIR'),
-    payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : url('PAYLOAD_REDIS_URL', REDIS_PROTOCOLS).toString(),
+    payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : redisUrl('PAYLOAD_REDIS_URL'),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 0),
     metricsBind,
     queue: {
       name: queueName,
+      shards: int('QUEUE_SHARDS', 1, 64),
       attempts: int('UPLOAD_ATTEMPTS', 1, 50),
       backoffMs: int('UPLOAD_BACKOFF_MS', 1),
       payloadTtlSec: int('CACHE_PAYLOAD_TTL_SEC', 60),
@@ -453,6 +511,7 @@ export function loadConfig(env: Env, role: Role): Config {
     uploader: {
       concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
       gatherMs: int('UPLOAD_GATHER_MS', 0, 60_000),
+      shards: uploadShards,
       nice: int('UPLOAD_NICE', 0, 19),
       lockMs: int('UPLOAD_LOCK_MS', 1000),
       throttleDelayMs: int('UPLOAD_THROTTLE_DELAY_MS', 1),
@@ -469,8 +528,14 @@ export function loadConfig(env: Env, role: Role): Config {
     );
   }
 
-  if (config.proxy.backlogMaxBytes < config.proxy.cacheMaxBytes) {
-    problems.push(`CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes})`);
+  if (config.proxy.backlogMaxBytes / config.queue.shards < config.proxy.cacheMaxBytes) {
+    problems.push(
+      `CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes}) times QUEUE_SHARDS (${config.queue.shards}): each shard gets an even part`,
+    );
+  }
+  const beyond = uploadShards?.filter((n) => n >= config.queue.shards) ?? [];
+  if (role === 'uploader' && beyond.length > 0) {
+    problems.push(`UPLOAD_SHARDS names shards ${beyond.join(', ')}, but QUEUE_SHARDS=${config.queue.shards} has shards 0 to ${config.queue.shards - 1}`);
   }
 
   if (problems.length > 0) throw new ConfigError(problems);

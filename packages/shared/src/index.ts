@@ -11,4 +11,5 @@ export * from './queue.js';
 export * from './redis.js';
 export * from './redis-keys.js';
 export * from './service.js';
+export * from './shards.js';
 export * from './startup.js';

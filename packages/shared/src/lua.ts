@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis.js';
 
 // Our Lua scripts, each in its own file under packages/shared/commands (`<name>-<keys>.lua`, with
 // a header naming every KEYS and ARGV entry, as BullMQ keeps its own). `--- @include "x"` pulls in

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { JOB_STATES, type JobState, type StoreMode, storeMode } from './dedup.js';
 import { defineScripts } from './lua.js';
+import type { Redis } from './redis.js';
 import type { RedisKeys } from './redis-keys.js';
 
 // The teed images in Redis, and their accounting. Every change to a payload goes through one of

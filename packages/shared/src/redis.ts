@@ -1,10 +1,13 @@
-import { Redis } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis as Standalone, type RedisOptions as StandaloneOptions } from 'ioredis';
 
-export type { Redis };
+/** A connection to one Redis, or to a Redis Cluster (REDIS_CLUSTER=true). */
+export type Redis = Standalone | Cluster;
 
 export interface RedisOptions {
   /** called (rate-limit it yourself) for connection errors; ioredis reconnects by itself */
   onError?: (error: Error) => void;
+  /** REDIS_CLUSTER: the URL is a comma-separated list of seed nodes of a Redis Cluster */
+  cluster?: boolean;
 }
 
 /** What ioredis connects to for a URL: `unix:///run/redis.sock` is the socket's path. */
@@ -16,34 +19,66 @@ export function redisTarget(url: string): string {
 const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
 
 /**
+ * A connection for `url` with `options`: one Redis, or a Redis Cluster from its seed nodes (each
+ * `redis://` or `rediss://`; the first one's user and password serve for all, as do TLS and the
+ * options for every node's connection).
+ */
+function connect(url: string, options: StandaloneOptions, { cluster, onError }: RedisOptions, clusterOptions: ClusterOptions = {}): Redis {
+  let redis: Redis;
+  if (cluster) {
+    const seeds = url.split(',').map((u) => new URL(u.trim()));
+    const first = seeds[0]!;
+    const { enableOfflineQueue, ...nodeOptions } = options;
+    redis = new Cluster(
+      seeds.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
+      {
+        ...clusterOptions,
+        enableOfflineQueue,
+        clusterRetryStrategy: retryStrategy,
+        redisOptions: {
+          ...nodeOptions,
+          username: decodeURIComponent(first.username) || undefined,
+          password: decodeURIComponent(first.password) || undefined,
+          tls: first.protocol === 'rediss:' ? {} : undefined,
+        },
+      },
+    );
+  } else {
+    redis = new Standalone(redisTarget(url), { ...options, retryStrategy });
+  }
+  redis.on('error', (error: Error) => onError?.(error));
+  return redis;
+}
+
+/**
  * For the proxy: a command either runs now or fails now. With the offline queue off, nothing waits
  * for a Redis that is down, so a Redis outage costs a client nothing; ioredis keeps reconnecting
  * in the background and caching resumes by itself.
  */
 export function createProducerRedis(url: string, options: RedisOptions = {}): Redis {
-  const redis = new Redis(redisTarget(url), {
-    enableOfflineQueue: false,
-    // Auto-pipelining copies every command once more to join the writes of one tick; at the rates
-    // users run there is rarely a second command to join (bench/PROFILE.md).
-    enableAutoPipelining: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
-    retryStrategy,
-    lazyConnect: false,
-  });
-  redis.on('error', (error: Error) => options.onError?.(error));
-  return redis;
+  return connect(
+    url,
+    {
+      enableOfflineQueue: false,
+      // Auto-pipelining copies every command once more to join the writes of one tick; at the
+      // rates users run there is rarely a second command to join (bench/PROFILE.md).
+      enableAutoPipelining: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
+      lazyConnect: false,
+    },
+    options,
+  );
 }
 
 /** For BullMQ workers, which block on Redis and require `maxRetriesPerRequest: null`. */
 export function createWorkerRedis(url: string, options: RedisOptions = {}): Redis {
-  const redis = new Redis(redisTarget(url), {
-    maxRetriesPerRequest: null,
-    connectTimeout: 5000,
-    retryStrategy,
-  });
-  redis.on('error', (error: Error) => options.onError?.(error));
-  return redis;
+  return connect(url, { maxRetriesPerRequest: null, connectTimeout: 5000 }, options);
+}
+
+/** Every Redis that holds data: the masters of a cluster, or the one Redis. */
+export function dataNodes(redis: Redis): Standalone[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
 }
 
 /**
@@ -52,7 +87,14 @@ export function createWorkerRedis(url: string, options: RedisOptions = {}): Redi
  * with a TTL (payloads, staged bytes), never the backlog counter, which has none.
  */
 export async function evictionProblem(redis: Redis, holds: 'queue' | 'payloads', variable: string): Promise<string | undefined> {
-  const policy = /^maxmemory_policy:(\S+)/m.exec(await redis.info('memory'))?.[1];
+  for (const node of dataNodes(redis)) {
+    const problem = policyProblem(/^maxmemory_policy:(\S+)/m.exec(await node.info('memory'))?.[1], holds, variable);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+function policyProblem(policy: string | undefined, holds: 'queue' | 'payloads', variable: string): string | undefined {
   if (policy === undefined) return undefined; // a server that does not say (some managed ones)
   if (holds === 'queue' && policy !== 'noeviction') {
     return `${variable} points at a Redis with maxmemory-policy ${policy}, which loses queued uploads when memory fills: run it with maxmemory-policy noeviction (CONFIG SET maxmemory-policy noeviction, and in its configuration)`;

@@ -1,8 +1,9 @@
 import type { Server } from 'node:http';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import type { BindAddress } from './config.js';
 import type { Logger } from './logger.js';
 import { rateLimited } from './logger.js';
+import type { Redis } from './redis.js';
 import { evictionProblem } from './redis.js';
 
 // What stops a service at start with one line and exit code 2 (runMain): an address in use, a
@@ -69,8 +70,9 @@ export async function connectChecked(targets: readonly CheckedRedis[], logger: L
   }
 }
 
-/** host:port of a connection, never its password. */
+/** host:port of a connection (a cluster's seed nodes), never its password. */
 function redisAddress(client: Redis): string {
+  if (client instanceof Cluster) return 'the Redis Cluster';
   const { host, port, path } = client.options;
   return path ?? `${host}:${port}`;
 }
