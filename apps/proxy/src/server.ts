@@ -73,7 +73,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     pipelining: 1,
   });
   const redisClients: Redis[] = [];
-  let closeEnqueuer = async () => undefined as void;
+  let closeEnqueuer: () => Promise<void> = async () => {};
   let registering: NodeJS.Timeout | undefined;
   let enqueuer = options.enqueuer;
   if (!enqueuer) {
