@@ -103,6 +103,7 @@ describe('npm start without REDIS_URL', () => {
     refusePuts(tap!);
     const first = w.start({ UPLOAD_ATTEMPTS: '20' });
     await first.line(/Uploader started/);
+    await first.line(/Proxy listening/);
     const paths = [1, 2, 3, 4, 5].map((i) => `/sig/plain/https://example.com/kept-${i}.jpg@png`);
     for (const p of paths) expect((await w.get(p)).equals(stub!.imageFor(p))).toBe(true);
     await waitFor(() => tap!.puts().length >= paths.length, { what: 'the uploads to be refused once' });
@@ -112,6 +113,7 @@ describe('npm start without REDIS_URL', () => {
     tap!.fault = undefined;
     const second = w.start();
     await second.line(/Uploader started/);
+    await second.line(/Proxy listening/);
     for (const p of paths) await waitForObjectBytes(w.s3, w.bucket, cacheKeyOf(p), stub!.imageFor(p));
   });
 
@@ -121,6 +123,7 @@ describe('npm start without REDIS_URL', () => {
     // a short lock: the uploads the killed uploader held return to the queue soon after the restart
     const first = w.start({ UPLOAD_ATTEMPTS: '20', LOG_LEVEL: 'debug', UPLOAD_LOCK_MS: '2000' });
     await first.line(/Uploader started/);
+    await first.line(/Proxy listening/);
     const paths = [1, 2, 3, 4, 5].map((i) => `/sig/plain/https://example.com/killed-${i}.jpg@png`);
     for (const p of paths) await w.get(p);
     // every hand-off acknowledged by Redis (bytes and job), then SIGKILL to every process at once
@@ -133,6 +136,7 @@ describe('npm start without REDIS_URL', () => {
     tap!.fault = undefined;
     const second = w.start({ UPLOAD_LOCK_MS: '2000' });
     await second.line(/Uploader started/);
+    await second.line(/Proxy listening/);
     for (const p of paths) await waitForObjectBytes(w.s3, w.bucket, cacheKeyOf(p), stub!.imageFor(p));
   });
 });

@@ -1,9 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { type Config, cacheKeyOf, createLogger, loadConfig, objectKeyOf, queuePrefix, type UploadJobData } from '@imgproxy-cache/shared';
+import {
+  BULL_PREFIX,
+  type Config,
+  cacheKeyOf,
+  createLogger,
+  dataNodes,
+  loadConfig,
+  objectKeyOf,
+  queuePrefix,
+  type Redis,
+  shardQueueNames,
+  type UploadJobData,
+} from '@imgproxy-cache/shared';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis as Standalone } from 'ioredis';
 import { request } from 'undici';
 import { inject } from 'vitest';
 import type { EnqueuerOptions } from '../../apps/proxy/src/enqueue.js';
@@ -29,8 +41,12 @@ export interface Stack {
   /** starts the stack's uploader (for stacks started with noUploader, or after stopping it), its settings overridden */
   startUploader(overrides?: Partial<Config['uploader']>): Promise<RunningUploader>;
   s3: S3Client;
+  /** the test's own connection to the stack's Redis (a Cluster connection with `cluster`) */
   redis: Redis;
+  /** the first queue shard (the queue, with one shard) */
   queue: Queue<UploadJobData>;
+  /** every queue shard */
+  queues: Queue<UploadJobData>[];
   bucket: string;
   baseUrl: string;
   logs: Record<string, unknown>[];
@@ -65,13 +81,17 @@ export interface StackOptions {
   imgproxyPath?: string;
   /** the proxy's enqueuer: backlog recheck interval, clock */
   enqueuerOptions?: EnqueuerOptions;
+  /** seed nodes of a Redis Cluster (REDIS_CLUSTER=true) instead of the shared Redis */
+  cluster?: string;
+  /** the queue name (default: one of the test's own) */
+  queueName?: string;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const id = randomUUID().slice(0, 8);
-  const redisUrl = options.redisUrl ?? inject('redisUrl');
+  const redisUrl = options.cluster ?? options.redisUrl ?? inject('redisUrl');
   const bucket = `b-${id}`;
-  const queueName = `t-${id}`;
+  const queueName = options.queueName ?? `t-${id}`;
   const stub = await startImgproxyStub(options.stub);
   const tap = await startS3Tap(inject('s3rverPort'));
   const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
@@ -88,6 +108,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     UPLOAD_BACKOFF_MS: '50',
     LOG_LEVEL: 'debug',
     METRICS_BIND: '127.0.0.1:0',
+    ...(options.cluster ? { REDIS_CLUSTER: 'true' } : {}),
     ...options.env,
   };
   const proxyConfig = loadConfig(env, 'proxy');
@@ -114,8 +135,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
   const uploader = options.noUploader ? undefined : await newUploader();
 
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue<UploadJobData>(queueName, { connection: redis, prefix: queuePrefix(queueName) });
+  const redis: Redis = options.cluster
+    ? new Cluster(
+        options.cluster.split(',').map((u) => ({ host: new URL(u).hostname, port: Number(new URL(u).port) })),
+        { redisOptions: { maxRetriesPerRequest: null } },
+      )
+    : new Standalone(redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', () => undefined);
+  const queues = shardQueueNames(queueName, proxyConfig.queue.shards).map(
+    (name) => new Queue<UploadJobData>(name, { connection: redis, prefix: queuePrefix(name) }),
+  );
+  const queue = queues[0]!;
   const baseUrl = `http://127.0.0.1:${proxy.port}`;
   const keyFor = (path: string) => objectKeyOf(uploaderConfig.s3.folder, cacheKeyOf(path));
 
@@ -132,6 +162,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     s3,
     redis,
     queue,
+    queues,
     bucket,
     baseUrl,
     logs,
@@ -149,8 +180,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await waitFor(
         async () => {
           if (proxy.inflight.size > 0) return false;
-          const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-          return Object.values(counts).every((n) => n === 0);
+          for (const q of queues) if ((await q.getJobCountByTypes('waiting', 'active', 'delayed', 'prioritized')) > 0) return false;
+          return true;
         },
         { what: 'the upload queue to drain' },
       );
@@ -159,10 +190,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     async stop() {
       await proxy.close(2_000);
       await stack.uploader?.close(2_000);
-      await queue.obliterate({ force: true }).catch(() => undefined);
-      await queue.close();
-      const leftovers = await redis.keys(`${queuePrefix(queueName)}:*`);
-      if (leftovers.length > 0) await redis.del(...leftovers);
+      for (const q of queues) {
+        await q.obliterate({ force: true }).catch(() => undefined);
+        await q.close();
+      }
+      for (const node of dataNodes(redis)) {
+        for (const key of await node.keys(`${BULL_PREFIX}:{${queueName}*`).catch(() => [])) await node.del(key).catch(() => undefined);
+      }
       redis.disconnect();
       await stub.close();
       await tap.close();
