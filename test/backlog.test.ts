@@ -1,7 +1,17 @@
-import { cacheKeyOf, crc32Of, createLogger, decodePayload, encodePayload, loadConfig, PayloadStore, queuePrefix, redisKeys } from '@imgproxy-cache/shared';
+import {
+  BucketClient,
+  cacheKeyOf,
+  crc32Of,
+  createLogger,
+  decodePayload,
+  encodePayload,
+  loadConfig,
+  PayloadStore,
+  queuePrefix,
+  redisKeys,
+} from '@imgproxy-cache/shared';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BucketClient } from '../apps/uploader/src/s3-client.js';
 import { S3ObjectStore } from '../apps/uploader/src/s3-store.js';
 import { type RunningUploader, startUploader } from '../apps/uploader/src/uploader.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
   BULL_PREFIX,
+  BucketClient,
   type Config,
   cacheKeyOf,
   createLogger,
@@ -21,7 +22,6 @@ import { inject } from 'vitest';
 import type { EnqueuerOptions } from '../../apps/proxy/src/enqueue.js';
 import type { CacheOutcome } from '../../apps/proxy/src/forward.js';
 import { type RunningProxy, startProxy } from '../../apps/proxy/src/server.js';
-import { BucketClient } from '../../apps/uploader/src/s3-client.js';
 import { S3ObjectStore } from '../../apps/uploader/src/s3-store.js';
 import { type RunningUploader, startUploader } from '../../apps/uploader/src/uploader.js';
 import { type ImgproxyStub, type StubOptions, startImgproxyStub } from './imgproxy-stub.js';

@@ -3,9 +3,10 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import type { Config, Logger, ProxyMetrics } from '@imgproxy-cache/shared';
 import { Hono } from 'hono';
 import type { Dispatcher } from 'undici';
+import type { BucketReader } from './bucket-reader.js';
 import { CaptureTally } from './capture.js';
 import type { Enqueuer } from './enqueue.js';
-import { type CacheOutcome, forward, sendError } from './forward.js';
+import { type CacheOutcome, type ForwardOptions, forward, sendError } from './forward.js';
 import { Inflight } from './inflight.js';
 import { RecentKeys } from './recent-keys.js';
 import { checkTarget } from './request-target.js';
@@ -18,6 +19,10 @@ export interface ProxyDeps {
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
   metrics?: ProxyMetrics;
   tally?: CaptureTally;
+  /** the bucket (S3_BUCKET set): stale answers, and read-through */
+  bucket?: BucketReader;
+  /** the images this proxy handed off a moment ago (purges make it forget) */
+  recent?: RecentKeys;
 }
 
 export interface ProxyApp {
@@ -37,8 +42,8 @@ export function createApp(deps: ProxyDeps): ProxyApp {
   const { config, logger } = deps;
   const inflight = new Inflight();
   const tally = deps.tally ?? new CaptureTally();
-  const recent = new RecentKeys(config.proxy.recentKeys);
-  const options = {
+  const recent = deps.recent ?? new RecentKeys(config.proxy.recentKeys);
+  const options: ForwardOptions = {
     upstream: deps.upstream,
     basePath: config.proxy.imgproxyBasePath,
     cacheMaxBytes: config.proxy.cacheMaxBytes,
@@ -51,6 +56,10 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     track: (work: Promise<unknown>) => inflight.track(work),
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,
+    bucket: deps.bucket,
+    readThrough: config.proxy.readThrough,
+    flights: new Map(),
+    negotiation: { seen: false },
   };
 
   const proxy = (req: IncomingMessage, res: ServerResponse): void => {

@@ -37,6 +37,8 @@ export interface TeedImage {
   data: UploadJobData;
   /** the encoded payload (shared/src/payload.ts) */
   payload: Buffer;
+  /** the proxy just found no object for it in the bucket: a marker saying it was uploaded is out of date */
+  objectGone?: boolean;
 }
 
 export interface Enqueuer {
@@ -152,14 +154,14 @@ export class RedisEnqueuer implements Enqueuer {
     }
   }
 
-  private async handOff({ data, payload }: TeedImage): Promise<EnqueueOutcome> {
+  private async handOff({ data, payload, objectGone }: TeedImage): Promise<EnqueueOutcome> {
     const id = data.cacheKey;
     const shard = this.shardOf(id);
-    const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: shard.backlogMaxBytes };
+    const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: shard.backlogMaxBytes, objectGone };
     let state: JobState;
     let result: StoreResult;
     if (this.split) {
-      state = await shard.jobs.of(id);
+      state = await shard.jobs.of(id, objectGone);
       const mode = storeMode(state);
       result = mode === 'never' ? 'skipped' : await this.sending(payload, shard.payloads.store(id, payload, mode, opts));
     } else {

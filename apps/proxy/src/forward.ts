@@ -1,18 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { cacheKeyOf, crc32Of, encodePayload, type Logger, type ProxyMetrics, rawPathOf } from '@imgproxy-cache/shared';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { cacheKeyOf, type Logger, type ProxyMetrics, rawPathOf } from '@imgproxy-cache/shared';
 import { type Dispatcher, errors } from 'undici';
-import { contentLength, type Decision, decideAtEnd, decideAtHeaders } from './cacheability.js';
-import { CappedCapture, type CaptureTally } from './capture.js';
+import { type BucketReader, type Lookup, notModified, type StoredImage } from './bucket-reader.js';
+import { type Decision, decideAtHeaders } from './cacheability.js';
+import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
+import { Flight } from './flight.js';
+import { handOff, single } from './hand-off.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { requestedFormat } from './imgproxy-format.js';
 import type { RecentKeys } from './recent-keys.js';
 
-// Streams one request through to imgproxy and its response back, byte for byte, writing straight
-// to Node's response (no web-stream bridging) with backpressure both ways. While streaming, a
-// cacheable body is copied into a capped buffer; when it has ended complete, it is handed to the
-// enqueuer. The client's response never waits for that.
+// One request: from the bucket when it holds the image (read-through), else from imgproxy,
+// streamed to the client byte for byte as it arrives, or from the bucket again when imgproxy fails
+// (stale). Concurrent GETs for the same image share one imgproxy request (coalescing, flight.ts).
+// A cacheable body is handed to the uploaders once complete (hand-off.ts); the client's response
+// never waits for that.
 
 export interface ForwardOptions {
   upstream: Dispatcher;
@@ -22,32 +26,136 @@ export interface ForwardOptions {
   upstreamTimeoutMs: number;
   enqueuer: Enqueuer;
   logger: Logger;
-  /** bytes held by captures in this process */
+  /** bytes held for caching and coalescing in this process */
   tally: CaptureTally;
   /** images handed off a moment ago: not copied again */
   recent: RecentKeys;
   /** longest a hand-off takes (ENQUEUE_TIMEOUT_MS) */
   handOffMs: number;
-  /** every enqueue in flight, so that shutdown can wait for them */
+  /** every hand-off in flight, so that shutdown can wait for them */
   track: (work: Promise<unknown>) => void;
   /** observes each cache decision (metrics, tests) */
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
   metrics?: ProxyMetrics;
+  /** the bucket, when S3_BUCKET is set: stale answers, and read-through */
+  bucket?: BucketReader;
+  /** CACHE_READ_THROUGH */
+  readThrough: boolean;
+  /** requests for the same image in progress, by coalescing key */
+  flights: Map<string, Coalesced>;
+  /** imgproxy was seen negotiating formats by Accept (it answered `Vary: Accept`) */
+  negotiation: { seen: boolean };
 }
 
-/** 'deduped': handed off by this proxy a moment ago (see RecentKeys), so not copied at all. */
-export type CacheOutcome = Exclude<Decision, { cache: true }>['reason'] | EnqueueOutcome | 'deduped';
+/**
+ * What happened to a response, as far as the cache is concerned: why it was not cached, what its
+ * hand-off did, 'deduped' (handed off a moment ago), 'hit' and 'stale' (served from the bucket),
+ * 'coalesced' (it shared another request's response).
+ */
+export type CacheOutcome = Exclude<Decision, { cache: true }>['reason'] | EnqueueOutcome | 'deduped' | 'hit' | 'stale' | 'coalesced';
 
-/** How long an image is remembered after each hand-off outcome; others are not remembered. */
-const REMEMBER_MS: Partial<Record<EnqueueOutcome, number>> = {
-  uploaded: 5 * 60_000,
-  queued: 15_000,
-  requeued: 15_000,
-  refilled: 15_000,
-  'already-queued': 15_000,
-};
+/** A request to imgproxy that others may join, and the clients waiting to know whether they can. */
+export interface Coalesced {
+  flight: Flight;
+  /** joined before the response started; told then whether they share it */
+  waiting: Set<(share: boolean) => void>;
+}
+
+/** Request headers that may change imgproxy's answer: requests differing in them are not merged. */
+const VARYING = [
+  'authorization',
+  'if-none-match',
+  'if-modified-since',
+  'range',
+  'dpr',
+  'width',
+  'viewport-width',
+  'sec-ch-dpr',
+  'sec-ch-width',
+  'sec-ch-viewport-width',
+  'save-data',
+];
+
+/** The coalescing key: the request target, and what of the request may change the answer. */
+export function coalescingKey(target: string, path: string, headers: IncomingHttpHeaders): string {
+  let key = target;
+  // Accept picks the format only where the URL names none
+  if (requestedFormat(path) === undefined) key += `\n${single(headers.accept) ?? ''}`;
+  for (const name of VARYING) {
+    const value = headers[name];
+    if (value !== undefined) key += `\n${name}:${single(value)}`;
+  }
+  return key;
+}
 
 export async function forward(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
+  const method = req.method ?? 'GET';
+  if (method === 'GET') {
+    const target = req.url ?? '/';
+    const key = coalescingKey(target, rawPathOf(target), req.headers);
+    const shared = options.flights.get(key);
+    if (shared?.flight.joinable) return follow(req, res, shared, options);
+    const flight = new Flight(options.cacheMaxBytes, options.tally);
+    const coalesced: Coalesced = { flight, waiting: new Set() };
+    options.flights.set(key, coalesced);
+    const forget = () => {
+      if (options.flights.get(key) === coalesced) options.flights.delete(key);
+    };
+    flight.once('ended', forget).once('failed', forget).once('abandoned', forget);
+    flight.join(res);
+    return lead(req, flight, options, (share) => {
+      if (!share) forget();
+      for (const tell of coalesced.waiting) tell(share);
+      coalesced.waiting.clear();
+    });
+  }
+  const flight = new Flight(options.cacheMaxBytes, options.tally);
+  flight.join(res);
+  return lead(req, flight, options, () => undefined);
+}
+
+/** A GET for an image another request is fetching: it shares that response, or asks on its own. */
+function follow(req: IncomingMessage, res: ServerResponse, shared: Coalesced, options: ForwardOptions): Promise<void> {
+  const path = rawPathOf(req.url ?? '/');
+  const joined = () => {
+    shared.flight.join(res);
+    options.metrics?.coalesced.inc();
+    options.onOutcome?.('coalesced', path);
+  };
+  if (shared.flight.started) {
+    joined();
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve, reject) => {
+    const release = shared.flight.hold();
+    const tell = (share: boolean) => {
+      res.off('close', left);
+      if (share) {
+        joined();
+        resolve();
+      } else {
+        // not shareable (an error, a response for one client): its own request
+        const own = new Flight(options.cacheMaxBytes, options.tally);
+        own.join(res);
+        lead(req, own, options, () => undefined).then(resolve, reject);
+      }
+      release();
+    };
+    const left = () => {
+      shared.waiting.delete(tell);
+      release();
+      resolve();
+    };
+    shared.waiting.add(tell);
+    res.once('close', left);
+  });
+}
+
+/**
+ * Fetches the response of `flight` (from the bucket or imgproxy) and starts it; `decided` says,
+ * once known, whether others may share it.
+ */
+async function lead(req: IncomingMessage, flight: Flight, options: ForwardOptions, decided: (share: boolean) => void): Promise<void> {
   const target = req.url ?? '/';
   const method = req.method ?? 'GET';
   const path = rawPathOf(target);
@@ -56,20 +164,34 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
   let child: Logger | undefined; // made on first use: most requests log nothing
   const log = () => (child ??= options.logger.child({ requestId }));
   const debug = options.logger.isLevelEnabled('debug');
+  const outcome = (o: CacheOutcome) => options.onOutcome?.(o, path);
+  const image = method === 'GET' || method === 'HEAD';
+  const cacheKey = image ? cacheKeyOf(path) : undefined;
+
+  // Read-through: the bucket first, unless the image is known to be on its way there, or its
+  // format is left to imgproxy's negotiation (such images are never stored).
+  let absent = false;
+  const readThrough =
+    options.readThrough &&
+    options.bucket !== undefined &&
+    cacheKey !== undefined &&
+    options.recent.state(cacheKey) !== 'pending' &&
+    !(options.negotiation.seen && requestedFormat(path) === undefined);
+  if (readThrough) {
+    const found = await read(options, cacheKey, method as 'GET' | 'HEAD', 'read-through');
+    if (typeof found === 'object') {
+      outcome('hit');
+      answerStored(flight, req, found, 'HIT', options);
+      decided(true);
+      return;
+    }
+    absent = found === 'absent';
+    // an object the bucket removed (a lifecycle rule, by hand): stored again by this response
+    if (absent && options.recent.state(cacheKey) === 'uploaded') options.recent.forget(cacheKey);
+  }
+
   const headersOut = upstreamRequestHeaders(req.headers, req.socket.remoteAddress);
   headersOut['x-request-id'] = requestId;
-
-  // undici takes an EventEmitter as its abort signal: far cheaper than an AbortController (a DOM
-  // EventTarget) on every request. Only a client that leaves early fires it. (It must not have an
-  // `aborted` property: undici would take it for an AbortSignal.)
-  const abort = new EventEmitter();
-  let clientLeft = false;
-  res.once('close', () => {
-    if (res.writableFinished) return;
-    clientLeft = true;
-    abort.emit('abort');
-  });
-
   const started = process.hrtime.bigint();
   let upstream: Dispatcher.ResponseData;
   try {
@@ -77,111 +199,111 @@ export async function forward(req: IncomingMessage, res: ServerResponse, options
       method: method as Dispatcher.HttpMethod,
       path: options.basePath + target,
       headers: headersOut,
-      signal: abort,
+      // undici takes an EventEmitter as its abort signal: far cheaper than an AbortController (a
+      // DOM EventTarget) on every request. It fires when the last client left.
+      signal: flight.abort,
       headersTimeout: options.upstreamTimeoutMs,
       bodyTimeout: options.upstreamTimeoutMs,
     });
   } catch (error) {
-    if (clientLeft) return; // the client left first
+    if (flight.clients === 0) {
+      decided(false);
+      return; // every client left first
+    }
     const timedOut = error instanceof errors.HeadersTimeoutError;
     log().warn({ path, err: (error as Error).message }, 'imgproxy request failed');
-    sendError(res, timedOut ? 504 : 502, timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable');
+    if (await answerStale(flight, req, options, cacheKey, absent)) return decided(true);
+    decided(false);
+    const status = timedOut ? 504 : 502;
+    const message = `${timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable'}\n`;
+    flight.respond(
+      status,
+      { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(message), 'cache-control': 'no-store' },
+      Buffer.from(message),
+    );
+    return;
+  }
+  options.metrics?.upstreamSeconds.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
+  const { statusCode, headers, body } = upstream;
+  const xCache: OutgoingHttpHeaders = readThrough ? { 'x-cache': 'MISS' } : {};
+  if (readThrough) options.metrics?.cacheAnswers.inc({ answer: 'MISS' });
+
+  const skip = (reason: CacheOutcome) => {
+    outcome(reason);
+    if (debug) log().debug({ path, reason, status: statusCode }, 'Not caching response');
+  };
+  if (statusCode >= 500 && image && options.bucket) {
+    // imgproxy failed: a stored image is better than its error
+    const errorBody = Buffer.from(await body.arrayBuffer().catch(() => new ArrayBuffer(0)));
+    if (await answerStale(flight, req, options, cacheKey, absent)) return decided(true);
+    skip('status');
+    decided(false);
+    flight.respond(statusCode, { ...clientResponseHeaders(headers), ...xCache }, errorBody);
     return;
   }
 
-  options.metrics?.upstreamSeconds.observe({ method }, Number(process.hrtime.bigint() - started) / 1e9);
-  const { statusCode, headers, body } = upstream;
   const decision = decideAtHeaders({ method, path, status: statusCode, headers, maxBytes: options.cacheMaxBytes });
-  const skip = (reason: CacheOutcome) => {
-    options.onOutcome?.(reason, path);
-    if (debug) log().debug({ path, reason, status: statusCode }, 'Not caching response');
-  };
-  let cacheKey: string | undefined;
+  if (single(headers.vary)?.toLowerCase().includes('accept')) options.negotiation.seen = true;
+  let tee = false;
   if (!decision.cache) {
     skip(decision.reason);
+  } else if (cacheKey && !absent && options.recent.has(cacheKey)) {
+    skip('deduped'); // handed off a moment ago
   } else {
-    const key = cacheKeyOf(path);
-    // Handed off a moment ago; or the backlog was full a moment ago, or Redis is not answering:
-    // copying this one would be for nothing.
-    const refused = options.recent.has(key) ? 'deduped' : options.enqueuer.shedding(key);
+    // the backlog was full a moment ago, or Redis is not answering: copying it would be for nothing
+    const refused = options.enqueuer.shedding(cacheKey!);
     if (refused) skip(refused);
-    else cacheKey = key;
+    else tee = true;
   }
-  const capture = cacheKey ? new CappedCapture(options.cacheMaxBytes, options.tally) : undefined;
 
-  res.writeHead(statusCode, clientResponseHeaders(headers));
-
-  let received = 0;
-  let ended = false;
-  body.on('data', (chunk: Buffer) => {
-    received += chunk.length;
-    capture?.push(chunk);
-    if (!res.write(chunk)) body.pause();
-  });
-  res.on('drain', () => body.resume());
-  body.once('error', (error) => {
-    if (capture) {
-      capture.release();
-      options.onOutcome?.('incomplete', path); // decided cacheable at headers, cut short since
-    }
-    if (!res.destroyed) {
-      log().warn({ path, received, err: error.message }, 'imgproxy response was cut short; ending the client response');
-      res.destroy(error);
-    }
-  });
-  res.once('close', () => {
-    options.metrics?.bytesStreamed.inc(received);
-    // The client left (or we cut it): stop downloading what nobody will read.
-    if (!ended) body.destroy();
-  });
-  body.once('end', () => {
-    ended = true;
-    res.end();
-    if (!capture || !cacheKey) return;
-    const chunks = capture.captured();
-    const verdict = decideAtEnd({ received, expected: contentLength(headers), maxBytes: options.cacheMaxBytes });
-    if (!verdict.cache || !chunks) {
-      capture.release();
-      const reason = verdict.cache ? 'too-large' : verdict.reason;
-      options.onOutcome?.(reason, path);
-      if (debug) log().debug({ path, reason, received }, 'Not caching response');
-      return;
-    }
-    const payload = encodePayload(
-      {
-        contentType: single(headers['content-type']),
-        cacheControl: single(headers['cache-control']),
-        contentDisposition: single(headers['content-disposition']),
-        size: received,
-        crc32: crc32Of(chunks),
-        receivedAt: Date.now(),
-        requestId,
-      },
-      chunks,
+  if (tee) {
+    flight.once('ended', () =>
+      handOff(
+        { cacheKey: cacheKey!, path, requestId, headers, body: flight.body(), received: flight.received, objectGone: absent },
+        { ...options, logger: options.logger },
+      ),
     );
-    // the payload is a copy: it is what is held until Redis has it
-    capture.release();
-    options.tally.add(payload.length);
-    // While this hand-off runs, the next response for the image is not copied: it would only find
-    // the job this one is making.
-    options.recent.remember(cacheKey, options.handOffMs);
-    const work = options.enqueuer
-      .enqueue({ data: { cacheKey, path, requestId }, payload })
-      .then((outcome) => {
-        const rememberMs = REMEMBER_MS[outcome];
-        if (rememberMs) options.recent.remember(cacheKey, rememberMs);
-        else options.recent.forget(cacheKey); // not handed off: the next response tries again
-        options.onOutcome?.(outcome, path);
-        if (debug) log().debug({ path, outcome }, 'Cache hand-off');
-      })
-      .finally(() => options.tally.add(-payload.length));
-    options.track(work);
-  });
+    flight.once('failed', () => outcome('incomplete')); // decided cacheable at headers, cut short since
+  }
+  flight.once('failed', (error: Error) =>
+    log().warn({ path, received: flight.received, err: error.message }, 'imgproxy response was cut short; ending the client response'),
+  );
+  flight.once('abandoned', () => body.destroy());
+  flight.once('ended', () => options.metrics?.bytesStreamed.inc(flight.received));
+  // Shared (and kept whole) when it would be stored: the response every client of it would get.
+  flight.start(statusCode, { ...clientResponseHeaders(headers), ...xCache }, body, decision.cache);
+  decided(decision.cache);
 }
 
-function single(value: string | string[] | undefined): string | null {
-  if (value === undefined) return null;
-  return Array.isArray(value) ? value.join(', ') : value;
+/** One bucket read, measured. */
+async function read(options: ForwardOptions, cacheKey: string, method: 'GET' | 'HEAD', purpose: 'read-through' | 'stale'): Promise<Lookup> {
+  const stop = options.metrics?.bucketReadSeconds.startTimer({ purpose });
+  const found = await options.bucket!.lookup(cacheKey, method);
+  stop?.();
+  options.metrics?.bucketReads.inc({ purpose, result: typeof found === 'object' ? 'hit' : found === 'absent' ? 'miss' : 'error' });
+  return found;
+}
+
+/** imgproxy failed: answers with the stored image if the bucket has one (not for OPTIONS). */
+async function answerStale(flight: Flight, req: IncomingMessage, options: ForwardOptions, cacheKey: string | undefined, absent: boolean): Promise<boolean> {
+  if (!options.bucket || !cacheKey || absent) return false;
+  const found = await read(options, cacheKey, req.method as 'GET' | 'HEAD', 'stale');
+  if (typeof found !== 'object') return false;
+  options.onOutcome?.('stale', rawPathOf(req.url ?? '/'));
+  answerStored(flight, req, found, 'STALE', options);
+  return true;
+}
+
+/** A stored image as the response: its stored headers, `X-Cache`, and 304 when the client has it. */
+function answerStored(flight: Flight, req: IncomingMessage, image: StoredImage, xCache: 'HIT' | 'STALE', options: ForwardOptions): void {
+  options.metrics?.cacheAnswers.inc({ answer: xCache });
+  if (notModified(single(req.headers['if-none-match']) ?? undefined, image.headers.etag)) {
+    const kept: OutgoingHttpHeaders = { 'x-cache': xCache };
+    for (const name of ['etag', 'cache-control', 'last-modified']) if (image.headers[name]) kept[name] = image.headers[name];
+    flight.respond(304, kept, undefined);
+    return;
+  }
+  flight.respond(200, { ...image.headers, 'x-cache': xCache }, req.method === 'HEAD' ? undefined : image.body);
 }
 
 export function sendError(res: ServerResponse, status: number, message: string): void {

@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   type AdminServer,
+  BucketClient,
   type Config,
   createProducerRedis,
   createProxyMetrics,
@@ -19,6 +20,7 @@ import {
 } from '@imgproxy-cache/shared';
 import { Pool } from 'undici';
 import { createApp } from './app.js';
+import { BucketReader } from './bucket-reader.js';
 import { CaptureTally } from './capture.js';
 import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
@@ -115,7 +117,11 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     metrics.cacheDecisions.inc({ outcome });
     options.onOutcome?.(outcome, path);
   };
-  const { listener, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally });
+  // The bucket, when one is configured: stored images answer for a failing imgproxy, and with
+  // CACHE_READ_THROUGH before asking it.
+  const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16 }) : undefined;
+  const bucket = bucketClient ? new BucketReader(bucketClient, config.s3.folder, config.proxy.s3ReadTimeoutMs, config.proxy.cacheMaxBytes) : undefined;
+  const { listener, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server: Server = createServer(
     {
@@ -134,6 +140,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   const release = async () => {
     clearInterval(registering);
     await closeEnqueuer();
+    await bucketClient?.close();
     for (const r of redisClients) r.disconnect();
     await upstream.close();
   };

@@ -1,6 +1,5 @@
-import { configOrExit, createLogger, exitOnSignal, runMain, StartupError } from '@imgproxy-cache/shared';
+import { BucketClient, configOrExit, createLogger, exitOnSignal, runMain, StartupError } from '@imgproxy-cache/shared';
 import { lowerPriority } from './priority.js';
-import { BucketClient } from './s3-client.js';
 import { S3ObjectStore } from './s3-store.js';
 import { type RunningUploader, startUploader } from './uploader.js';
 

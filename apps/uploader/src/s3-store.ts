@@ -1,4 +1,4 @@
-import { type BucketClient, S3OperationError, s3Error } from './s3-client.js';
+import { type BucketClient, S3OperationError, s3Error } from '@imgproxy-cache/shared';
 
 // The bucket as the uploader sees it: look at an object, write one, and say whether S3 accepts
 // our requests at all. Errors carry one-line reasons an operator can act on

@@ -18,6 +18,7 @@
     ARGV[2] payload TTL in seconds
     ARGV[3] backlog maximum in bytes
     ARGV[4..8] store mode for the states uploaded, live, failed, completed, none
+    ARGV[9] '1' when the proxy found no object in the bucket (its uploaded marker is out of date)
 
   Output: { job state, store result }
 ]]
@@ -28,6 +29,6 @@ local rcall = redis.call
 
 local id = ARGV[1]
 local modes = { uploaded = ARGV[4], live = ARGV[5], failed = ARGV[6], completed = ARGV[7], none = ARGV[8] }
-local state = jobState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], id)
+local state = jobState(KEYS[1], KEYS[2], KEYS[3], KEYS[4], id, ARGV[9])
 local result = storePayload(KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], id, modes[state], ARGV[2], ARGV[3])
 return { state, result }

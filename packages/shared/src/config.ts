@@ -4,8 +4,8 @@ import { availableParallelism } from 'node:os';
 // its default; loadConfig() parses all of them and reports every bad one at once, each message
 // naming the variable, so a misconfigured deployment fails at start with one readable list.
 
-/** The services, and `npm start` (scripts/start-all.mjs: the services together, with a Redis of its own if need be). */
-export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start';
+/** The services, `npm start` (scripts/start-all.mjs: the services together, with a Redis of its own if need be), and `npm run purge`. */
+export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge';
 export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -34,6 +34,12 @@ export interface Config {
     healthCheckTimeoutSec: number;
     upstreamTimeoutMs: number;
     enqueueTimeoutMs: number;
+    /** CACHE_READ_THROUGH */
+    readThrough: boolean;
+    /** S3_READ_TIMEOUT_MS */
+    s3ReadTimeoutMs: number;
+    /** ADMIN_TOKEN: undefined = DELETE /cache off */
+    adminToken: string | undefined;
     cacheMaxBytes: number;
     recentKeys: number;
     backlogMaxBytes: number;
@@ -94,22 +100,30 @@ export interface Variable {
 }
 
 const BOTH: readonly Role[] = ['proxy', 'uploader'];
-const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard'];
+const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge'];
+const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard', 'purge'];
 
 export const VARIABLES = [
-  { name: 'S3_BUCKET', default: undefined, roles: ['uploader'], required: ['uploader'], description: 'Bucket for processed images.' },
-  { name: 'S3_FOLDER', default: '', roles: ['uploader'], description: 'Key prefix: `processed` and `processed/` both give `processed/<md5>`.' },
+  {
+    name: 'S3_BUCKET',
+    default: undefined,
+    roles: S3_ROLES,
+    required: ['uploader', 'purge'],
+    description:
+      'Bucket for processed images. The proxy reads it too, when set: it serves stored images when imgproxy is down, and with `CACHE_READ_THROUGH` before asking imgproxy.',
+  },
+  { name: 'S3_FOLDER', default: '', roles: S3_ROLES, description: 'Key prefix: `processed` and `processed/` both give `processed/<md5>`.' },
   {
     name: 'S3_ENDPOINT',
     default: 'https://fly.storage.tigris.dev',
-    roles: ['uploader'],
+    roles: S3_ROLES,
     description: 'S3-compatible endpoint (`https://t3.storage.dev` for Tigris outside Fly, `https://s3.<region>.amazonaws.com` for AWS).',
   },
-  { name: 'S3_REGION', default: 'auto', roles: ['uploader'], description: 'Region used for request signing.' },
+  { name: 'S3_REGION', default: 'auto', roles: S3_ROLES, description: 'Region used for request signing.' },
   {
     name: 'S3_FORCE_PATH_STYLE',
     default: 'true',
-    roles: ['uploader'],
+    roles: S3_ROLES,
     description: 'Path-style addressing (MinIO and s3rver need it; Tigris and AWS work either way).',
   },
   {
@@ -117,7 +131,7 @@ export const VARIABLES = [
     default: 'WHEN_REQUIRED',
     roles: ['uploader'],
     description:
-      '`WHEN_REQUIRED` or `WHEN_SUPPORTED`: whether the SDK adds CRC32 checksums to every request. R2, B2 and older MinIO reject them, so the default only sends what the operation requires (Content-MD5 is always sent).',
+      '`WHEN_REQUIRED` or `WHEN_SUPPORTED`: whether uploads also carry a CRC32 checksum (`x-amz-checksum-crc32`). R2, B2 and older MinIO reject it, so the default sends only Content-MD5, which every provider checks.',
   },
   {
     name: 'S3_CONDITIONAL_WRITES',
@@ -129,7 +143,7 @@ export const VARIABLES = [
   {
     name: 'S3_REQUEST_TIMEOUT_MS',
     default: '30000',
-    roles: ['uploader'],
+    roles: S3_ROLES,
     description: 'Abort one S3 request (HEAD or PUT) after this long; the SDK tries it once more, then the upload is retried with backoff.',
   },
   { name: 'IMGPROXY_BIND', default: ':8080', roles: ['proxy'], description: 'Proxy listen address, `host:port` or `:port`.' },
@@ -202,7 +216,7 @@ export const VARIABLES = [
   {
     name: 'PAYLOAD_REDIS_URL',
     default: '',
-    roles: BOTH,
+    roles: [...BOTH, 'purge'],
     description:
       "Optional second Redis for the teed bytes only, so that a backlog of bytes can never fill the queue's Redis. Run it with `maxmemory-policy volatile-lru`: an evicted image is stored again by its next request, which its waiting job then finds. `allkeys-*` policies are refused (they could evict the backlog counter).",
   },
@@ -212,6 +226,26 @@ export const VARIABLES = [
     roles: ALL,
     description:
       'BullMQ queue name; every Redis key of this tool starts with `bull:{<QUEUE_NAME>}:` (a hash tag: one Redis Cluster slot per queue). Proxy, uploaders and dashboard must agree.',
+  },
+  {
+    name: 'CACHE_READ_THROUGH',
+    default: 'false',
+    roles: ['proxy'],
+    description:
+      '`true`: the proxy looks in the bucket before asking imgproxy (one GET), and serves a stored image itself (`X-Cache: HIT`, its stored headers, 304 for a matching `If-None-Match`); otherwise imgproxy answers (`X-Cache: MISS`). A bucket that is slow or failing only sends requests on to imgproxy. Needs `S3_BUCKET`.',
+  },
+  {
+    name: 'S3_READ_TIMEOUT_MS',
+    default: '1000',
+    roles: ['proxy'],
+    description: 'Longest a read from the bucket may take (read-through, or a stored image served while imgproxy is down) before the proxy does without it.',
+  },
+  {
+    name: 'ADMIN_TOKEN',
+    default: '',
+    roles: ['proxy'],
+    description:
+      'Bearer token for `DELETE /cache/<path or key>` on `METRICS_BIND` (purge an image: the object, its job and bytes, and every proxy’s memory of it). The endpoint is off while this is empty.',
   },
   {
     name: 'CACHE_MAX_BYTES',
@@ -481,6 +515,9 @@ export function loadConfig(env: Env, role: Role): Config {
       healthCheckTimeoutSec: int('HEALTH_CHECK_TIMEOUT_IN_SEC', 0),
       upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
       enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
+      readThrough: bool('CACHE_READ_THROUGH'),
+      s3ReadTimeoutMs: int('S3_READ_TIMEOUT_MS', 10),
+      adminToken: raw('ADMIN_TOKEN') || undefined,
       cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
       recentKeys: int('CACHE_RECENT_KEYS', 0, 10_000_000),
       backlogMaxBytes: int('CACHE_BACKLOG_MAX_BYTES', 1),
@@ -532,6 +569,9 @@ export function loadConfig(env: Env, role: Role): Config {
     problems.push(
       `CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes}) times QUEUE_SHARDS (${config.queue.shards}): each shard gets an even part`,
     );
+  }
+  if (role === 'proxy' && config.proxy.readThrough && config.s3.bucket === '') {
+    problems.push('CACHE_READ_THROUGH=true needs S3_BUCKET: the bucket to read from');
   }
   const beyond = uploadShards?.filter((n) => n >= config.queue.shards) ?? [];
   if (role === 'uploader' && beyond.length > 0) {

@@ -10,6 +10,7 @@ export * from './payload-store.js';
 export * from './queue.js';
 export * from './redis.js';
 export * from './redis-keys.js';
+export * from './s3-client.js';
 export * from './service.js';
 export * from './shards.js';
 export * from './startup.js';

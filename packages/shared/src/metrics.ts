@@ -19,6 +19,10 @@ export interface ProxyMetrics {
   bytesStreamed: Counter;
   cacheDecisions: Counter<'outcome'>;
   captureBytes: Gauge;
+  cacheAnswers: Counter<'answer'>;
+  bucketReads: Counter<'purpose' | 'result'>;
+  bucketReadSeconds: Histogram<'purpose'>;
+  coalesced: Counter;
 }
 
 /** `heldBytes` reads the bytes held for caching at scrape time. */
@@ -38,7 +42,7 @@ export function createProxyMetrics(registry: Registry, heldBytes: () => number =
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
-    bytesStreamed: new Counter({ name: `${PREFIX}response_bytes_total`, help: 'Body bytes streamed from imgproxy to clients', registers: [registry] }),
+    bytesStreamed: new Counter({ name: `${PREFIX}response_bytes_total`, help: 'Body bytes received from imgproxy', registers: [registry] }),
     cacheDecisions: new Counter({
       name: `${PREFIX}cache_decisions_total`,
       help: 'What happened to each response: queued, requeued, refilled, uploaded/already-queued/deduped (nothing to do), redis-down, redis-busy, backlog-full, timeout, error, or why it was not cacheable (method, status, cache-control, vary*, too-large, incomplete, ...)',
@@ -47,11 +51,35 @@ export function createProxyMetrics(registry: Registry, heldBytes: () => number =
     }),
     captureBytes: new Gauge({
       name: `${PREFIX}capture_bytes`,
-      help: 'Bytes of response bodies held in memory for caching right now',
+      help: 'Bytes of response bodies held in memory for caching and coalescing right now',
       registers: [registry],
       collect() {
         this.set(heldBytes());
       },
+    }),
+    cacheAnswers: new Counter({
+      name: `${PREFIX}cache_answers_total`,
+      help: 'Responses by X-Cache: HIT (from the bucket, read-through), MISS (from imgproxy, read-through on), STALE (from the bucket, imgproxy failing)',
+      labelNames: ['answer'],
+      registers: [registry],
+    }),
+    bucketReads: new Counter({
+      name: `${PREFIX}bucket_reads_total`,
+      help: 'Reads of the bucket by the proxy, by purpose (read-through, stale) and result (hit, miss, error: slow, failing or refusing)',
+      labelNames: ['purpose', 'result'],
+      registers: [registry],
+    }),
+    bucketReadSeconds: new Histogram({
+      name: `${PREFIX}bucket_read_duration_seconds`,
+      help: 'Time of one read of the bucket by the proxy (bounded by S3_READ_TIMEOUT_MS)',
+      labelNames: ['purpose'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    coalesced: new Counter({
+      name: `${PREFIX}coalesced_total`,
+      help: 'Requests that shared the imgproxy response of a request for the same image already in progress',
+      registers: [registry],
     }),
   };
 }

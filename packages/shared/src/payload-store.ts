@@ -19,6 +19,8 @@ export type StoreResult =
 export interface StoreOptions {
   ttlSec: number;
   backlogMaxBytes: number;
+  /** the bucket holds no object for the image: its uploaded marker, if any, is out of date */
+  objectGone?: boolean;
 }
 
 interface Commands {
@@ -76,6 +78,7 @@ export class PayloadStore {
       opts.ttlSec,
       opts.backlogMaxBytes,
       ...MODES,
+      opts.objectGone ? '1' : '0',
     );
     return { state, result };
   }
@@ -134,9 +137,10 @@ export class JobStates {
     this.redis = redis as Redis & Commands;
   }
 
-  of(id: string): Promise<JobState> {
+  /** `objectGone`: the bucket holds no object for the image (its uploaded marker is out of date). */
+  of(id: string, objectGone = false): Promise<JobState> {
     const k = this.keys;
-    return this.redis.icJobState(k.uploaded(id), k.job(id), k.failed(), k.completed(), id);
+    return this.redis.icJobState(k.uploaded(id), k.job(id), k.failed(), k.completed(), id, objectGone ? '1' : '0');
   }
 
   /** Whether the image was uploaded recently. */

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
-import { loadConfig } from '@imgproxy-cache/shared';
 import { Pool } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from './config.js';
 import { BucketClient, encodeKey, S3OperationError } from './s3-client.js';
 
 // The request as S3 receives it, from a real HTTP server standing in for S3 (signatures are checked

@@ -1,10 +1,10 @@
 import { createHash, createHmac } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import type { Config } from '@imgproxy-cache/shared';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
 import { type Dispatcher, Pool } from 'undici';
+import type { Config } from './config.js';
 
 // Sends one S3 request: signed with the AWS SDK's own SigV4 signer and credential chain (the
 // environment, ~/.aws, IAM roles, web identity), sent with an undici Pool. The SDK's client costs
@@ -45,6 +45,12 @@ export interface S3Request {
   body?: Buffer;
   /** shorter than S3_REQUEST_TIMEOUT_MS (a health check's) */
   timeoutMs?: number;
+  /** ends the request (a deadline for the whole of it) */
+  signal?: AbortSignal;
+  /** false: no second attempt (a read that has a deadline of its own) */
+  retry?: boolean;
+  /** the longest body read (a longer one is an error, not read) */
+  maxBodyBytes?: number;
 }
 
 /** SigV4's SHA-256 and HMAC-SHA-256, from node:crypto. */
@@ -133,13 +139,13 @@ export class BucketClient {
     try {
       return await this.attempt(request);
     } catch (error) {
-      if (!(error instanceof S3OperationError) || !transient(error)) throw error;
+      if (request.retry === false || !(error instanceof S3OperationError) || !transient(error)) throw error;
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 100));
       return this.attempt(request);
     }
   }
 
-  private async attempt({ operation, method, key, headers = {}, body, timeoutMs = this.timeoutMs }: S3Request): Promise<S3Response> {
+  private async attempt({ operation, method, key, headers = {}, body, timeoutMs = this.timeoutMs, signal, maxBodyBytes }: S3Request): Promise<S3Response> {
     const path = this.pathOf(key);
     const unsigned: Record<string, string> = { host: this.origin.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...headers };
     if (body) {
@@ -171,9 +177,15 @@ export class BucketClient {
         body,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
+        signal,
       });
+      if (maxBodyBytes !== undefined && Number(response.headers['content-length'] ?? 0) > maxBodyBytes) {
+        response.body.destroy();
+        throw new S3OperationError(`${operation} answered more than ${maxBodyBytes} bytes`, response.statusCode, 'TooLarge');
+      }
       responseBody = Buffer.from(await response.body.arrayBuffer());
     } catch (error) {
+      if (error instanceof S3OperationError) throw error;
       throw networkError(operation, error);
     }
     const { statusCode: status, headers: responseHeaders } = response;

@@ -1,0 +1,88 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { crc32Of, encodePayload, type Logger } from '@imgproxy-cache/shared';
+import { contentLength, decideAtEnd } from './cacheability.js';
+import type { CaptureTally } from './capture.js';
+import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
+import type { CacheOutcome } from './forward.js';
+import type { RecentKeys } from './recent-keys.js';
+
+// A complete, cacheable body handed to the uploaders (enqueue.ts), after the clients have it.
+
+export interface HandOffDeps {
+  enqueuer: Enqueuer;
+  recent: RecentKeys;
+  tally: CaptureTally;
+  cacheMaxBytes: number;
+  /** longest a hand-off takes (ENQUEUE_TIMEOUT_MS) */
+  handOffMs: number;
+  track: (work: Promise<unknown>) => void;
+  onOutcome?: (outcome: CacheOutcome, path: string) => void;
+  logger: Logger;
+}
+
+export interface Teed {
+  cacheKey: string;
+  path: string;
+  requestId: string;
+  /** imgproxy's response headers */
+  headers: IncomingHttpHeaders;
+  /** the body as it arrived, or undefined if it was not kept whole */
+  body: readonly Buffer[] | undefined;
+  received: number;
+  /** a read-through found no object: the image's uploaded marker is out of date */
+  objectGone: boolean;
+}
+
+/** How long an image is remembered after each hand-off outcome; others are not remembered. */
+const REMEMBER_MS: Partial<Record<EnqueueOutcome, number>> = {
+  uploaded: 5 * 60_000,
+  queued: 15_000,
+  requeued: 15_000,
+  refilled: 15_000,
+  'already-queued': 15_000,
+};
+
+export function handOff(teed: Teed, deps: HandOffDeps): void {
+  const { cacheKey, path, headers, body, received } = teed;
+  const debug = deps.logger.isLevelEnabled('debug');
+  const verdict = decideAtEnd({ received, expected: contentLength(headers), maxBytes: deps.cacheMaxBytes });
+  if (!verdict.cache || !body) {
+    const reason = verdict.cache ? 'too-large' : verdict.reason;
+    deps.onOutcome?.(reason, path);
+    if (debug) deps.logger.debug({ path, reason, received, requestId: teed.requestId }, 'Not caching response');
+    return;
+  }
+  const payload = encodePayload(
+    {
+      contentType: single(headers['content-type']),
+      cacheControl: single(headers['cache-control']),
+      contentDisposition: single(headers['content-disposition']),
+      size: received,
+      crc32: crc32Of(body),
+      receivedAt: Date.now(),
+      requestId: teed.requestId,
+    },
+    body,
+  );
+  // the payload is a copy, held until Redis has it
+  deps.tally.add(payload.length);
+  // While this hand-off runs, the next response for the image is not copied: it would only find
+  // the job this one is making.
+  deps.recent.remember(cacheKey, deps.handOffMs);
+  const work = deps.enqueuer
+    .enqueue({ data: { cacheKey, path, requestId: teed.requestId }, payload, objectGone: teed.objectGone })
+    .then((outcome) => {
+      const rememberMs = REMEMBER_MS[outcome];
+      if (rememberMs) deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded');
+      else deps.recent.forget(cacheKey); // not handed off: the next response tries again
+      deps.onOutcome?.(outcome, path);
+      if (debug) deps.logger.debug({ path, outcome, requestId: teed.requestId }, 'Cache hand-off');
+    })
+    .finally(() => deps.tally.add(-payload.length));
+  deps.track(work);
+}
+
+export function single(value: string | string[] | undefined): string | null {
+  if (value === undefined) return null;
+  return Array.isArray(value) ? value.join(', ') : value;
+}
