@@ -20,6 +20,8 @@ export interface StubReply {
   delayMs?: number;
   /** after the first piece, wait for this before sending the rest */
   holdAfterFirstPiece?: Promise<void>;
+  /** wait for this before sending anything (status and headers included) */
+  holdBeforeHeaders?: Promise<void>;
 }
 
 export interface StubOptions {
@@ -123,6 +125,8 @@ async function send(req: IncomingMessage, res: ServerResponse, reply: StubReply)
   const body = req.method === 'OPTIONS' ? Buffer.alloc(0) : (reply.body ?? Buffer.alloc(0));
   const headers = { ...reply.headers };
   if (!reply.chunked) headers['content-length'] = String(body.length);
+  if (reply.holdBeforeHeaders) await reply.holdBeforeHeaders;
+  if (res.destroyed) return;
   res.writeHead(reply.status ?? 200, headers);
   // Like imgproxy: HEAD (and OPTIONS) get headers only; 304 has no body.
   if (req.method === 'HEAD' || req.method === 'OPTIONS' || reply.status === 304) {

@@ -126,6 +126,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // one outcome per response: why it was not cached, or what the hand-off to Redis did
     onOutcome: (outcome, path) => outcomes.push({ outcome, path }),
     enqueuerOptions: options.enqueuerOptions,
+    s3Credentials: S3RVER_CREDENTIALS,
   });
   const newUploader = (overrides: Partial<Config['uploader']> = {}) =>
     startUploader({

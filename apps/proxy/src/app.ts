@@ -31,6 +31,8 @@ export interface ProxyApp {
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   inflight: Inflight;
   tally: CaptureTally;
+  /** requests for the same image in progress (coalescing) */
+  flights: ForwardOptions['flights'];
 }
 
 // imgproxy only serves GET (and answers HEAD and OPTIONS without processing); anything else is
@@ -92,5 +94,5 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     else void hono(req, res);
   };
 
-  return { app, listener, inflight, tally };
+  return { app, listener, inflight, tally, flights: options.flights };
 }

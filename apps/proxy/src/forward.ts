@@ -168,14 +168,14 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
   const image = method === 'GET' || method === 'HEAD';
   const cacheKey = image ? cacheKeyOf(path) : undefined;
 
-  // Read-through: the bucket first, unless the image is known to be on its way there, or its
-  // format is left to imgproxy's negotiation (such images are never stored).
+  // Read-through: the bucket first, unless the image is being handed off right now, or its format
+  // is left to imgproxy's negotiation (such images are never stored).
   let absent = false;
   const readThrough =
     options.readThrough &&
     options.bucket !== undefined &&
     cacheKey !== undefined &&
-    options.recent.state(cacheKey) !== 'pending' &&
+    options.recent.state(cacheKey) !== 'handing-off' &&
     !(options.negotiation.seen && requestedFormat(path) === undefined);
   if (readThrough) {
     const found = await read(options, cacheKey, method as 'GET' | 'HEAD', 'read-through');

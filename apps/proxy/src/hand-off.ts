@@ -68,12 +68,12 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
   deps.tally.add(payload.length);
   // While this hand-off runs, the next response for the image is not copied: it would only find
   // the job this one is making.
-  deps.recent.remember(cacheKey, deps.handOffMs);
+  deps.recent.remember(cacheKey, deps.handOffMs, 'handing-off');
   const work = deps.enqueuer
     .enqueue({ data: { cacheKey, path, requestId: teed.requestId }, payload, objectGone: teed.objectGone })
     .then((outcome) => {
       const rememberMs = REMEMBER_MS[outcome];
-      if (rememberMs) deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded');
+      if (rememberMs) deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded' ? 'uploaded' : 'queued');
       else deps.recent.forget(cacheKey); // not handed off: the next response tries again
       deps.onOutcome?.(outcome, path);
       if (debug) deps.logger.debug({ path, outcome, requestId: teed.requestId }, 'Cache hand-off');

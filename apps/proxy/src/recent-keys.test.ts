@@ -28,4 +28,16 @@ describe('RecentKeys', () => {
     keys.remember('a', 60_000);
     expect(keys.has('a')).toBe(false);
   });
+
+  it('knows what became of a key, and forgets it on demand', () => {
+    const keys = new RecentKeys(10);
+    keys.remember('a', 60_000, 'handing-off');
+    expect(keys.state('a')).toBe('handing-off');
+    keys.remember('a', 60_000, 'uploaded');
+    expect(keys.state('a')).toBe('uploaded');
+    keys.remember('b', 60_000);
+    expect(keys.state('b')).toBe('queued');
+    keys.forget('a');
+    expect([keys.state('a'), keys.has('a')]).toEqual([undefined, false]);
+  });
 });

@@ -1,12 +1,14 @@
 // The images this proxy is handing off, or handed off (or found uploaded) a moment ago. A repeated
 // request for one of them skips the copy, the digest and the Redis round trip entirely: the hot
-// path of a popular image costs nothing beyond streaming it. With read-through, an image known to
-// be on its way to the bucket is not looked for there. Bounded in entries; oldest forgotten first.
+// path of a popular image costs nothing beyond streaming it. With read-through, an image being
+// handed off right now is not looked for in the bucket. Bounded in entries; oldest forgotten first.
+
+/** being handed off to Redis right now; queued for upload; in the bucket */
+export type RecentState = 'handing-off' | 'queued' | 'uploaded';
 
 interface Entry {
   expiry: number;
-  /** in the bucket (uploaded), or on its way there */
-  uploaded: boolean;
+  state: RecentState;
 }
 
 export class RecentKeys {
@@ -21,19 +23,18 @@ export class RecentKeys {
     return this.state(key) !== undefined;
   }
 
-  /** 'uploaded': in the bucket; 'pending': on its way there (being handed off, queued) */
-  state(key: string): 'uploaded' | 'pending' | undefined {
+  state(key: string): RecentState | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
-    if (entry.expiry > this.now()) return entry.uploaded ? 'uploaded' : 'pending';
+    if (entry.expiry > this.now()) return entry.state;
     this.entries.delete(key);
     return undefined;
   }
 
-  remember(key: string, ttlMs: number, uploaded = false): void {
+  remember(key: string, ttlMs: number, state: RecentState = 'queued'): void {
     if (this.maxEntries === 0) return;
     this.entries.delete(key); // re-insert: Map order is age order
-    this.entries.set(key, { expiry: this.now() + ttlMs, uploaded });
+    this.entries.set(key, { expiry: this.now() + ttlMs, state });
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 

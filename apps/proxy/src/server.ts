@@ -18,6 +18,7 @@ import {
   refuseEvictingRedis,
   startAdminServer,
 } from '@imgproxy-cache/shared';
+import type { AwsCredentialIdentity } from '@smithy/types';
 import { Pool } from 'undici';
 import { createApp } from './app.js';
 import { BucketReader } from './bucket-reader.js';
@@ -40,6 +41,8 @@ export interface RunningProxy {
   admin: AdminServer | undefined;
   /** what /readyz checks: imgproxy healthy, Redis connected */
   readiness: Readiness;
+  /** clients waiting to share a response already requested from imgproxy (coalescing) */
+  waitingFollowers(): number;
   /** Stops accepting, lets in-flight responses and their hand-offs finish (bounded), closes all. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -52,6 +55,8 @@ export interface StartOptions {
   enqueuerOptions?: EnqueuerOptions;
   /** a Redis that may evict keys was found (default: log it and exit 2) */
   onRedisRefused?: (problem: string) => void;
+  /** the bucket's credentials (tests); default: the AWS SDK's chain */
+  s3Credentials?: AwsCredentialIdentity;
 }
 
 function readyWithin(redis: Redis, ms: number): Promise<void> {
@@ -119,9 +124,10 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   };
   // The bucket, when one is configured: stored images answer for a failing imgproxy, and with
   // CACHE_READ_THROUGH before asking it.
-  const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16 }) : undefined;
+  const credentials = options.s3Credentials;
+  const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16, credentials: credentials && (async () => credentials) }) : undefined;
   const bucket = bucketClient ? new BucketReader(bucketClient, config.s3.folder, config.proxy.s3ReadTimeoutMs, config.proxy.cacheMaxBytes) : undefined;
-  const { listener, inflight } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket });
+  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server: Server = createServer(
     {
@@ -176,6 +182,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     metrics,
     admin,
     readiness,
+    waitingFollowers: () => [...flights.values()].reduce((n, c) => n + c.waiting.size, 0),
     async close(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
