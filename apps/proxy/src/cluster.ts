@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { type AdminServer, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
+import { purgeRoute, standalonePurger } from './purge.js';
 import type { RunningProxy } from './server.js';
 
 // PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no
@@ -29,6 +30,7 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
   let stopping = false;
   let exitCode = 0;
   let admin: AdminServer | undefined;
+  const closers: (() => Promise<void>)[] = [];
   let finish!: (code: number) => void;
   const finished = new Promise<number>((resolve) => (finish = resolve));
 
@@ -69,6 +71,7 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
 
   async function stopped(): Promise<void> {
     await admin?.close();
+    for (const close of closers) await close();
     logger.info('Proxy stopped');
     finish(exitCode);
   }
@@ -116,12 +119,22 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
         if (worker.isConnected()) worker.send({ type: READYZ, id } satisfies ReadyzMessage);
         else done(undefined);
       });
-    void startAdminServer(config.metricsBind, { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() }, async () => {
-      const id = nextId++;
-      const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
-      const all = (name: string) => answers.every((a) => a?.[name] === true);
-      return { workers: answers.length === count && answers.every(Boolean), imgproxy: all('imgproxy'), redis: all('redis') };
-    }).then(
+    // DELETE /cache (purge) with connections of the primary's own, made on first use
+    let purging: ReturnType<typeof standalonePurger> | undefined;
+    const purge = config.s3.bucket ? purgeRoute(config.proxy.adminToken, () => (purging ??= standalonePurger(config)).purger) : undefined;
+    closers.push(async () => purging?.close());
+    void startAdminServer(
+      config.metricsBind,
+      { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },
+      async () => {
+        const id = nextId++;
+        const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
+        const all = (name: string) => answers.every((a) => a?.[name] === true);
+        return { workers: answers.length === count && answers.every(Boolean), imgproxy: all('imgproxy'), redis: all('redis') };
+      },
+      'METRICS_BIND',
+      purge,
+    ).then(
       (server) => (admin = server),
       (error: Error) => {
         logger.fatal(error.message);

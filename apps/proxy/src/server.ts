@@ -27,6 +27,8 @@ import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js
 import type { CacheOutcome } from './forward.js';
 import { imgproxyHealthy } from './health.js';
 import type { Inflight } from './inflight.js';
+import { Purger, purgeChannel, purgeRoute } from './purge.js';
+import { RecentKeys } from './recent-keys.js';
 
 export interface RunningProxy {
   server: Server;
@@ -81,6 +83,10 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   });
   const redisClients: Redis[] = [];
   let closeEnqueuer: () => Promise<void> = async () => {};
+  let connections: { redis: Redis; payloadRedis: Redis } | undefined;
+  let subscriber: Redis | undefined;
+  let purger: Purger | undefined;
+  const recent = new RecentKeys(config.proxy.recentKeys);
   let registering: NodeJS.Timeout | undefined;
   let enqueuer = options.enqueuer;
   if (!enqueuer) {
@@ -93,6 +99,12 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     const redis = createProducerRedis(config.redisUrl, { onError, cluster });
     const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError, cluster }) : redis;
     redisClients.push(...new Set([redis, payloadRedis]));
+    connections = { redis, payloadRedis };
+    // Purged images are forgotten by every proxy (purge.ts announces them).
+    subscriber = redis.duplicate();
+    subscriber.on('error', onError);
+    subscriber.on('message', (_channel: string, key: string) => recent.forget(key));
+    void subscriber.subscribe(purgeChannel(config.queue.name)).catch(() => undefined);
     // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or
     // when a Redis that was away at start first answers).
     const refuse =
@@ -127,7 +139,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   const credentials = options.s3Credentials;
   const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16, credentials: credentials && (async () => credentials) }) : undefined;
   const bucket = bucketClient ? new BucketReader(bucketClient, config.s3.folder, config.proxy.s3ReadTimeoutMs, config.proxy.cacheMaxBytes) : undefined;
-  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket });
+  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket, recent });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server: Server = createServer(
     {
@@ -146,6 +158,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   const release = async () => {
     clearInterval(registering);
     await closeEnqueuer();
+    subscriber?.disconnect();
+    await purger?.close();
     await bucketClient?.close();
     for (const r of redisClients) r.disconnect();
     await upstream.close();
@@ -166,7 +180,11 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   });
   let admin: AdminServer | undefined;
   try {
-    admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness) : undefined;
+    const purge =
+      connections && bucketClient
+        ? purgeRoute(config.proxy.adminToken, () => (purger ??= new Purger(config, connections!.redis, connections!.payloadRedis, bucketClient)))
+        : undefined;
+    admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness, 'METRICS_BIND', purge) : undefined;
   } catch (error) {
     server.close();
     await release();

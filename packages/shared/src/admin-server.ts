@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { BindAddress } from './config.js';
 import { listen } from './startup.js';
@@ -21,8 +21,18 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function startAdminServer(bind: BindAddress, registry: MetricsSource, readiness: Readiness, variable = 'METRICS_BIND'): Promise<AdminServer> {
+/** Answers a request the admin server does not (it returns false to let it). */
+export type AdminRoute = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export async function startAdminServer(
+  bind: BindAddress,
+  registry: MetricsSource,
+  readiness: Readiness,
+  variable = 'METRICS_BIND',
+  route?: AdminRoute,
+): Promise<AdminServer> {
   const server = createServer((req, res) => {
+    if (route?.(req, res)) return;
     const path = (req.url ?? '/').split('?', 1)[0];
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });

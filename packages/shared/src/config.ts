@@ -570,6 +570,9 @@ export function loadConfig(env: Env, role: Role): Config {
       `CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes}) times QUEUE_SHARDS (${config.queue.shards}): each shard gets an even part`,
     );
   }
+  if (role === 'proxy' && config.proxy.adminToken !== undefined && config.s3.bucket === '') {
+    problems.push('ADMIN_TOKEN (purge) needs S3_BUCKET: the bucket to remove images from');
+  }
   if (role === 'proxy' && config.proxy.readThrough && config.s3.bucket === '') {
     problems.push('CACHE_READ_THROUGH=true needs S3_BUCKET: the bucket to read from');
   }

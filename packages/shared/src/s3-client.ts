@@ -39,7 +39,7 @@ export interface S3Response {
 export interface S3Request {
   /** for messages: PutObject, HeadObject, GetObject */
   operation: string;
-  method: 'PUT' | 'HEAD' | 'GET';
+  method: 'PUT' | 'HEAD' | 'GET' | 'DELETE';
   key: string;
   headers?: Record<string, string>;
   body?: Buffer;

@@ -1,0 +1,42 @@
+import { configOrExit, connectChecked, createLogger, runMain, StartupError } from '@imgproxy-cache/shared';
+import { describePurge, found, parsePurgeTarget, standalonePurger } from './purge.js';
+
+// `npm run purge -- <image path or key> ...`: forgets images everywhere (purge.ts). Prints a line
+// for each: what was removed, or that nothing was stored. Exit 0 when every one was found, 1 when
+// some were not, 2 for input that names no image (nothing is purged then).
+
+async function main(): Promise<void> {
+  const config = configOrExit(process.env, 'purge');
+  const inputs = process.argv.slice(2);
+  if (inputs.length === 0) throw new StartupError('usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key)');
+  const targets = inputs.map(parsePurgeTarget);
+  const problems = targets.flatMap((t) => ('problem' in t ? [t.problem] : []));
+  if (problems.length > 0) throw new StartupError(problems.join('\n'));
+
+  const logger = createLogger('purge', 'warn');
+  const { purger, redis, close } = standalonePurger(config);
+  try {
+    await connectChecked([{ client: redis, holds: 'queue', variable: 'REDIS_URL' }], logger, AbortSignal.timeout(10_000)).catch((error: Error) => {
+      throw error.name === 'TimeoutError' || error.name === 'AbortError' ? new Error(`Redis (REDIS_URL) did not answer within 10 s`) : error;
+    });
+    let missing = 0;
+    for (const target of targets) {
+      if ('problem' in target) continue;
+      const report = await purger.purge(target);
+      console.log(describePurge(report));
+      if (!found(report)) missing += 1;
+    }
+    process.exitCode = missing > 0 ? 1 : 0;
+  } finally {
+    await close();
+  }
+}
+
+runMain('purge', () =>
+  main().catch((error: Error) => {
+    if (error instanceof StartupError) throw error;
+    // Redis or S3 failing: one line, not a stack trace
+    console.error(`imgproxy-cache purge: ${error.message}`);
+    process.exitCode = 1;
+  }),
+);

@@ -1,0 +1,182 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  BULL_PREFIX,
+  BucketClient,
+  type Config,
+  cacheKeyOf,
+  createUploadQueue,
+  createWorkerRedis,
+  JobStates,
+  objectKeyOf,
+  PayloadStore,
+  QueueRegistry,
+  type Redis,
+  redisKeys,
+  shardQueueNames,
+  type UploadJobData,
+} from '@imgproxy-cache/shared';
+import { Job, type Queue } from 'bullmq';
+import { checkTarget } from './request-target.js';
+
+// Purge: an image forgotten everywhere, so that its next request renders it anew: its object in
+// the bucket, its uploaded marker, a job waiting for it and its bytes, and every proxy's memory of
+// it (a message on a Redis channel). Used by `npm run purge` and `DELETE /cache/<path or key>`.
+
+/** What a purge found of an image, and removed. */
+export interface PurgeReport {
+  key: string;
+  path?: string;
+  object: boolean;
+  marker: boolean;
+  /** the state its job was in */
+  job?: string;
+  bytes: boolean;
+}
+
+/** A cache key (32 hex digits), or an image path as clients request it. */
+export function parsePurgeTarget(input: string): { key: string; path?: string } | { problem: string } {
+  if (/^[0-9a-f]{32}$/.test(input)) return { key: input };
+  if (!input.startsWith('/')) return { problem: `${input} is neither an image path (starting with "/") nor a key (32 lowercase hex digits)` };
+  if (input.includes('?')) return { problem: `${input} has a query string: images are keyed by their path alone, give the path without it` };
+  const problem = checkTarget(input);
+  if (problem) return { problem: `${input} is not an image path: ${problem.reason}` };
+  if (input === '/health') return { problem: '/health is imgproxy’s health check, not an image' };
+  return { key: cacheKeyOf(input), path: input };
+}
+
+/** Channel on which purged keys are announced to every proxy. */
+export function purgeChannel(queueName: string): string {
+  return `${BULL_PREFIX}:{${queueName}}:${queueName}:purged`;
+}
+
+export function describePurge(report: PurgeReport): string {
+  const what = [report.object && 'object', report.marker && 'uploaded marker', report.job && `${report.job} job`, report.bytes && 'teed bytes'].filter(Boolean);
+  const name = report.path ? `${report.key} (${report.path})` : report.key;
+  return what.length > 0 ? `${name}: removed ${what.join(', ')}` : `${name}: nothing stored (no object, no marker, no job)`;
+}
+
+export function found(report: PurgeReport): boolean {
+  return report.object || report.marker || report.job !== undefined || report.bytes;
+}
+
+export class Purger {
+  private readonly queues = new Map<string, Queue<UploadJobData>>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly redis: Redis,
+    private readonly payloadRedis: Redis,
+    private readonly bucket: BucketClient,
+  ) {}
+
+  async purge(target: { key: string; path?: string }): Promise<PurgeReport> {
+    const { key } = target;
+    const report: PurgeReport = { ...target, object: false, marker: false, bytes: false };
+    // every queue the image may be in: its shard, and those of an earlier QUEUE_SHARDS
+    const names = new Set([
+      ...shardQueueNames(this.config.queue.name, this.config.queue.shards),
+      ...(await new QueueRegistry(this.redis, this.config.queue.name).names()),
+    ]);
+    for (const name of names) {
+      const queue = this.queue(name);
+      const job = await Job.fromId<UploadJobData>(queue, key);
+      if (job) {
+        // an upload in flight would put the object back: let it finish first
+        let state = await job.getState();
+        for (let i = 0; state === 'active' && i < 100; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          state = await job.getState();
+        }
+        if ((await queue.remove(key)) === 1) report.job = state;
+      }
+      const keys = redisKeys(name);
+      if ((await this.payloadRedis.exists(keys.payload(key))) === 1) report.bytes = true;
+      await new PayloadStore(this.payloadRedis, keys).drop(key);
+      const jobs = new JobStates(this.redis, keys);
+      if (await jobs.isUploaded(key)) report.marker = true;
+      await this.redis.del(keys.uploaded(key));
+    }
+    const objectKey = objectKeyOf(this.config.s3.folder, key);
+    const head = await this.bucket.send({ operation: 'HeadObject', method: 'HEAD', key: objectKey });
+    if (head.status === 200) {
+      await this.bucket.send({ operation: 'DeleteObject', method: 'DELETE', key: objectKey });
+      report.object = true;
+    }
+    await this.redis.publish(purgeChannel(this.config.queue.name), key);
+    return report;
+  }
+
+  private queue(name: string): Queue<UploadJobData> {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = createUploadQueue(name, this.redis, { skipVersionCheck: true });
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+  }
+}
+
+/**
+ * `DELETE /cache/<path or key>` on the admin address, behind `Authorization: Bearer ADMIN_TOKEN`:
+ * 200 with what was removed, 404 when nothing was stored, 400 for what is not an image, 401
+ * without the token. Off (404) while ADMIN_TOKEN is unset.
+ */
+export function purgeRoute(token: string | undefined, purger: () => Purger): (req: IncomingMessage, res: ServerResponse) => boolean {
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if (!url.startsWith('/cache/')) return false;
+    const send = (status: number, body: object) => {
+      const text = `${JSON.stringify(body)}\n`;
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      res.end(text);
+    };
+    if (token === undefined) {
+      send(404, { error: 'purge is off: set ADMIN_TOKEN to turn it on' });
+      return true;
+    }
+    if (req.method !== 'DELETE') {
+      res.setHeader('allow', 'DELETE');
+      send(405, { error: 'DELETE /cache/<image path or key>' });
+      return true;
+    }
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      res.setHeader('www-authenticate', 'Bearer');
+      send(401, { error: 'Authorization: Bearer <ADMIN_TOKEN> required' });
+      return true;
+    }
+    const target = parsePurgeTarget(url.slice('/cache'.length).replace(/^\/([0-9a-f]{32})$/, '$1'));
+    if ('problem' in target) {
+      send(400, { error: target.problem });
+      return true;
+    }
+    purger()
+      .purge(target)
+      .then(
+        (report) => send(found(report) ? 200 : 404, { ...report, result: describePurge(report) }),
+        (error: Error) => send(503, { error: `purge failed: ${error.message}` }),
+      );
+    return true;
+  };
+}
+
+/** A purger with connections of its own (the CLI, a PROXY_WORKERS primary), and how to close them. */
+export function standalonePurger(config: Config, onError: (error: Error) => void = () => undefined): { purger: Purger; redis: Redis; close(): Promise<void> } {
+  const cluster = config.redisCluster;
+  const redis = createWorkerRedis(config.redisUrl, { cluster, onError });
+  const payloadRedis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { cluster, onError }) : redis;
+  const bucket = new BucketClient(config.s3, { connections: 2 });
+  const purger = new Purger(config, redis, payloadRedis, bucket);
+  return {
+    purger,
+    redis,
+    async close() {
+      await purger.close();
+      for (const r of new Set([redis, payloadRedis])) r.disconnect();
+      await bucket.close();
+    },
+  };
+}
