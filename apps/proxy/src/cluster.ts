@@ -121,7 +121,11 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
       });
     // DELETE /cache (purge) with connections of the primary's own, made on first use
     let purging: ReturnType<typeof standalonePurger> | undefined;
-    const purge = config.s3.bucket ? purgeRoute(config.proxy.adminToken, () => (purging ??= standalonePurger(config)).purger) : undefined;
+    const purger = () => {
+      purging ??= standalonePurger(config);
+      return purging.purger;
+    };
+    const purge = config.s3.bucket ? purgeRoute(config.proxy.adminToken, purger) : undefined;
     closers.push(async () => purging?.close());
     void startAdminServer(
       config.metricsBind,
