@@ -1,6 +1,5 @@
 import cluster from 'node:cluster';
-import { setFlagsFromString } from 'node:v8';
-import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain } from '@imgproxy-cache/shared';
+import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain, tuneGarbageCollection } from '@imgproxy-cache/shared';
 import { Pool } from 'undici';
 import { serveAsWorker, supervise } from './cluster.js';
 import { waitForImgproxy } from './health.js';
@@ -9,11 +8,7 @@ import { startProxy } from './server.js';
 // Entry point: configuration from the environment, wait for imgproxy, serve, stop on signals.
 // With PROXY_WORKERS > 1 this process supervises that many workers (cluster.ts), each serving.
 
-// Every socket read of undici and ioredis allocates a buffer that V8 counts as external memory,
-// and past a fixed amount of it V8 starts a full marking of the heap: several times a second at
-// the rates users run, the largest single cost per image (bench/PROFILE.md). Counted against the
-// heap's own growing limit instead, it is collected as often as the heap needs.
-setFlagsFromString('--external-memory-accounted-in-global-limit');
+tuneGarbageCollection();
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'proxy');

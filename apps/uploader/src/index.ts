@@ -1,4 +1,4 @@
-import { BucketClient, configOrExit, createLogger, exitOnSignal, runMain, StartupError } from '@imgproxy-cache/shared';
+import { BucketClient, configOrExit, createLogger, exitOnSignal, runMain, StartupError, tuneGarbageCollection } from '@imgproxy-cache/shared';
 import { lowerPriority } from './priority.js';
 import { S3ObjectStore } from './s3-store.js';
 import { type RunningUploader, startUploader } from './uploader.js';
@@ -7,6 +7,8 @@ import { type RunningUploader, startUploader } from './uploader.js';
 
 /** S3 error codes that mean the keys themselves are wrong. */
 const REFUSED_KEYS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidToken', 'ExpiredToken', 'CredentialsError']);
+
+tuneGarbageCollection();
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'uploader');

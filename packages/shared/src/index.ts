@@ -4,6 +4,7 @@ export * from './config.js';
 export * from './dedup.js';
 export * from './logger.js';
 export * from './lua.js';
+export * from './memory.js';
 export * from './metrics.js';
 export * from './payload.js';
 export * from './payload-store.js';
