@@ -89,6 +89,8 @@ async function startRedis() {
   ]);
   redisUrl = `redis://127.0.0.1:${port}`;
   redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  // refused until redis-server listens: the ping below waits for it
+  redis.on('error', () => undefined);
   await until(async () => (await redis.ping()) === 'PONG', 'redis-server');
 }
 
