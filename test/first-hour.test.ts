@@ -88,13 +88,12 @@ describe('two services on one host', () => {
 describe('Redis down', () => {
   it('an uploader started without Redis waits, says so without stack traces, and stops at once on SIGTERM', async () => {
     const port = await freePort();
-    const uploader = run(UPLOADER, { ...(await bucket()), REDIS_URL: `redis://127.0.0.1:${port}` });
+    // a shutdown deadline past the test's own timeout: a stop that waited for it would fail the test
+    const uploader = run(UPLOADER, { ...(await bucket()), REDIS_URL: `redis://127.0.0.1:${port}`, SHUTDOWN_TIMEOUT_MS: '120000' });
     await uploader.line(/Waiting for Redis \(REDIS_URL\) to answer/);
     await waitFor(() => uploader.logs().length >= 2, { what: 'a second line' });
-    const started = Date.now();
     uploader.child.kill('SIGTERM');
     expect(await uploader.exited()).toBe(0);
-    expect(Date.now() - started).toBeLessThan(2_000);
     expect(uploader.output()).not.toMatch(STACK_LINE);
     expect(uploader.output()).not.toMatch(/uploads still running/i);
     // at most one line of each kind per 10 s
@@ -106,7 +105,8 @@ describe('Redis down', () => {
   it('an uploader that loses Redis logs it once, with no stack traces, and stops at once on SIGTERM', async () => {
     const redis = await spawnRedisServer();
     cleanups.push(() => redis.stop());
-    const uploader = run(UPLOADER, { ...(await bucket()), REDIS_URL: redis.url });
+    // a shutdown deadline past the test's own timeout: a stop that waited for it would fail the test
+    const uploader = run(UPLOADER, { ...(await bucket()), REDIS_URL: redis.url, SHUTDOWN_TIMEOUT_MS: '120000' });
     await uploader.line(/Uploader started/);
     await redis.stop();
     await uploader.line(/Redis connection error/);
@@ -120,10 +120,8 @@ describe('Redis down', () => {
     await new Promise<void>((resolve) => dropper.listen(redis.port, '127.0.0.1', resolve));
     cleanups.push(() => new Promise((resolve) => dropper.close(resolve)));
     await waitFor(() => attempts >= 6, { what: 'the uploader to retry a few times' });
-    const started = Date.now();
     uploader.child.kill('SIGTERM');
     expect(await uploader.exited()).toBe(0);
-    expect(Date.now() - started).toBeLessThan(2_000);
     expect(uploader.output()).not.toMatch(STACK_LINE);
     expect(uploader.output()).not.toMatch(/uploads still running/i);
     expect(uploader.logs().filter((l) => String(l.msg).startsWith('Redis connection error'))).toHaveLength(1);
