@@ -5,11 +5,11 @@
 //   sdk       @aws-sdk/client-s3 PutObject, configured as the uploader's S3 client was
 //   sigv4     signed with the SDK's @smithy/signature-v4, sent with an undici Pool
 //   unsigned  the same PUT without a signature (the floor)
-// Usage: node bench/put-loop.mjs <mode> <endpoint> <bucket> <rate> <seconds>
+// Usage: node bench/put-loop.mjs <mode> <endpoint> <bucket> <rate> <seconds> [warm-up PUTs]
 import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
 
-const [, , mode, endpoint, bucket, rateArg, secondsArg] = process.argv;
+const [, , mode, endpoint, bucket, rateArg, secondsArg, warmArg = '50'] = process.argv;
 const rate = Number(rateArg);
 const total = Math.round(rate * Number(secondsArg));
 const bodies = Array.from({ length: 16 }, (_, i) => Buffer.alloc(30 * 1024, i + 1));
@@ -60,8 +60,10 @@ if (mode === 'sdk') {
   };
 }
 
-// warm up outside the measurement
-for (let i = 0; i < 50; i++) await put(`warm/${run}/${i}`, i);
+// warm up outside the measurement, 16 at a time
+for (let i = 0; i < Number(warmArg); i += 16) {
+  await Promise.all(Array.from({ length: Math.min(16, Number(warmArg) - i) }, (_, j) => put(`warm/${run}/${i + j}`, i + j)));
+}
 
 const cpu0 = process.cpuUsage();
 const started = performance.now();

@@ -11,7 +11,8 @@
 //   paced       a fixed rate of new images (BENCH_RATES, default 50 and 200 per second) on a
 //               zero-cost upstream, so that the cost at low rates shows without the image work:
 //               our stack beside a minimal Node proxy (the runtime's floor), and PUT loops at the
-//               same rate (AWS SDK, SigV4 + undici, unsigned) beside the uploader
+//               same rate (AWS SDK, SigV4 + undici, unsigned) beside the uploader; each process
+//               serves BENCH_WARMUP (4000) images or PUTs first
 //   saturation  zero-cost upstream, 32 connections as fast as they go (secondary: hides the fixed
 //               costs per request and per job that low rates pay)
 //   idle        our services with nothing to do
@@ -33,6 +34,10 @@ import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const PACED_SECONDS = Number(process.env.BENCH_PACED_SECONDS ?? 20);
+// Requests (or PUTs) every measured process serves first: V8 fully optimises a function only after
+// some thousands of calls (--invocation-count-for-turbofan), as a long-running service long has.
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 4000);
+let staticImageBytes = 0;
 const RATES = (process.env.BENCH_RATES ?? '50,200').split(',').map(Number);
 const CONNECTIONS = 32;
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'real,paced,saturation,idle').split(','));
@@ -65,7 +70,7 @@ function say(text = '') {
 function estimate() {
   let s = 15;
   if (ONLY.has('real')) s += 4 * (SECONDS + 12);
-  if (ONLY.has('paced')) s += RATES.length * 5 * (PACED_SECONDS + 6);
+  if (ONLY.has('paced')) s += 15 + RATES.length * (5 * (PACED_SECONDS + 6) + 4 * (WARMUP / 400 + 5) + 15);
   if (ONLY.has('saturation')) s += 6 * (10 + 3);
   if (ONLY.has('idle')) s += 45;
   return Math.ceil(s / 60);
@@ -106,14 +111,14 @@ async function startSharpUpstream() {
 async function startStaticUpstream() {
   const www = join(work, 'www');
   mkdirSync(www, { recursive: true });
-  const raw = Buffer.alloc(640 * 427 * 3);
-  for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + ((i / 1920) | 0) * 3) % 251;
-  writeFileSync(
-    join(www, 'image.webp'),
-    await sharp(raw, { raw: { width: 640, height: 427, channels: 3 } })
-      .webp({ quality: 80 })
-      .toBuffer(),
-  );
+  // 300×200 of a pattern that compresses like a photo: about 30 KB, the size of the PUT loop's bodies
+  const raw = Buffer.alloc(300 * 200 * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + ((i / 900) | 0) * 3) % 251;
+  const image = await sharp(raw, { raw: { width: 300, height: 200, channels: 3 } })
+    .webp({ quality: 80 })
+    .toBuffer();
+  staticImageBytes = image.length;
+  writeFileSync(join(www, 'image.webp'), image);
   return staticUpstream(procs, await freePort(), www, 'image.webp', 'image/webp');
 }
 
@@ -222,8 +227,17 @@ function paced(url, rate, seconds) {
   return { images: r.ok, rate: r.ok / r.seconds, p50: r.p50, p99: r.p99, errors: r.errors };
 }
 
+/** WARMUP new images through `url`, at 400/s. */
+function warm(url) {
+  if (WARMUP > 0) paced(url, 400, WARMUP / 400);
+}
+
+/** After a burst V8 keeps collecting for several seconds (its memory reducer): not the steady state. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 15_000));
+
 function putLoop(mode, rate, seconds) {
-  const out = spawnSync(node, ['bench/put-loop.mjs', mode, s3Endpoint, BUCKET, String(rate), String(seconds)], { cwd: ROOT, encoding: 'utf8' });
+  const args = ['bench/put-loop.mjs', mode, s3Endpoint, BUCKET, String(rate), String(seconds), String(WARMUP)];
+  const out = spawnSync(node, args, { cwd: ROOT, encoding: 'utf8' });
   const line = out.stdout.trim().split('\n').at(-1);
   if (!line?.startsWith('{')) throw new Error(`put-loop ${mode} failed: ${out.stderr}`);
   return JSON.parse(line);
@@ -323,11 +337,13 @@ async function pacedRuns() {
   say('## Paced: a fixed rate of new images on a zero-cost upstream');
   say();
   say(
-    `${PACED_SECONDS} s at each rate; the upstream answers a 30 KB WebP at once. CPU per image in ms: the proxy beside a minimal Node proxy (node:http and an undici Pool, no caching) at the same rate, the uploader beside PUT loops at the same rate against the same S3 stand-in.`,
+    `${PACED_SECONDS} s at each rate; the upstream answers a ${Math.round(staticImageBytes / 1024)} KB WebP at once. CPU per image in ms: the proxy beside a minimal Node proxy (node:http and an undici Pool, no caching) at the same rate, the uploader beside PUT loops at the same rate against the same S3 stand-in. Each of them first serves ${WARMUP} images (or PUTs), as a service that has run for a while has.`,
   );
   say();
   const upstream = await startStaticUpstream();
   const minimal = await startMinimalProxy(upstream.url);
+  warm(minimal.url);
+  await settle();
   say('| rate /s | what | images | p99 ms | CPU ms per image | Redis ms/image | Redis commands/image |');
   say('|---|---|---|---|---|---|---|');
   const details = [];
@@ -335,8 +351,9 @@ async function pacedRuns() {
     const floor = await measure({ proxy: minimal.child.pid }, () => paced(minimal.url, rate, PACED_SECONDS));
     say(`| ${rate} | minimal Node proxy | ${floor.images} | ${f1(floor.p99)} | ${cpuCell(floor)} | | |`);
     const stack = await startStack('npm start', upstream.url);
-    paced(stack.url, 20, 2); // warm-up
-    await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 60_000, 100);
+    warm(stack.url);
+    await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 300_000, 100);
+    await settle();
     const ours = await measure({ ...stack.pids, redis: redisChild.pid }, () => paced(stack.url, rate, PACED_SECONDS), stack);
     say(
       `| ${rate} | imgproxy-cache (proxy ${f2(ours.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy) | ${ours.images} | ${f1(ours.p99)} | ${cpuCell(ours)} | ${f2(ours.redisMsPerImage)} | ${f1(ours.commandsPerImage)} |`,
@@ -386,8 +403,7 @@ async function idle() {
   const stack = await startStack('npm start', upstream.url);
   await paced(stack.url, 20, 1);
   await until(async () => (await stack.backlog()) === 0, 'the uploads', 60_000, 100);
-  // V8 keeps collecting for several seconds after work stops (its memory reducer): idle is after that
-  await new Promise((r) => setTimeout(r, 15_000));
+  await settle();
   const before = Object.fromEntries(Object.entries(stack.pids).map(([k, pid]) => [k, cpuSeconds(pid, true)]));
   const seconds = 20;
   await new Promise((r) => setTimeout(r, seconds * 1000));
