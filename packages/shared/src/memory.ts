@@ -7,7 +7,7 @@ import { runInNewContext } from 'node:vm';
 // heap's own growing limit instead, it is collected as the heap needs, which under heavy load lets
 // it grow far: past `limitBytes` a collection is started here.
 
-export function tuneGarbageCollection(limitBytes = 64 * 2 ** 20, intervalMs = 500): void {
+export function tuneGarbageCollection(limitBytes = 64 * 2 ** 20, intervalMs = 1000): void {
   setFlagsFromString('--external-memory-accounted-in-global-limit');
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as (options: { type: 'major'; execution: 'async' }) => void;

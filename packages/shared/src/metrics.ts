@@ -9,8 +9,9 @@ export function createRegistry(service: 'proxy' | 'uploader'): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   // The event-loop delay histogram samples on a timer: at prom-client's default of 10 ms it wakes an
-  // idle service a hundred times a second, its largest cost when there is nothing to do.
-  collectDefaultMetrics({ register: registry, prefix: PREFIX, eventLoopMonitoringPrecision: 200 });
+  // idle service a hundred times a second, its largest cost when there is nothing to do; once a second
+  // still shows a stalled loop.
+  collectDefaultMetrics({ register: registry, prefix: PREFIX, eventLoopMonitoringPrecision: 1000 });
   return registry;
 }
 
