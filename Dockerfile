@@ -1,11 +1,12 @@
-# syntax=docker/dockerfile:1.7
 # One image for every service; the command picks it:
-#   docker run IMAGE proxy | uploader | dashboard | all
+#   docker run IMAGE proxy | uploader | dashboard | all | setup-bucket
 # and a second target, all-in-one, that also runs imgproxy inside (as the original Go image did):
 #   docker build --target all-in-one -t imgproxy-cache:all-in-one .
+# It builds with BuildKit and with the classic builder (DOCKER_BUILDKIT=0): no syntax directive, so
+# BuildKit needs no frontend image.
 
 ARG NODE_IMAGE=node:24.11.1-bookworm-slim
-ARG IMGPROXY_IMAGE=ghcr.io/imgproxy/imgproxy:v3.30.1
+ARG IMGPROXY_IMAGE=ghcr.io/imgproxy/imgproxy:v3.31.4
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
@@ -44,7 +45,7 @@ CMD ["proxy"]
 #   docker run -e S3_BUCKET=… -e AWS_ACCESS_KEY_ID=… -e AWS_SECRET_ACCESS_KEY=… -p 8080:8080 -v cache-data:/data IMAGE
 FROM ${IMGPROXY_IMAGE} AS all-in-one
 USER root
-# Debian's redis-server, as imgproxy's image is Debian; a user of our own owns /data
+# the distribution's redis-server (imgproxy's image is Ubuntu 24.04); a user of our own owns /data
 RUN apt-get update \
   && apt-get install -y --no-install-recommends redis-server \
   && rm -rf /var/lib/apt/lists/* \

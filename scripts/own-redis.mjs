@@ -62,6 +62,30 @@ async function lock(dir, socket) {
 }
 
 /**
+ * Redis logs start and stop at its warning level too (`#`), which is all `--loglevel warning`
+ * shows: those ordinary lines are info (30), real warnings stay warn (40).
+ */
+const ORDINARY = [
+  /^oO0OoO0OoO0Oo Redis is starting/,
+  /^Redis version=/,
+  /^Configuration loaded/,
+  /^Server initialized/,
+  /^Received SIG\w+ scheduling shutdown/,
+  /^User requested shutdown/,
+  /^Redis is now ready to exit/,
+];
+
+/** One line of redis-server (`pid:role date time level message`) as a pino-like entry, or undefined for a blank one. */
+export function redisLogLine(line) {
+  const match = /^\d+:(?:\w \d+ \w+ \d{4} [\d:.]+ ([.\-*#]) |signal-handler \(\d+\) )?(.*)$/.exec(line);
+  const marker = match?.[1];
+  const msg = (match?.[2] ?? line).trim();
+  if (msg === '') return undefined;
+  const level = ORDINARY.some((pattern) => pattern.test(msg)) || marker === '*' ? 30 : marker === '-' || marker === '.' ? 20 : 40;
+  return { level, msg };
+}
+
+/**
  * Starts the Redis and resolves once it answers (its append-only file loaded), with its URL and
  * `stop()`, which shuts it down cleanly (the file synced) and releases DATA_DIR.
  */
@@ -100,11 +124,11 @@ export async function startOwnRedis(dataDir, { onExit, log }) {
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  // its own lines, as JSON lines like the services' (pid:role date time level message)
+  // its own lines, as JSON lines like the services'
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => {
-      const text = line.replace(/^\d+:\w \d+ \w+ \d{4} [\d:.]+ [.\-*#] /, '');
-      if (text.trim() !== '') log({ level: 40, service: 'redis', msg: text });
+      const entry = redisLogLine(line);
+      if (entry) log({ ...entry, service: 'redis' });
     });
   }
   let exited = false;

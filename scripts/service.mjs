@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// The container's entry point: `node scripts/service.mjs <proxy|uploader|dashboard|all>` loads one
+// The container's entry point: `node scripts/service.mjs <proxy|uploader|dashboard|all|setup-bucket>` loads one
 // service into this very process, so that node is PID 1's child (with `init: true`) and receives
 // SIGTERM directly (npm would swallow it).
 const services = {
   proxy: '../apps/proxy/dist/index.js',
   uploader: '../apps/uploader/dist/index.js',
   dashboard: '../apps/uploader/dist/dashboard-main.js',
+  // the bucket of a local S3 server (the compose file's s3-init)
+  'setup-bucket': '../apps/uploader/dist/setup-bucket-main.js',
   all: './start-all.mjs',
   'all-in-one': './start-all.mjs', // with imgproxy: see the Dockerfile's all-in-one target
 };

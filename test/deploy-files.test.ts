@@ -5,11 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ROOT } from './support/service.js';
 
-// No Docker engine here, so the deployment files are checked as files: the compose file is parsed,
-// validated and resolved (with the variables of .env.example) by a real compose implementation,
-// every variable our services are given is one the config module knows (a typo would be silently
-// ignored otherwise), every image is pinned, and the compose file keeps the promises the README
-// makes.
+// The deployment files as files (compose.test.ts runs them on an engine): the compose file is
+// parsed, validated and resolved (with the variables of .env.example) by a real compose
+// implementation, every variable our services are given is one the config module knows (a typo
+// would be silently ignored otherwise), every image is pinned, our image is built once from the
+// runtime stage, and the compose file keeps the promises the README makes.
 
 const haveCompose = spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).status === 0;
 if (!haveCompose && !process.env.CI) console.warn('compose checks skipped: docker-compose missing (apt-get install -y docker-compose)');
@@ -18,7 +18,7 @@ const composeConfig = (...extra: string[]) =>
 
 interface Service {
   image?: string;
-  build?: unknown;
+  build?: { context: string; target?: string } | string;
   command?: string[];
   environment?: Record<string, string>;
   init?: boolean;
@@ -34,7 +34,8 @@ const written = parse(readFileSync(`${ROOT}/docker-compose.yml`, 'utf8'), { merg
 const compose = (haveCompose ? parse(composeConfig()) : written) as { services: Record<string, Service> };
 const dockerfile = readFileSync(`${ROOT}/Dockerfile`, 'utf8');
 const known = new Set<string>([...VARIABLES.map((v) => v.name), 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']);
-const ours = Object.entries(compose.services).filter(([, s]) => s.build !== undefined);
+const OUR_IMAGE = 'imgproxy-cache:local';
+const ours = Object.entries(compose.services).filter(([, s]) => s.image === OUR_IMAGE);
 
 const pinned = (image: string) => {
   const tag = image.split(':').at(-1) ?? '';
@@ -46,9 +47,10 @@ describe.runIf(haveCompose || process.env.CI)('docker-compose.yml', () => {
     expect(() => composeConfig('-q')).not.toThrow();
   });
 
-  it('runs proxy, uploader and dashboard from our image, and redis, imgproxy, minio beside them', () => {
-    expect(ours.map(([name]) => name).sort()).toEqual(['dashboard', 'proxy', 'uploader']);
-    expect(Object.keys(compose.services).sort()).toEqual(['dashboard', 'imgproxy', 'minio', 'minio-init', 'proxy', 'redis', 'uploader']);
+  it('runs proxy, uploader, dashboard and s3-init from our image, and redis, imgproxy, s3 beside them', () => {
+    expect(ours.map(([name]) => name).sort()).toEqual(['dashboard', 'proxy', 's3-init', 'uploader']);
+    expect(Object.keys(compose.services).sort()).toEqual(['dashboard', 'imgproxy', 'proxy', 'redis', 's3', 's3-init', 'uploader']);
+    expect(compose.services['s3-init']!.command).toEqual(['setup-bucket']);
     expect(compose.services.proxy!.command).toEqual(['proxy']);
     expect(compose.services.uploader!.command).toEqual(['uploader']);
     expect(compose.services.dashboard!.command).toEqual(['dashboard']);
@@ -60,16 +62,26 @@ describe.runIf(haveCompose || process.env.CI)('docker-compose.yml', () => {
     }
   });
 
+  it('builds our image once, from the runtime stage (the last stage is the all-in-one image), before the services that run it', () => {
+    const building = Object.entries(written.services).filter(([, s]) => s.build !== undefined);
+    expect(building.map(([name]) => name)).toEqual(['proxy']);
+    expect(compose.services.proxy!.build).toMatchObject({ target: 'runtime' });
+    expect(dockerfile).toMatch(/^FROM \S+ AS runtime$/m);
+    // docker-compose 1.x makes images in file order: the service that builds comes first of ours
+    const order = Object.keys(written.services).filter((name) => written.services[name]!.image === OUR_IMAGE);
+    expect(order[0]).toBe('proxy');
+  });
+
   it('pins every image', () => {
     for (const [name, service] of Object.entries(compose.services)) {
-      if (service.build !== undefined) continue;
+      if (service.image === OUR_IMAGE) continue;
       expect(pinned(service.image ?? ''), `${name}: ${service.image}`).toBe(true);
     }
   });
 
   it('has healthchecks, init, a grace period longer than the shutdown timeout, and waits on health', () => {
     for (const [name, service] of Object.entries(compose.services)) {
-      if (name === 'minio-init') continue;
+      if (name === 's3-init') continue; // runs once and exits
       expect(service.healthcheck?.test, name).toBeDefined();
     }
     for (const [name, service] of ours) {
@@ -111,6 +123,16 @@ describe('docker-compose.yml as written', () => {
 });
 
 describe('Dockerfile', () => {
+  it('builds with the classic builder and BuildKit alike: no syntax directive (BuildKit would pull its frontend image)', () => {
+    expect(dockerfile).not.toMatch(/^# *syntax=/m);
+  });
+
+  it('runs the imgproxy of the compose file in the all-in-one image: the newest 3.x', () => {
+    const arg = /^ARG IMGPROXY_IMAGE=(\S+)$/m.exec(dockerfile)?.[1];
+    expect(arg).toBe(written.services.imgproxy!.image);
+    expect(arg).toMatch(/^ghcr\.io\/imgproxy\/imgproxy:v3\.\d+\.\d+$/);
+  });
+
   it('pins its base images', () => {
     const args = Object.fromEntries([...dockerfile.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
     const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map((m) => m[1]!.replace(/^\$\{(\w+)\}$/, (_, name: string) => args[name] ?? name));

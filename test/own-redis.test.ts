@@ -96,6 +96,15 @@ describe('npm start without REDIS_URL', () => {
     expect(await all.exited()).toBe(0);
     expect(all.output()).toMatch(/Proxy stopped/);
     expect(all.output()).toMatch(/Uploader stopped/);
+    // Redis's ordinary start and stop lines are info, not warnings
+    const redisLines = all.logs().filter((l) => l.service === 'redis');
+    for (const msg of [/Redis is starting/, /Server initialized/, /ready to exit/]) {
+      expect(
+        redisLines.find((l) => msg.test(String(l.msg))),
+        String(msg),
+      ).toMatchObject({ level: 30 });
+    }
+    expect(redisLines.filter((l) => l.level === 40 && !/^WARNING /.test(String(l.msg)))).toEqual([]);
   });
 
   it('keeps the queue across a stop and a start: every image queued while S3 refused lands after the restart', async () => {

@@ -51,9 +51,22 @@ export class BucketReader {
   }
 }
 
-/** Whether `If-None-Match` names the stored ETag (RFC 9110 §13.1.2, weak comparison). */
-export function notModified(ifNoneMatch: string | undefined, etag: string | undefined): boolean {
-  if (!ifNoneMatch || !etag) return false;
-  const bare = (tag: string) => tag.trim().replace(/^W\//, '');
-  return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((tag) => bare(tag) === bare(etag));
+/**
+ * Whether the client's copy is current (RFC 9110 §13.2.2): `If-None-Match` names the stored ETag
+ * (weak comparison); without it, `If-Modified-Since` is no earlier than the stored Last-Modified.
+ */
+export function notModified(
+  conditions: { ifNoneMatch?: string | undefined; ifModifiedSince?: string | undefined },
+  stored: { etag?: string | undefined; lastModified?: string | undefined },
+): boolean {
+  const { ifNoneMatch, ifModifiedSince } = conditions;
+  if (ifNoneMatch) {
+    if (!stored.etag) return false;
+    const bare = (tag: string) => tag.trim().replace(/^W\//, '');
+    return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((tag) => bare(tag) === bare(stored.etag!));
+  }
+  if (!ifModifiedSince || !stored.lastModified) return false;
+  const since = Date.parse(ifModifiedSince);
+  const modified = Date.parse(stored.lastModified);
+  return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
 }

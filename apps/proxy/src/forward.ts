@@ -297,7 +297,8 @@ async function answerStale(flight: Flight, req: IncomingMessage, options: Forwar
 /** A stored image as the response: its stored headers, `X-Cache`, and 304 when the client has it. */
 function answerStored(flight: Flight, req: IncomingMessage, image: StoredImage, xCache: 'HIT' | 'STALE', options: ForwardOptions): void {
   options.metrics?.cacheAnswers.inc({ answer: xCache });
-  if (notModified(single(req.headers['if-none-match']) ?? undefined, image.headers.etag)) {
+  const conditions = { ifNoneMatch: single(req.headers['if-none-match']) ?? undefined, ifModifiedSince: single(req.headers['if-modified-since']) ?? undefined };
+  if (notModified(conditions, { etag: image.headers.etag, lastModified: image.headers['last-modified'] })) {
     const kept: OutgoingHttpHeaders = { 'x-cache': xCache };
     for (const name of ['etag', 'cache-control', 'last-modified']) if (image.headers[name]) kept[name] = image.headers[name];
     flight.respond(304, kept, undefined);

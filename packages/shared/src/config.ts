@@ -4,8 +4,11 @@ import { availableParallelism } from 'node:os';
 // its default; loadConfig() parses all of them and reports every bad one at once, each message
 // naming the variable, so a misconfigured deployment fails at start with one readable list.
 
-/** The services, `npm start` (scripts/start-all.mjs: the services together, with a Redis of its own if need be), and `npm run purge`. */
-export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge';
+/**
+ * The services, `npm start` (scripts/start-all.mjs: the services together, with a Redis of its own
+ * if need be), `npm run purge`, and `setup-bucket` (the compose file's bucket for a local S3 server).
+ */
+export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge' | 'setup-bucket';
 export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -100,7 +103,7 @@ export interface Variable {
 }
 
 const BOTH: readonly Role[] = ['proxy', 'uploader'];
-const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge'];
+const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge', 'setup-bucket'];
 const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard', 'purge'];
 
 export const VARIABLES = [
@@ -108,7 +111,7 @@ export const VARIABLES = [
     name: 'S3_BUCKET',
     default: undefined,
     roles: S3_ROLES,
-    required: ['uploader', 'purge'],
+    required: ['uploader', 'purge', 'setup-bucket'],
     description:
       'Bucket for processed images. The proxy reads it too, when set: it serves stored images when imgproxy is down, and with `CACHE_READ_THROUGH` before asking imgproxy.',
   },
@@ -144,7 +147,8 @@ export const VARIABLES = [
     name: 'S3_REQUEST_TIMEOUT_MS',
     default: '30000',
     roles: S3_ROLES,
-    description: 'Abort one S3 request (HEAD or PUT) after this long; the SDK tries it once more, then the upload is retried with backoff.',
+    description:
+      'Abort one S3 request (HEAD or PUT) after this long; the SDK tries it once more, then the upload is retried with backoff. `setup-bucket` waits this long for S3 to answer at all.',
   },
   { name: 'IMGPROXY_BIND', default: ':8080', roles: ['proxy'], description: 'Proxy listen address, `host:port` or `:port`.' },
   {

@@ -40,7 +40,10 @@ export interface S3Request {
   /** for messages: PutObject, HeadObject, GetObject */
   operation: string;
   method: 'PUT' | 'HEAD' | 'GET' | 'DELETE';
+  /** the object's key; '' for the bucket itself (CreateBucket, HeadBucket, PutBucketPolicy) */
   key: string;
+  /** sub-resources and parameters (`{ policy: '' }` for `?policy`) */
+  query?: Record<string, string>;
   headers?: Record<string, string>;
   body?: Buffer;
   /** shorter than S3_REQUEST_TIMEOUT_MS (a health check's) */
@@ -129,9 +132,9 @@ export class BucketClient {
       new Pool(this.origin.origin, { connections: options.connections ?? 16, connect: { timeout: s3.requestTimeoutMs }, keepAliveTimeout: 30_000 });
   }
 
-  /** The path a request for `key` goes to (for tests and logs). */
+  /** The path a request for `key` goes to (for tests and logs); '' is the bucket. */
   pathOf(key: string): string {
-    return `${this.basePath}/${encodeKey(key)}`;
+    return key === '' ? this.basePath || '/' : `${this.basePath}/${encodeKey(key)}`;
   }
 
   /** Sends `request`, once more after a transient failure; an S3OperationError for anything else but 2xx/3xx/404/412. */
@@ -145,8 +148,21 @@ export class BucketClient {
     }
   }
 
-  private async attempt({ operation, method, key, headers = {}, body, timeoutMs = this.timeoutMs, signal, maxBodyBytes }: S3Request): Promise<S3Response> {
+  private async attempt({
+    operation,
+    method,
+    key,
+    query = {},
+    headers = {},
+    body,
+    timeoutMs = this.timeoutMs,
+    signal,
+    maxBodyBytes,
+  }: S3Request): Promise<S3Response> {
     const path = this.pathOf(key);
+    const search = Object.entries(query)
+      .map(([name, value]) => (value === '' ? encodeKey(name) : `${encodeKey(name)}=${encodeKey(value)}`))
+      .join('&');
     const unsigned: Record<string, string> = { host: this.origin.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...headers };
     if (body) {
       unsigned['content-length'] = String(body.length);
@@ -161,7 +177,7 @@ export class BucketClient {
         port: this.origin.port ? Number(this.origin.port) : undefined,
         path,
         headers: unsigned,
-        query: {},
+        query,
       }));
     } catch (error) {
       throw new S3OperationError(`${operation} could not be signed: ${(error as Error).message} (AWS credentials)`, undefined, 'CredentialsError');
@@ -172,7 +188,7 @@ export class BucketClient {
       response = await this.dispatcher.request({
         origin: this.origin.origin,
         method,
-        path,
+        path: search === '' ? path : `${path}?${search}`,
         headers: signed,
         body,
         headersTimeout: timeoutMs,

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { cacheKeyOf } from '@imgproxy-cache/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { StubReply } from './support/imgproxy-stub.js';
+import { type Stack, type StackOptions, startStack } from './support/stack.js';
+
+// imgproxy 4 turns IMGPROXY_USE_ETAG and IMGPROXY_USE_LAST_MODIFIED on by default: every image
+// carries an ETag and a Last-Modified, and a conditional request for an unchanged image is answered
+// 304 with no body. The proxy passes both ways through untouched, stores the complete 200s with
+// their headers, and never a 304.
+
+const LAST_MODIFIED = 'Wed, 21 Oct 2026 07:28:00 GMT';
+
+/** imgproxy 4's answers: ETag and Last-Modified on each image; 304 to a matching condition. */
+function asImgproxy4(s: Stack): void {
+  s.stub.on('/', (req: IncomingMessage): StubReply => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const body = s.stub.imageFor(path);
+    const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"`;
+    const cacheControl = 'max-age=31536000, public';
+    const ifNoneMatch = req.headers['if-none-match'];
+    const ifModifiedSince = req.headers['if-modified-since'];
+    const current = ifNoneMatch ? ifNoneMatch === etag : ifModifiedSince !== undefined && Date.parse(ifModifiedSince) >= Date.parse(LAST_MODIFIED);
+    if (current) return { status: 304, headers: { etag, 'last-modified': LAST_MODIFIED, 'cache-control': cacheControl } };
+    return {
+      status: 200,
+      headers: {
+        'content-type': 'image/png',
+        'cache-control': cacheControl,
+        'content-disposition': 'inline; filename="image.png"',
+        etag,
+        'last-modified': LAST_MODIFIED,
+      },
+      body,
+    };
+  });
+}
+
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.stop();
+  stack = undefined;
+});
+
+const start = async (options: StackOptions = {}) => {
+  stack = await startStack({ ...options, env: { CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0', ...options.env } });
+  asImgproxy4(stack);
+  return stack;
+};
+
+const putsOf = (s: Stack, path: string) => s.tap.puts().filter((r) => r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`));
+
+describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
+  it('passes ETag and Last-Modified through and stores the 200 with its Content-Type, Cache-Control and Content-Disposition', async () => {
+    const s = await start();
+    const path = '/sig/rs:fit:300:300/plain/https://example.com/v4.jpg@png';
+    const first = await s.get(path);
+    expect(first.status).toBe(200);
+    expect(first.headers).toMatchObject({ etag: expect.stringMatching(/^"[0-9a-f]{16}"$/), 'last-modified': LAST_MODIFIED });
+    expect(await s.outcomeOf(path)).toBe('queued');
+    const stored = await s.waitForObject(path);
+    expect(stored).toMatchObject({ contentType: 'image/png', cacheControl: 'max-age=31536000, public', contentDisposition: 'inline; filename="image.png"' });
+  });
+
+  it('hands a 304 to the client as it came, and stores nothing for it: the object stays the 200 it was', async () => {
+    const s = await start();
+    const path = '/sig/rs:fit:300:300/plain/https://example.com/v4-304.jpg@png';
+    const first = await s.get(path);
+    await s.waitForObject(path);
+    await s.drained();
+    const etag = String(first.headers.etag);
+
+    const byTag = await s.get(path, { headers: { 'if-none-match': etag } });
+    expect(byTag.status).toBe(304);
+    expect(byTag.body.length).toBe(0);
+    expect(byTag.headers).toMatchObject({ etag, 'last-modified': LAST_MODIFIED });
+    const byDate = await s.get(path, { headers: { 'if-modified-since': LAST_MODIFIED } });
+    expect(byDate.status).toBe(304);
+    expect(await s.outcomeOf(path, 2)).toBe('status');
+    expect(await s.outcomeOf(path, 3)).toBe('status');
+
+    // a changed image (another ETag on the client) is a 200 again, and the only PUT stays the first
+    const changed = await s.get(path, { headers: { 'if-none-match': '"something-else"' } });
+    expect(changed.status).toBe(200);
+    expect(changed.body.equals(s.stub.imageFor(path))).toBe(true);
+    expect((await s.object(path))?.body.equals(s.stub.imageFor(path))).toBe(true);
+    expect(putsOf(s, path)).toHaveLength(1);
+  });
+
+  it('stores nothing when an image’s first request is conditional (304), and the 200 of the next', async () => {
+    const s = await start();
+    const path = '/sig/rs:fit:200:200/plain/https://example.com/v4-first-304.jpg@png';
+    const conditional = await s.get(path, { headers: { 'if-modified-since': 'Thu, 01 Jan 2099 00:00:00 GMT' } });
+    expect(conditional.status).toBe(304);
+    expect(await s.outcomeOf(path)).toBe('status');
+    await s.drained();
+    expect(await s.object(path)).toBeUndefined();
+    expect(putsOf(s, path)).toHaveLength(0);
+
+    expect((await s.get(path)).status).toBe(200);
+    await s.waitForObject(path);
+  });
+
+  it('read-through: a stored image answers If-None-Match and If-Modified-Since with 304 itself', async () => {
+    const s = await start({ env: { CACHE_READ_THROUGH: 'true' } });
+    const path = '/sig/rs:fit:120:120/plain/https://example.com/v4-hit.jpg@png';
+    await s.get(path);
+    await s.waitForObject(path);
+    await s.drained();
+    const hit = await s.get(path);
+    expect(hit.headers['x-cache']).toBe('HIT');
+    const lastModified = String(hit.headers['last-modified']);
+    expect(Number.isFinite(Date.parse(lastModified))).toBe(true);
+    const rendered = s.stub.requests.filter((r) => r.url === path).length;
+
+    const byTag = await s.get(path, { headers: { 'if-none-match': String(hit.headers.etag) } });
+    expect({ status: byTag.status, cache: byTag.headers['x-cache'] }).toEqual({ status: 304, cache: 'HIT' });
+    const byDate = await s.get(path, { headers: { 'if-modified-since': lastModified } });
+    expect({ status: byDate.status, cache: byDate.headers['x-cache'], length: byDate.body.length }).toEqual({ status: 304, cache: 'HIT', length: 0 });
+    const older = await s.get(path, { headers: { 'if-modified-since': 'Thu, 01 Jan 2015 00:00:00 GMT' } });
+    expect({ status: older.status, same: older.body.equals(s.stub.imageFor(path)) }).toEqual({ status: 200, same: true });
+    expect(s.stub.requests.filter((r) => r.url === path).length).toBe(rendered);
+  });
+});
