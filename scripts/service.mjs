@@ -2,6 +2,8 @@
 // The container's entry point: `node scripts/service.mjs <proxy|uploader|dashboard|all|setup-bucket>` loads one
 // service into this very process, so that node is PID 1's child (with `init: true`) and receives
 // SIGTERM directly (npm would swallow it).
+import '../packages/shared/dist/require-node.js';
+
 const services = {
   proxy: '../apps/proxy/dist/index.js',
   uploader: '../apps/uploader/dist/index.js',

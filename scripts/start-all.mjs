@@ -8,6 +8,7 @@
 //
 // Process managers should run `node scripts/start-all.mjs` itself: npm does not pass signals on
 // (see the parent check at the end, which covers it anyway).
+import '../packages/shared/dist/require-node.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { configOrExit } from '../packages/shared/dist/index.js';

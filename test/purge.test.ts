@@ -112,6 +112,7 @@ describe('DELETE /cache/<path or key>', () => {
     });
     expect(await purgeOver(s, '/sig/x.png', '')).toMatchObject({ status: 401 });
     expect(await purgeOver(s, '/sig/x.png', 'wrong')).toMatchObject({ status: 401 });
+    expect(await purgeOver(s, '/sig/x.png', 'x'.repeat(TOKEN.length))).toMatchObject({ status: 401 }); // same length
 
     const off = await startProxy({ ...s.config, proxy: { ...s.config.proxy, adminToken: undefined } }, createLogger('proxy', 'silent'));
     proxies.push(off);

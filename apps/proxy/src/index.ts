@@ -1,3 +1,4 @@
+import '@imgproxy-cache/shared/require-node';
 import cluster from 'node:cluster';
 import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain, tuneGarbageCollection } from '@imgproxy-cache/shared';
 import { Pool } from 'undici';

@@ -1,3 +1,4 @@
+import '@imgproxy-cache/shared/require-node';
 import { configOrExit, connectChecked, createLogger, runMain, StartupError } from '@imgproxy-cache/shared';
 import { describePurge, found, parsePurgeTarget, standalonePurger } from './purge.js';
 

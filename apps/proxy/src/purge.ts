@@ -16,6 +16,7 @@ import {
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { Job, type Queue } from 'bullmq';
+import { bearerMatches } from './bearer.js';
 import { checkTarget } from './request-target.js';
 
 // Purge: an image forgotten everywhere, so that its next request renders it anew: its object in
@@ -143,7 +144,7 @@ export function purgeRoute(token: string | undefined, purger: () => Purger): (re
       send(405, { error: 'DELETE /cache/<image path or key>' });
       return true;
     }
-    if (req.headers.authorization !== `Bearer ${token}`) {
+    if (!bearerMatches(req.headers.authorization, token)) {
       res.setHeader('www-authenticate', 'Bearer');
       send(401, { error: 'Authorization: Bearer <ADMIN_TOKEN> required' });
       return true;

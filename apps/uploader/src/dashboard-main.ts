@@ -1,3 +1,4 @@
+import '@imgproxy-cache/shared/require-node';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';

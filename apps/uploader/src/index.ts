@@ -1,3 +1,4 @@
+import '@imgproxy-cache/shared/require-node';
 import { BucketClient, configOrExit, createLogger, exitOnSignal, runMain, StartupError, tuneGarbageCollection } from '@imgproxy-cache/shared';
 import { lowerPriority } from './priority.js';
 import { S3ObjectStore } from './s3-store.js';

@@ -1,3 +1,4 @@
+import '@imgproxy-cache/shared/require-node';
 import { BucketClient, configOrExit, runMain, S3OperationError } from '@imgproxy-cache/shared';
 import { SetupError, setupBucket } from './setup-bucket.js';
 
