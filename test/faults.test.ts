@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { cacheKeyOf, queuePrefix, type UploadJobData } from '@imgproxy-cache/shared';
 import { Queue } from 'bullmq';
@@ -207,14 +210,15 @@ describe('S3 outage', () => {
 });
 
 describe('Redis outage', () => {
-  it('the proxy serves through it, started without Redis or losing it, and caching resumes by itself', async () => {
-    const w = await setup({}, { redisUp: false });
+  it('the proxy serves through it, started without Redis or losing it for longer than ENQUEUE_WAIT_MS, and caching resumes by itself', async () => {
+    const w = await setup({ ENQUEUE_WAIT_MS: '300' }, { redisUp: false });
     const proxy = w.proxy();
     await proxy.line(/Proxy listening/); // starts although Redis is not there
     const uploader = w.uploader();
     const before = paths('before', 3);
     await serveAll(w, before);
-    await waitFor(() => proxy.logs().filter((l) => l.outcome === 'redis-down' && l.msg === 'Cache hand-off').length >= 3, { what: 'redis-down hand-offs' });
+    const downs = () => proxy.logs().filter((l) => l.outcome === 'redis-down' && l.msg === 'Cache hand-off').length;
+    await waitFor(() => downs() >= 3, { what: 'redis-down hand-offs' });
 
     w.redis = await spawnRedisServer(w.redis.port);
     await uploader.line(/Uploader started/);
@@ -222,9 +226,10 @@ describe('Redis outage', () => {
     await untilCached(w, up, 'caching to resume');
     await w.waitForAll(up);
 
-    await w.redis.stop(); // Redis dies under load
+    await w.redis.stop(); // Redis dies under load, and stays away longer than ENQUEUE_WAIT_MS
     const during = paths('during', 5);
     await serveAll(w, during);
+    await waitFor(() => downs() >= 3 + during.length, { what: 'the images served meanwhile to be skipped' });
     w.redis = await spawnRedisServer(w.redis.port);
     const after = paths('after', 3);
     await untilCached(w, after, 'caching to resume after the restart');
@@ -234,9 +239,46 @@ describe('Redis outage', () => {
     expect(redisErrors.length).toBeGreaterThan(0);
     expect(redisErrors.length).toBeLessThan(10);
   });
+
+  it('loses no image across a Redis killed and restarted within 3 s: the 10 served meanwhile wait and land, without a second request', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'imgproxy-cache-aof-'));
+    cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+    // its append-only file keeps what it acknowledged across the kill, as a production Redis's does
+    const persistent = ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir];
+    const w = await setup({ UPLOAD_GATHER_MS: '0' }, { redisUp: false });
+    w.redis = await spawnRedisServer(w.redis.port, persistent);
+    const proxy = w.proxy();
+    const uploader = w.uploader();
+    await proxy.line(/Proxy listening/);
+    await uploader.line(/Uploader started/);
+    const warm = paths('warm', 2);
+    await serveAll(w, warm);
+    for (const p of warm) await waitForObjectBytes(w.s3, w.bucket, cacheKeyOf(p), w.stub.imageFor(p), 30_000);
+
+    await w.redis.stop(); // SIGKILL
+    const during = paths('gap', 10);
+    await serveAll(w, during);
+    w.redis = await spawnRedisServer(w.redis.port, persistent); // at once: a restart of a moment
+
+    await w.waitForAll([...warm, ...during]);
+    const handOffs = proxy.logs().filter((l) => l.msg === 'Cache hand-off' && during.includes(String(l.path)));
+    expect(handOffs.map((l) => l.outcome)).toEqual(during.map(() => 'queued'));
+    expect(w.stub.requests.filter((r) => during.includes(r.url))).toHaveLength(during.length); // each rendered once
+  });
 });
 
 describe('graceful shutdown', () => {
+  it('SIGTERM while images wait for a Redis that is away: the proxy exits 0 within SHUTDOWN_TIMEOUT_MS, not ENQUEUE_WAIT_MS', async () => {
+    const w = await setup({ ENQUEUE_WAIT_MS: '600000', SHUTDOWN_TIMEOUT_MS: '1000' }, { redisUp: false });
+    const proxy = w.proxy();
+    await proxy.line(/Proxy listening/);
+    await serveAll(w, paths('waiting', 3));
+    proxy.child.kill('SIGTERM');
+    // ten minutes of ENQUEUE_WAIT_MS would outlast this wait by far
+    expect(await proxy.exited(20_000)).toBe(0);
+    expect(proxy.logs().filter((l) => l.msg === 'Cache hand-off' && l.outcome === 'redis-down')).toHaveLength(3);
+  });
+
   it('SIGTERM to the proxy (twice): stops accepting, finishes the response in flight and its hand-off, exits 0', async () => {
     const w = await setup();
     let release!: () => void;

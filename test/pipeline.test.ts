@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { crc32Of, decodePayload, redisKeys } from '@imgproxy-cache/shared';
+import { cacheKeyOf, crc32Of, decodePayload, redisKeys } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from './support/free-port.js';
@@ -246,7 +246,8 @@ describe('the hand-off to the uploaders', () => {
 
   it('serves every image at once while Redis is down, and starts caching by itself when Redis appears', async () => {
     const port = await freePort();
-    const s = await start({ noUploader: true, env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    // a Redis away for longer than ENQUEUE_WAIT_MS
+    const s = await start({ noUploader: true, env: { REDIS_URL: `redis://127.0.0.1:${port}`, ENQUEUE_WAIT_MS: '200' } });
     const down = '/sig/plain/https://example.com/down.jpg@png';
     const reply = await s.get(down);
     expect(reply.body.equals(s.stub.imageFor(down))).toBe(true);
@@ -272,15 +273,31 @@ describe('the hand-off to the uploaders', () => {
     }
   });
 
-  it('gives up on a Redis that does not answer within ENQUEUE_TIMEOUT_MS, without touching the client', async () => {
+  it('gives up on a Redis that does not answer within ENQUEUE_WAIT_MS, without touching the client', async () => {
     const own = await spawnRedisServer(); // CLIENT PAUSE would stall every other test's Redis
     try {
-      const s = await start({ noUploader: true, redisUrl: own.url, env: { ENQUEUE_TIMEOUT_MS: '100' } });
+      const s = await start({ noUploader: true, redisUrl: own.url, env: { ENQUEUE_TIMEOUT_MS: '100', ENQUEUE_WAIT_MS: '300' } });
       const path = '/sig/plain/https://example.com/paused.jpg@png';
-      await s.redis.call('CLIENT', 'PAUSE', '1000', 'ALL');
+      await s.redis.call('CLIENT', 'PAUSE', '1500', 'ALL');
       const reply = await s.get(path);
       expect(reply.body.equals(s.stub.imageFor(path))).toBe(true);
       expect(await s.outcomeOf(path)).toBe('timeout');
+      await s.stop();
+      stack = undefined;
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('keeps an image while Redis does not answer, and hands it off once it does (within ENQUEUE_WAIT_MS)', async () => {
+    const own = await spawnRedisServer();
+    try {
+      const s = await start({ noUploader: true, redisUrl: own.url, env: { ENQUEUE_TIMEOUT_MS: '100' } });
+      const path = '/sig/plain/https://example.com/paused-kept.jpg@png';
+      await s.redis.call('CLIENT', 'PAUSE', '1000', 'ALL');
+      expect((await s.get(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+      expect(await s.outcomeOf(path)).toBe('queued');
+      expect(await s.queue.getJobState(cacheKeyOf(path))).toBe('waiting');
       await s.stop();
       stack = undefined;
     } finally {
@@ -295,7 +312,7 @@ describe('the hand-off to the uploaders', () => {
       const s = await start({
         noUploader: true,
         redisUrl: own.url,
-        env: { ENQUEUE_TIMEOUT_MS: '100', CACHE_RECENT_KEYS: '0' },
+        env: { ENQUEUE_TIMEOUT_MS: '100', ENQUEUE_WAIT_MS: '0', CACHE_RECENT_KEYS: '0' },
         enqueuerOptions: { maxPendingBytes: firstTwo }, // room for the first two images
       });
       own.child!.kill('SIGSTOP'); // alive, connected, silent

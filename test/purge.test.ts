@@ -2,6 +2,7 @@ import { cacheKeyOf, createLogger, redisKeys } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CacheOutcome } from '../apps/proxy/src/forward.js';
+import { purgeChannel } from '../apps/proxy/src/purge.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server.js';
 import { objectExists, S3RVER_CREDENTIALS } from './support/s3.js';
 import { spawnService } from './support/service.js';
@@ -50,7 +51,8 @@ describe('DELETE /cache/<path or key>', () => {
     const s = await start({ env: { CACHE_READ_THROUGH: 'true' } });
     // a second proxy that has handed the image off too, and remembers it
     const outcomes: CacheOutcome[] = [];
-    const other = await startProxy({ ...s.config, metricsBind: undefined }, createLogger('proxy', 'silent'), {
+    // without read-through: only the purge's message can make it forget
+    const other = await startProxy({ ...s.config, proxy: { ...s.config.proxy, readThrough: false }, metricsBind: undefined }, createLogger('proxy', 'silent'), {
       s3Credentials: S3RVER_CREDENTIALS,
       onOutcome: (o) => outcomes.push(o),
     });
@@ -61,6 +63,13 @@ describe('DELETE /cache/<path or key>', () => {
     await s.drained();
     await request(`http://127.0.0.1:${other.port}${path}`).then((r) => r.body.arrayBuffer());
     expect((await s.get(path)).headers['x-cache']).toBe('HIT');
+    await request(`http://127.0.0.1:${other.port}${path}`).then((r) => r.body.arrayBuffer());
+    expect(outcomes.at(-1)).toBe('deduped'); // it remembers the image
+    // both proxies listen for purges
+    await waitFor(async () => {
+      const [, listeners] = (await s.redis.call('PUBSUB', 'NUMSUB', purgeChannel(s.config.queue.name))) as [string, number];
+      return listeners === 2;
+    });
 
     const purged = await purgeOver(s, path);
     expect(purged).toEqual({
@@ -76,15 +85,16 @@ describe('DELETE /cache/<path or key>', () => {
     });
     expect(await objectExists(s.s3, s.bucket, s.keyFor(path))).toBe(false);
 
+    const renders = rendered(s, path);
     const after = await s.get(path);
     expect(after.headers['x-cache']).toBe('MISS');
-    expect(rendered(s, path)).toBe(2); // the second proxy's aside
+    expect(rendered(s, path)).toBe(renders + 1);
     expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
     // the other proxy forgot it too: its next response is handed off again, not skipped as recent
-    await waitFor(async () => {
-      await request(`http://127.0.0.1:${other.port}${path}`).then((r) => r.body.arrayBuffer());
-      return outcomes.at(-1) !== undefined && outcomes.at(-1) !== 'deduped';
-    });
+    const seen = outcomes.length;
+    await request(`http://127.0.0.1:${other.port}${path}`).then((r) => r.body.arrayBuffer());
+    await waitFor(() => outcomes.length > seen);
+    expect(outcomes[seen]).not.toBe('deduped');
   });
 
   it('removes a job waiting for upload, and its bytes', async () => {

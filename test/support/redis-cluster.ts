@@ -25,6 +25,10 @@ export interface TestCluster {
   topology(): Promise<{ port: number; master: boolean; slots: [number, number][] }[]>;
   /** the master serving `slot` */
   masterOf(slot: number): Promise<number>;
+  /** SIGSTOP: the node hangs, its sockets open (topology() no longer asks it) */
+  pause(port: number): void;
+  /** SIGCONT */
+  resume(port: number): void;
   stop(): Promise<void>;
 }
 
@@ -90,9 +94,10 @@ export async function startRedisCluster(): Promise<TestCluster> {
   for (const { port } of nodes) await waitFor(() => ping(port), { what: `cluster node ${port}` });
   await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
 
+  const paused = new Set<number>();
   const topology = async () => {
     for (const { port, child } of nodes) {
-      if (child.exitCode !== null || child.signalCode !== null) continue;
+      if (child.exitCode !== null || child.signalCode !== null || paused.has(port)) continue;
       const r = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
       r.on('error', () => undefined);
       try {
@@ -153,6 +158,14 @@ export async function startRedisCluster(): Promise<TestCluster> {
       const master = (await topology()).find((t) => t.slots.some(([from, to]) => slot >= from && slot <= to));
       if (!master) throw new Error(`no master serves slot ${slot}`);
       return master.port;
+    },
+    pause(port) {
+      nodes.find((n) => n.port === port)!.child.kill('SIGSTOP');
+      paused.add(port);
+    },
+    resume(port) {
+      nodes.find((n) => n.port === port)!.child.kill('SIGCONT');
+      paused.delete(port);
     },
     async stop() {
       for (const { child } of nodes) {

@@ -54,7 +54,8 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     logger,
     tally,
     recent,
-    handOffMs: config.proxy.enqueueTimeoutMs,
+    // the longest a hand-off runs: waiting for Redis, then one last attempt
+    handOffMs: config.proxy.enqueueWaitMs + config.proxy.enqueueTimeoutMs,
     track: (work: Promise<unknown>) => inflight.track(work),
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,

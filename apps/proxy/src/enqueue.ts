@@ -23,14 +23,16 @@ import { Job, type Queue } from 'bullmq';
 // Hands a complete, cacheable image to the uploaders: its payload (metadata and bytes) into a key
 // of its own with a TTL, then its BullMQ job, whose id is the cache key. What happens for an image
 // Redis already knows is the dedup rule's (shared/src/dedup.ts). It runs after the client's
-// response has ended, never throws, and never waits for a Redis that is not there.
+// response has ended and never throws. A Redis that does not answer (restarting, a cluster
+// failover, a master that hangs) is waited for, within ENQUEUE_WAIT_MS and the bound on bytes
+// waiting for Redis; a hand-off tried again is safe, since the dedup rule makes it idempotent.
 
 export type EnqueueOutcome =
   | DedupOutcome
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES of bytes already wait for upload
-  | 'redis-down' // not connected: skipped at once
+  | 'redis-down' // not connected within ENQUEUE_WAIT_MS (or the proxy is stopping): skipped
   | 'redis-busy' // too many bytes already on their way to a Redis that does not answer: skipped at once
-  | 'timeout' // Redis did not answer within ENQUEUE_TIMEOUT_MS
+  | 'timeout' // an attempt was still unanswered at the deadline (ENQUEUE_WAIT_MS, or ENQUEUE_TIMEOUT_MS if longer)
   | 'error';
 
 export interface TeedImage {
@@ -82,6 +84,17 @@ export interface EnqueuerOptions {
 
 class TimeoutError extends Error {}
 
+/** How long to wait before trying a failed hand-off again (a failover takes seconds). */
+const RETRY_PAUSE_MS = 200;
+
+/**
+ * Redis answers that trying again cannot change (a script error, OOM under noeviction); anything
+ * else (a closed connection, no answer, a cluster between masters) may pass.
+ */
+function hopeless(error: Error): boolean {
+  return error.name === 'ReplyError' && !/^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING|READONLY|MASTERDOWN|BUSY)\b/.test(error.message);
+}
+
 export class RedisEnqueuer implements Enqueuer {
   readonly queueNames: readonly string[];
   private readonly shards: Shard[];
@@ -90,8 +103,11 @@ export class RedisEnqueuer implements Enqueuer {
   private readonly backlogRecheckMs: number;
   private readonly now: () => number;
   private readonly maxPendingBytes: number;
-  /** bytes of payloads sent to Redis whose answer has not come (whatever ENQUEUE_TIMEOUT_MS said) */
+  /** bytes of payloads waiting for Redis, or sent and not answered yet (whatever ENQUEUE_TIMEOUT_MS said) */
   private pendingBytes = 0;
+  private readonly waitMs: number;
+  /** the proxy is stopping: waits end */
+  private readonly closing = new AbortController();
 
   /** `payloadRedis` is the queue's `redis` unless PAYLOAD_REDIS_URL names another. */
   constructor(
@@ -104,6 +120,7 @@ export class RedisEnqueuer implements Enqueuer {
     this.backlogRecheckMs = options.backlogRecheckMs ?? 100;
     this.now = options.now ?? Date.now;
     this.maxPendingBytes = options.maxPendingBytes ?? Math.max(2 * config.proxy.cacheMaxBytes, 32 * 2 ** 20);
+    this.waitMs = config.proxy.enqueueWaitMs;
     this.queueNames = shardQueueNames(config.queue.name, config.queue.shards);
     this.shards = this.queueNames.map((name) => ({
       // the services check the eviction policy themselves; BullMQ's own check only warns
@@ -135,26 +152,90 @@ export class RedisEnqueuer implements Enqueuer {
   }
 
   async enqueue(image: TeedImage): Promise<EnqueueOutcome> {
-    for (const r of new Set([this.redis, this.payloadRedis])) {
-      if (r.status !== 'ready') {
-        this.report('redis-down', image, new Error(`Redis is ${r.status}`));
-        return 'redis-down';
-      }
-    }
     if (this.pendingBytes + image.payload.length > this.maxPendingBytes) {
       this.reportBusy();
       return 'redis-busy';
     }
+    const held = this.hold(image.payload.length);
     try {
-      return await withTimeout(this.handOff(image), this.config.proxy.enqueueTimeoutMs);
-    } catch (error) {
-      const outcome = error instanceof TimeoutError ? 'timeout' : 'error';
-      this.report(outcome, image, error as Error);
-      return outcome;
+      return await this.untilHandedOff(image, held);
+    } finally {
+      held.release();
     }
   }
 
-  private async handOff({ data, payload, objectGone }: TeedImage): Promise<EnqueueOutcome> {
+  /**
+   * Attempts, one at a time, until one succeeds or the deadline: ENQUEUE_WAIT_MS, or
+   * ENQUEUE_TIMEOUT_MS if that is longer. An attempt that fails (a closed connection, a cluster
+   * between masters) is followed by another once Redis is ready; a slow one is waited for, never
+   * doubled.
+   */
+  private async untilHandedOff(image: TeedImage, held: Held): Promise<EnqueueOutcome> {
+    const { enqueueTimeoutMs } = this.config.proxy;
+    const deadline = this.now() + Math.max(this.waitMs, enqueueTimeoutMs);
+    for (;;) {
+      const away = [this.redis, this.payloadRedis].find((r) => r.status !== 'ready');
+      if (away) {
+        if (await this.readyBy(away, deadline)) continue;
+        this.report('redis-down', image, new Error(`Redis is ${away.status}${this.waitMs > 0 ? ` after ${this.waitMs} ms (ENQUEUE_WAIT_MS)` : ''}`));
+        return 'redis-down';
+      }
+      try {
+        const left = deadline - this.now();
+        return await withTimeout(this.handOff(image, held), Math.max(1, left), Math.max(this.waitMs, enqueueTimeoutMs));
+      } catch (error) {
+        const e = error as Error;
+        if (e instanceof TimeoutError || hopeless(e) || this.closing.signal.aborted || this.now() + RETRY_PAUSE_MS >= deadline) {
+          const outcome = e instanceof TimeoutError ? 'timeout' : 'error';
+          this.report(outcome, image, e);
+          return outcome;
+        }
+        await pause(RETRY_PAUSE_MS, this.closing.signal);
+      }
+    }
+  }
+
+  /** Resolves true once `client` is ready, false at `deadline` or when the proxy stops. */
+  private readyBy(client: Redis, deadline: number): Promise<boolean> {
+    const left = deadline - this.now();
+    if (left <= 0 || this.closing.signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        client.off('ready', onReady);
+        this.closing.signal.removeEventListener('abort', onAbort);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(client.status === 'ready'), left);
+      client.once('ready', onReady);
+      this.closing.signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Counts an image's bytes as held for Redis while it waits and while any command carrying them
+   * has not been answered: `release` ends the first, `also` adds each command.
+   */
+  private hold(size: number): Held {
+    let holders = 1;
+    this.pendingBytes += size;
+    const drop = () => {
+      holders -= 1;
+      if (holders === 0) this.pendingBytes -= size;
+    };
+    return {
+      release: drop,
+      also: <T>(sent: Promise<T>) => {
+        holders += 1;
+        sent.then(drop, drop);
+        return sent;
+      },
+    };
+  }
+
+  private async handOff({ data, payload, objectGone }: TeedImage, held: Held): Promise<EnqueueOutcome> {
     const id = data.cacheKey;
     const shard = this.shardOf(id);
     const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: shard.backlogMaxBytes, objectGone };
@@ -163,9 +244,9 @@ export class RedisEnqueuer implements Enqueuer {
     if (this.split) {
       state = await shard.jobs.of(id, objectGone);
       const mode = storeMode(state);
-      result = mode === 'never' ? 'skipped' : await this.sending(payload, shard.payloads.store(id, payload, mode, opts));
+      result = mode === 'never' ? 'skipped' : await held.also(shard.payloads.store(id, payload, mode, opts));
     } else {
-      ({ state, result } = await this.sending(payload, shard.payloads.tee(id, payload, opts)));
+      ({ state, result } = await held.also(shard.payloads.tee(id, payload, opts)));
     }
     if (result === 'lost') throw new Error('the image bytes did not reach Redis');
     if (result === 'backlog-full') {
@@ -177,16 +258,6 @@ export class RedisEnqueuer implements Enqueuer {
     if (decision.next === 'add') await shard.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
     if (decision.next === 'retry') await this.retry(shard.queue, data, state as 'failed' | 'completed');
     return decision.outcome;
-  }
-
-  /** Counts the payload's bytes as held for Redis until it answers, even past ENQUEUE_TIMEOUT_MS. */
-  private sending<T>(payload: Buffer, sent: Promise<T>): Promise<T> {
-    this.pendingBytes += payload.length;
-    const answered = () => {
-      this.pendingBytes -= payload.length;
-    };
-    sent.then(answered, answered);
-    return sent;
   }
 
   /** The image's finished job runs again, and finds the bytes just stored. */
@@ -221,6 +292,7 @@ export class RedisEnqueuer implements Enqueuer {
   }
 
   async close(): Promise<void> {
+    this.closing.abort();
     await Promise.all(this.shards.map((s) => s.queue.close().catch(() => undefined)));
   }
 
@@ -243,10 +315,29 @@ export class RedisEnqueuer implements Enqueuer {
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+interface Held {
+  release(): void;
+  also<T>(sent: Promise<T>): Promise<T>;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** `promise`, or a TimeoutError after `ms` (saying `boundMs`, the bound that ran out). */
+function withTimeout<T>(promise: Promise<T>, ms: number, boundMs = ms): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`no answer from Redis within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(`no answer from Redis within ${boundMs} ms`)), ms);
   });
   promise.catch(() => undefined); // a late failure after the timeout is already reported
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));

@@ -30,7 +30,7 @@ export interface ForwardOptions {
   tally: CaptureTally;
   /** images handed off a moment ago: not copied again */
   recent: RecentKeys;
-  /** longest a hand-off takes (ENQUEUE_TIMEOUT_MS) */
+  /** longest a hand-off takes (ENQUEUE_WAIT_MS and ENQUEUE_TIMEOUT_MS) */
   handOffMs: number;
   /** every hand-off in flight, so that shutdown can wait for them */
   track: (work: Promise<unknown>) => void;

@@ -13,7 +13,7 @@ export interface HandOffDeps {
   recent: RecentKeys;
   tally: CaptureTally;
   cacheMaxBytes: number;
-  /** longest a hand-off takes (ENQUEUE_TIMEOUT_MS) */
+  /** longest a hand-off takes (ENQUEUE_WAIT_MS and ENQUEUE_TIMEOUT_MS) */
   handOffMs: number;
   track: (work: Promise<unknown>) => void;
   onOutcome?: (outcome: CacheOutcome, path: string) => void;

@@ -8,6 +8,7 @@ import {
   createProducerRedis,
   createProxyMetrics,
   createRegistry,
+  createSubscriberRedis,
   type Logger,
   listen,
   type ProxyMetrics,
@@ -101,8 +102,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     redisClients.push(...new Set([redis, payloadRedis]));
     connections = { redis, payloadRedis };
     // Purged images are forgotten by every proxy (purge.ts announces them).
-    subscriber = redis.duplicate();
-    subscriber.on('error', onError);
+    subscriber = createSubscriberRedis(config.redisUrl, { onError, cluster });
     subscriber.on('message', (_channel: string, key: string) => recent.forget(key));
     void subscriber.subscribe(purgeChannel(config.queue.name)).catch(() => undefined);
     // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or

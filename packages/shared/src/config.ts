@@ -37,6 +37,8 @@ export interface Config {
     healthCheckTimeoutSec: number;
     upstreamTimeoutMs: number;
     enqueueTimeoutMs: number;
+    /** ENQUEUE_WAIT_MS: how long a complete image waits for a Redis that does not answer */
+    enqueueWaitMs: number;
     /** CACHE_READ_THROUGH */
     readThrough: boolean;
     /** S3_READ_TIMEOUT_MS */
@@ -275,7 +277,15 @@ export const VARIABLES = [
     name: 'ENQUEUE_TIMEOUT_MS',
     default: '1000',
     roles: ['proxy'],
-    description: 'Longest time spent handing one image to Redis after its response ended; past it the image is skipped and the failure logged.',
+    description:
+      'The least time a hand-off to Redis is given after its response ended, however short `ENQUEUE_WAIT_MS`: past the longer of the two, an image whose hand-off Redis has not answered is skipped (`timeout`) and logged.',
+  },
+  {
+    name: 'ENQUEUE_WAIT_MS',
+    default: '10000',
+    roles: ['proxy'],
+    description:
+      'How long a complete image waits in the proxy for a Redis that does not answer (restarting, a Redis Cluster failover, a master that hangs), to be handed off as soon as it does; past it, or past the bound on bytes waiting for Redis (2 × `CACHE_MAX_BYTES`, at least 32 MiB), the image is skipped and logged (`redis-down`). The default covers a Redis restart, and a cluster failover with a `cluster-node-timeout` of a few seconds. `0` skips at once. A stopping proxy waits no longer than `SHUTDOWN_TIMEOUT_MS`.',
   },
   {
     name: 'CACHE_PAYLOAD_TTL_SEC',
@@ -519,6 +529,7 @@ export function loadConfig(env: Env, role: Role): Config {
       healthCheckTimeoutSec: int('HEALTH_CHECK_TIMEOUT_IN_SEC', 0),
       upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
       enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
+      enqueueWaitMs: int('ENQUEUE_WAIT_MS', 0, 600_000),
       readThrough: bool('CACHE_READ_THROUGH'),
       s3ReadTimeoutMs: int('S3_READ_TIMEOUT_MS', 10),
       adminToken: raw('ADMIN_TOKEN') || undefined,

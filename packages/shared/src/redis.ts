@@ -19,6 +19,22 @@ export function redisTarget(url: string): string {
 const retryStrategy = (times: number): number => Math.min(times * 100, 2000);
 
 /**
+ * For every client of a Redis Cluster: a command rides out a failover instead of failing after
+ * ioredis's default 16 redirections at 100 ms (about 1.6 s, shorter than cluster-node-timeout plus
+ * an election). 64 tries at 100–200 ms last about 10 s. A dead master's slots are answered with
+ * MOVED to it until the failover ends, so those retries wait too; and the slot map is refreshed
+ * every 2 s, which ioredis 5 no longer does by default, so that clients learn of a promotion even
+ * when no command failed (a master that hangs).
+ */
+const CLUSTER_OPTIONS: ClusterOptions = {
+  maxRedirections: 64,
+  retryDelayOnFailover: 200,
+  retryDelayOnMoved: 100,
+  retryDelayOnClusterDown: 200,
+  slotsRefreshInterval: 2000,
+};
+
+/**
  * A connection for `url` with `options`: one Redis, or a Redis Cluster from its seed nodes (each
  * `redis://` or `rediss://`; the first one's user and password serve for all, as do TLS and the
  * options for every node's connection).
@@ -32,6 +48,7 @@ function connect(url: string, options: StandaloneOptions, { cluster, onError }: 
     redis = new Cluster(
       seeds.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
       {
+        ...CLUSTER_OPTIONS,
         ...clusterOptions,
         enableOfflineQueue,
         clusterRetryStrategy: retryStrategy,
@@ -65,15 +82,41 @@ export function createProducerRedis(url: string, options: RedisOptions = {}): Re
       enableAutoPipelining: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2000,
+      // A Redis that hangs (stopped, its sockets open: ioredis#559) is written to until the OS
+      // gives up, which it never does while the peer's kernel still acknowledges. Silence while a
+      // command waits ends the socket instead; its commands are retried (on a cluster, at the new
+      // master) and the hand-off waits for the reconnection (ENQUEUE_WAIT_MS).
+      socketTimeout: PRODUCER_SOCKET_TIMEOUT_MS,
       lazyConnect: false,
     },
     options,
   );
 }
 
-/** For BullMQ workers, which block on Redis and require `maxRetriesPerRequest: null`. */
+/** The producer's commands answer in milliseconds; a silence this long is a Redis that hangs. */
+const PRODUCER_SOCKET_TIMEOUT_MS = 2000;
+
+/**
+ * BullMQ blocks on Redis for at most 10 s (Worker.maximumBlockTimeout), so a silence of 15 s on
+ * a worker's connection is a Redis that hangs, never a blocking wait: the socket is ended and
+ * opened again, at the new master on a cluster.
+ */
+const WORKER_SOCKET_TIMEOUT_MS = 15_000;
+
+/**
+ * For BullMQ workers, which block on Redis and require `maxRetriesPerRequest: null` (also the
+ * dashboard's and purge's connections, whose commands may wait for a Redis to come back).
+ */
 export function createWorkerRedis(url: string, options: RedisOptions = {}): Redis {
-  return connect(url, { maxRetriesPerRequest: null, connectTimeout: 5000 }, options);
+  return connect(url, { maxRetriesPerRequest: null, connectTimeout: 5000, socketTimeout: WORKER_SOCKET_TIMEOUT_MS }, options);
+}
+
+/**
+ * For a subscriber (purged keys): its SUBSCRIBE waits for the connection instead of failing while
+ * it is made, and ioredis subscribes again after every reconnection.
+ */
+export function createSubscriberRedis(url: string, options: RedisOptions = {}): Redis {
+  return connect(url, { maxRetriesPerRequest: null, connectTimeout: 5000, enableOfflineQueue: true }, options);
 }
 
 /** Every Redis that holds data: the masters of a cluster, or the one Redis. */
