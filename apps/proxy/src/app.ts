@@ -1,7 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
+// Imported before the adapter exists, so the constant is a plain Response the adapter recognises
+// (made after getRequestListener swaps the global Response, it would be a lightweight one).
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Config, Logger, ProxyMetrics } from '@imgproxy-cache/shared';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import type { Dispatcher } from 'undici';
 import type { BucketReader } from './bucket-reader.js';
 import { CaptureTally } from './capture.js';
@@ -27,17 +30,13 @@ export interface ProxyDeps {
 
 export interface ProxyApp {
   app: Hono<{ Bindings: HttpBindings }>;
-  /** the server's request listener: forwards image requests itself, hands the rest to Hono */
+  /** the server's request listener: the Hono app's, through @hono/node-server */
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   inflight: Inflight;
   tally: CaptureTally;
   /** requests for the same image in progress (coalescing) */
   flights: ForwardOptions['flights'];
 }
-
-// imgproxy only serves GET (and answers HEAD and OPTIONS without processing); anything else is
-// refused here so that it never reaches imgproxy.
-const FORWARDED_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** Wires the proxy; no I/O happens until a request arrives, so tests can serve it on port 0. */
 export function createApp(deps: ProxyDeps): ProxyApp {
@@ -72,28 +71,27 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     });
   };
 
-  // Hono answers what is not forwarded: 405 for other methods, 400/414 for bad targets.
+  // One Hono app serves the port. The image route streams imgproxy's answer to the socket itself
+  // (forward.ts) and tells the adapter so (RESPONSE_ALREADY_SENT): no web Request or Response is
+  // built for it. Hono runs GET routes for HEAD, so the route forwards the request's own method:
+  // a HEAD reaches imgproxy as HEAD, and nothing is downloaded or stored for it.
   const app = new Hono<{ Bindings: HttpBindings }>();
-  app.all('*', (c) => {
-    const method = c.env.incoming.method ?? '';
-    if (!FORWARDED_METHODS.has(method)) {
-      return c.text(`Method ${method} is not allowed: imgproxy-cache forwards GET, HEAD and OPTIONS\n`, 405, {
-        allow: 'GET, HEAD, OPTIONS',
-      });
-    }
-    // the listener forwards every GET, HEAD and OPTIONS whose target passes checkTarget
-    const problem = checkTarget(c.env.incoming.url)!;
-    return c.text(`${problem.reason}\n`, problem.status);
-  });
-  const hono = getRequestListener(app.fetch);
-
-  // Image requests skip the adapter: building a web Request and Response for each costs a
-  // quarter of the proxy's time (measured, bench/RESULTS.md), and HEAD must reach imgproxy as
-  // HEAD (Hono answers HEAD by running the GET route).
-  const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    if (FORWARDED_METHODS.has(req.method ?? '') && !checkTarget(req.url)) proxy(req, res);
-    else void hono(req, res);
+  const image = (c: Context<{ Bindings: HttpBindings }>) => {
+    const { incoming, outgoing } = c.env;
+    const problem = checkTarget(incoming.url);
+    if (problem) return c.text(`${problem.reason}\n`, problem.status);
+    proxy(incoming, outgoing);
+    return RESPONSE_ALREADY_SENT;
   };
+  app.on(['GET', 'OPTIONS'], '*', image);
+  // Every path matches the image route, so whatever reaches here is another method.
+  app.notFound((c) =>
+    c.text(`Method ${c.env.incoming.method ?? ''} is not allowed: imgproxy-cache forwards GET, HEAD and OPTIONS\n`, 405, { allow: 'GET, HEAD, OPTIONS' }),
+  );
+  // With the adapter's global Response, Hono's HEAD answer (`new Response(null, res)` around the
+  // route's) would be one the adapter writes again over the streamed response
+  // (ERR_HTTP_HEADERS_SENT, a reset connection): the global objects stay Node's own.
+  const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
   return { app, listener, inflight, tally, flights: options.flights };
 }

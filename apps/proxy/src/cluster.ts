@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { type AdminServer, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
-import { purgeRoute, standalonePurger } from './purge.js';
+import { purgeRoutes, standalonePurger } from './purge.js';
 import type { RunningProxy } from './server.js';
 
 // PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no
@@ -125,7 +125,7 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
       purging ??= standalonePurger(config);
       return purging.purger;
     };
-    const purge = config.s3.bucket ? purgeRoute(config.proxy.adminToken, purger) : undefined;
+    const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger) : undefined;
     closers.push(async () => purging?.close());
     void startAdminServer(
       config.metricsBind,

@@ -1,5 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  type AdminRoutes,
   BULL_PREFIX,
   BucketClient,
   type Config,
@@ -16,7 +16,7 @@ import {
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { Job, type Queue } from 'bullmq';
-import { bearerMatches } from './bearer.js';
+import { bearerAuth } from 'hono/bearer-auth';
 import { checkTarget } from './request-target.js';
 
 // Purge: an image forgotten everywhere, so that its next request renders it anew: its object in
@@ -122,47 +122,44 @@ export class Purger {
 }
 
 /**
- * `DELETE /cache/<path or key>` on the admin address, behind `Authorization: Bearer ADMIN_TOKEN`:
- * 200 with what was removed, 404 when nothing was stored, 400 for what is not an image, 401
- * without the token. Off (404) while ADMIN_TOKEN is unset.
+ * `DELETE /cache/<path or key>` on the admin address, behind `Authorization: Bearer ADMIN_TOKEN`
+ * (Hono's bearer-auth, which compares in constant time): 200 with what was removed, 404 when
+ * nothing was stored, 400 for what is not an image, 401 without the token. Off (404) while
+ * ADMIN_TOKEN is unset.
  */
-export function purgeRoute(token: string | undefined, purger: () => Purger): (req: IncomingMessage, res: ServerResponse) => boolean {
-  return (req, res) => {
-    const url = req.url ?? '/';
-    if (!url.startsWith('/cache/')) return false;
-    const send = (status: number, body: object) => {
-      const text = `${JSON.stringify(body)}\n`;
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-      res.end(text);
-    };
+export function purgeRoutes(token: string | undefined, purger: () => Purger): AdminRoutes {
+  return (app) => {
     if (token === undefined) {
-      send(404, { error: 'purge is off: set ADMIN_TOKEN to turn it on' });
-      return true;
+      app.all('/cache/*', (c) => c.json({ error: 'purge is off: set ADMIN_TOKEN to turn it on' }, 404, NO_STORE));
+      return;
     }
-    if (req.method !== 'DELETE') {
-      res.setHeader('allow', 'DELETE');
-      send(405, { error: 'DELETE /cache/<image path or key>' });
-      return true;
-    }
-    if (!bearerMatches(req.headers.authorization, token)) {
-      res.setHeader('www-authenticate', 'Bearer');
-      send(401, { error: 'Authorization: Bearer <ADMIN_TOKEN> required' });
-      return true;
-    }
-    const target = parsePurgeTarget(url.slice('/cache'.length).replace(/^\/([0-9a-f]{32})$/, '$1'));
-    if ('problem' in target) {
-      send(400, { error: target.problem });
-      return true;
-    }
-    purger()
-      .purge(target)
-      .then(
-        (report) => send(found(report) ? 200 : 404, { ...report, result: describePurge(report) }),
-        (error: Error) => send(503, { error: `purge failed: ${error.message}` }),
-      );
-    return true;
+    const refused = (error: string) => ({ message: { error } });
+    app.delete(
+      '/cache/*',
+      bearerAuth({
+        token,
+        noAuthenticationHeader: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
+        invalidAuthenticationHeader: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
+        invalidToken: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
+      }),
+      async (c) => {
+        // the path as the client sent it: the key is the MD5 of the raw path
+        const raw = (c.env.incoming.url ?? '').slice('/cache'.length);
+        const target = parsePurgeTarget(raw.replace(/^\/([0-9a-f]{32})$/, '$1'));
+        if ('problem' in target) return c.json({ error: target.problem }, 400, NO_STORE);
+        try {
+          const report = await purger().purge(target);
+          return c.json({ ...report, result: describePurge(report) }, found(report) ? 200 : 404, NO_STORE);
+        } catch (error) {
+          return c.json({ error: `purge failed: ${(error as Error).message}` }, 503, NO_STORE);
+        }
+      },
+    );
+    app.all('/cache/*', (c) => c.json({ error: 'DELETE /cache/<image path or key>' }, 405, { ...NO_STORE, allow: 'DELETE' }));
   };
 }
+
+const NO_STORE = { 'cache-control': 'no-store' };
 
 /** A purger with connections of its own (the CLI, a PROXY_WORKERS primary), and how to close them. */
 export function standalonePurger(config: Config, onError: (error: Error) => void = () => undefined): { purger: Purger; redis: Redis; close(): Promise<void> } {

@@ -28,7 +28,7 @@ import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js
 import type { CacheOutcome } from './forward.js';
 import { imgproxyHealthy } from './health.js';
 import type { Inflight } from './inflight.js';
-import { Purger, purgeChannel, purgeRoute } from './purge.js';
+import { Purger, purgeChannel, purgeRoutes } from './purge.js';
 import { RecentKeys } from './recent-keys.js';
 
 export interface RunningProxy {
@@ -182,7 +182,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   try {
     const purge =
       connections && bucketClient
-        ? purgeRoute(config.proxy.adminToken, () => (purger ??= new Purger(config, connections!.redis, connections!.payloadRedis, bucketClient)))
+        ? purgeRoutes(config.proxy.adminToken, () => (purger ??= new Purger(config, connections!.redis, connections!.payloadRedis, bucketClient)))
         : undefined;
     admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness, 'METRICS_BIND', purge) : undefined;
   } catch (error) {

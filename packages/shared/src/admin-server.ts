@@ -1,10 +1,13 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
 import type { BindAddress } from './config.js';
 import { listen } from './startup.js';
 
 // The admin address of each service (METRICS_BIND): Prometheus metrics and the health checks
-// that orchestrators and the compose file use. Kept off the public port on purpose.
+// that orchestrators and the compose file use, as a Hono app; a service may add routes of its own
+// (the proxy's purge). Kept off the public port on purpose.
 
 /** name → ok; the service is ready when every check passes */
 export type Readiness = () => Promise<Record<string, boolean>>;
@@ -21,42 +24,47 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-/** Answers a request the admin server does not (it returns false to let it). */
-export type AdminRoute = (req: IncomingMessage, res: ServerResponse) => boolean;
+export type AdminApp = Hono<{ Bindings: HttpBindings }>;
+
+/** Adds a service's own routes to the admin app (before its own, which match nothing else). */
+export type AdminRoutes = (app: AdminApp) => void;
+
+const NO_STORE = { 'cache-control': 'no-store' };
+
+/** The admin app: `/metrics`, `/livez`, `/readyz`, and `routes`; 404 for anything else. */
+export function adminApp(registry: MetricsSource, readiness: Readiness, routes?: AdminRoutes): AdminApp {
+  const app: AdminApp = new Hono();
+  routes?.(app);
+  app.get('/metrics', async (c) => {
+    try {
+      return c.body(await registry.metrics(), 200, { ...NO_STORE, 'content-type': registry.contentType });
+    } catch (error) {
+      return c.text(`metrics failed: ${(error as Error).message}\n`, 500, NO_STORE);
+    }
+  });
+  app.get('/livez', (c) => c.text('ok\n', 200, NO_STORE));
+  app.get('/readyz', async (c) => {
+    try {
+      const checks = await readiness();
+      const ready = Object.values(checks).every(Boolean);
+      return c.body(`${JSON.stringify({ ready, checks })}\n`, ready ? 200 : 503, { ...NO_STORE, 'content-type': 'application/json' });
+    } catch (error) {
+      return c.body(`${JSON.stringify({ ready: false, error: (error as Error).message })}\n`, 503, { ...NO_STORE, 'content-type': 'application/json' });
+    }
+  });
+  app.notFound((c) => c.text('not found: try /metrics, /livez or /readyz\n', 404, NO_STORE));
+  return app;
+}
 
 export async function startAdminServer(
   bind: BindAddress,
   registry: MetricsSource,
   readiness: Readiness,
   variable = 'METRICS_BIND',
-  route?: AdminRoute,
+  routes?: AdminRoutes,
 ): Promise<AdminServer> {
-  const server = createServer((req, res) => {
-    if (route?.(req, res)) return;
-    const path = (req.url ?? '/').split('?', 1)[0];
-    const send = (status: number, type: string, body: string) => {
-      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    };
-    if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => send(200, registry.contentType, text),
-        (error: Error) => send(500, 'text/plain', `metrics failed: ${error.message}\n`),
-      );
-    } else if (path === '/livez') {
-      send(200, 'text/plain', 'ok\n');
-    } else if (path === '/readyz') {
-      readiness().then(
-        (checks) => {
-          const ready = Object.values(checks).every(Boolean);
-          send(ready ? 200 : 503, 'application/json', `${JSON.stringify({ ready, checks })}\n`);
-        },
-        (error: Error) => send(503, 'application/json', `${JSON.stringify({ ready: false, error: error.message })}\n`),
-      );
-    } else {
-      send(404, 'text/plain', 'not found: try /metrics, /livez or /readyz\n');
-    }
-  });
+  // Node's own Request and Response stay global: the proxy's image route relies on them.
+  const server = createAdaptorServer({ fetch: adminApp(registry, readiness, routes).fetch, overrideGlobalObjects: false }) as Server;
   await listen(server, bind, variable);
   return {
     server,

@@ -33,6 +33,13 @@ describe('loadConfig', () => {
     expect(loadConfig({}, 'proxy').proxy.imgproxyBasePath).toBe('');
   });
 
+  it('takes an ADMIN_TOKEN only of the characters a Bearer token may hold', () => {
+    expect(problemsOf({ ADMIN_TOKEN: 'abc-DEF_1.2~3+4/5==', S3_BUCKET: 'b' })).toEqual([]);
+    expect(problemsOf({ ADMIN_TOKEN: 'has space!', S3_BUCKET: 'b' })).toEqual([
+      'ADMIN_TOKEN may hold only letters, digits and -._~+/ (and = at the end), as a Bearer token does',
+    ]);
+  });
+
   it('requires S3_BUCKET for the uploader only', () => {
     expect(problemsOf({}, 'uploader')).toEqual(['S3_BUCKET is required']);
     expect(problemsOf({}, 'proxy')).toEqual([]);

@@ -251,7 +251,7 @@ export const VARIABLES = [
     default: '',
     roles: ['proxy'],
     description:
-      'Bearer token for `DELETE /cache/<path or key>` on `METRICS_BIND` (purge an image: the object, its job and bytes, and every proxy’s memory of it). The endpoint is off while this is empty.',
+      'Bearer token for `DELETE /cache/<path or key>` on `METRICS_BIND` (purge an image: the object, its job and bytes, and every proxy’s memory of it), compared in constant time; letters, digits and `-._~+/` (with `=` at the end), as Bearer tokens are. The endpoint is off while this is empty.',
   },
   {
     name: 'CACHE_MAX_BYTES',
@@ -584,6 +584,10 @@ export function loadConfig(env: Env, role: Role): Config {
     problems.push(
       `CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes}) times QUEUE_SHARDS (${config.queue.shards}): each shard gets an even part`,
     );
+  }
+  // what a Bearer token may hold (RFC 6750 §2.1): any other character could never be sent right
+  if (config.proxy.adminToken !== undefined && !/^[A-Za-z0-9._~+/-]+=*$/.test(config.proxy.adminToken)) {
+    problems.push('ADMIN_TOKEN may hold only letters, digits and -._~+/ (and = at the end), as a Bearer token does');
   }
   if (role === 'proxy' && config.proxy.adminToken !== undefined && config.s3.bucket === '') {
     problems.push('ADMIN_TOKEN (purge) needs S3_BUCKET: the bucket to remove images from');
