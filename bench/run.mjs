@@ -164,8 +164,10 @@ async function startStack(shape, upstream, extraEnv = {}) {
   if (shape === 'npm start') {
     const all = procs.start(`stack ${stacks}`, node, ['scripts/start-all.mjs'], env, { cwd: ROOT });
     children.push(all);
-    await until(() => childrenOf(all.pid).length >= 2, 'start-all to start the services');
-    for (const pid of childrenOf(all.pid)) pids[cmdline(pid).includes('uploader') ? 'uploader' : 'proxy'] = pid;
+    // both services by name: a child read before its exec still shows start-all's command line
+    const named = (part) => childrenOf(all.pid).some((pid) => cmdline(pid).includes(part));
+    await until(() => named('apps/uploader/dist') && named('apps/proxy/dist'), 'start-all to start the services');
+    for (const pid of childrenOf(all.pid)) pids[cmdline(pid).includes('apps/uploader/dist') ? 'uploader' : 'proxy'] = pid;
   } else {
     const proxy = procs.start(`proxy ${stacks}`, node, ['apps/proxy/dist/index.js'], env, { cwd: ROOT, detached: true });
     const uploader = procs.start(`uploader ${stacks}`, node, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off' }, { cwd: ROOT, detached: true });
