@@ -1,12 +1,11 @@
-import { createHash, createHmac } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { type Dispatcher, Pool } from 'undici';
 import type { Config } from './config.js';
+import { SigV4Signer } from './sigv4.js';
 
-// Sends one S3 request: signed with the AWS SDK's own SigV4 signer and credential chain (the
+// Sends one S3 request: signed with SigV4 (sigv4.ts) with the AWS SDK's credential chain (the
 // environment, ~/.aws, IAM roles, web identity), sent with an undici Pool. The SDK's client costs
 // about twice the CPU per upload of this (bench/PROFILE.md), and uploads are all this service does.
 // Behaviour kept from the SDK client: one retry of a transient failure (network, time-out, 5xx,
@@ -56,29 +55,6 @@ export interface S3Request {
   maxBodyBytes?: number;
 }
 
-/** SigV4's SHA-256 and HMAC-SHA-256, from node:crypto. */
-class Sha256 implements Checksum {
-  private readonly hash;
-  constructor(secret?: SourceData) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(secret));
-  }
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return this.hash.digest();
-  }
-  reset(): void {
-    throw new Error('not used by SignatureV4');
-  }
-}
-
-function toBuffer(data: SourceData): Buffer {
-  if (typeof data === 'string') return Buffer.from(data);
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
-}
-
 /** An S3 key in a URL: every segment percent-encoded as RFC 3986 wants (S3 signs it so). */
 export function encodeKey(key: string): string {
   return key
@@ -98,7 +74,7 @@ export interface BucketClientOptions {
 
 export class BucketClient {
   readonly bucket: string;
-  private readonly signer: SignatureV4;
+  private readonly signer: SigV4Signer;
   private readonly dispatcher: Dispatcher;
   private readonly origin: URL;
   /** prefix of every request path: the endpoint's own path, and the bucket in path style */
@@ -119,14 +95,7 @@ export class BucketClient {
     }
     this.timeoutMs = s3.requestTimeoutMs;
     this.checksums = s3.checksumMode === 'WHEN_SUPPORTED';
-    this.signer = new SignatureV4({
-      credentials: options.credentials ?? defaultProvider(),
-      region: s3.region,
-      service: 's3',
-      sha256: Sha256,
-      uriEscapePath: false, // S3 signs the path as sent
-      applyChecksum: false,
-    });
+    this.signer = new SigV4Signer(options.credentials ?? defaultProvider(), s3.region);
     this.dispatcher =
       options.dispatcher ??
       new Pool(this.origin.origin, { connections: options.connections ?? 16, connect: { timeout: s3.requestTimeoutMs }, keepAliveTimeout: 30_000 });
@@ -170,15 +139,7 @@ export class BucketClient {
     }
     let signed: Record<string, string>;
     try {
-      ({ headers: signed } = await this.signer.sign({
-        method,
-        protocol: this.origin.protocol,
-        hostname: this.origin.hostname,
-        port: this.origin.port ? Number(this.origin.port) : undefined,
-        path,
-        headers: unsigned,
-        query,
-      }));
+      signed = await this.signer.sign({ method, path, headers: unsigned, query });
     } catch (error) {
       throw new S3OperationError(`${operation} could not be signed: ${(error as Error).message} (AWS credentials)`, undefined, 'CredentialsError');
     }
