@@ -3,7 +3,7 @@
 // Not part of `npm test`: speed is measured here, never asserted. Prints its tables; with
 // `-- --write` (or BENCH_WRITE=1) it also writes bench/RESULTS.md.
 //
-// Scenarios (BENCH_ONLY=real,paced,saturation,idle picks some):
+// Scenarios (BENCH_ONLY=real,paced,saturation,hits,idle picks some):
 //   real        the headline: an upstream doing real image work (libvips through sharp, resizing a
 //               photo to WebP at a new size for every request), 32 connections, new images only:
 //               direct, through nginx proxy_pass, through our stack as `npm start` runs it (one
@@ -15,19 +15,23 @@
 //               serves BENCH_WARMUP (4000) images or PUTs first
 //   saturation  zero-cost upstream, 32 connections as fast as they go (secondary: hides the fixed
 //               costs per request and per job that low rates pay)
+//   hits        stored images (BENCH_HITS_IMAGES, 1000, in random order), 32 connections: the bucket
+//               itself (nginx serving the files), nginx proxy_cache warm, and our proxy with
+//               read-through from its memory tier and from the bucket alone
 //   idle        our services with nothing to do
 //
 // S3 is a fast stand-in (nginx answering as S3 does, storing nothing): a remote S3 costs this
 // host nothing. CPU comes from /proc (all threads; the uploader's counted until its backlog is
 // drained), Redis's commands from INFO commandstats.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
-import { fastS3, referenceProxy, staticUpstream } from './lib/nginx.mjs';
+import { bucketS3, cachingProxy, fastS3, referenceProxy, staticUpstream } from './lib/nginx.mjs';
 import { childrenOf, cmdline, cpuSeconds, freePort, httpOk, Procs, rssMiB, until } from './lib/proc.mjs';
 import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
 
@@ -40,7 +44,8 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 4000);
 let staticImageBytes = 0;
 const RATES = (process.env.BENCH_RATES ?? '50,200').split(',').map(Number);
 const CONNECTIONS = 32;
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'real,paced,saturation,idle').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'real,paced,saturation,hits,idle').split(','));
+const HIT_IMAGES = Number(process.env.BENCH_HITS_IMAGES ?? 1000);
 const WRITE = process.argv.includes('--write') || process.env.BENCH_WRITE === '1';
 const BUCKET = 'bench';
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
@@ -72,6 +77,7 @@ function estimate() {
   if (ONLY.has('real')) s += 4 * (SECONDS + 12);
   if (ONLY.has('paced')) s += 15 + RATES.length * (5 * (PACED_SECONDS + 6) + 4 * (WARMUP / 400 + 5) + 15);
   if (ONLY.has('saturation')) s += 6 * (10 + 3);
+  if (ONLY.has('hits')) s += 4 * (SECONDS + 15) + 30;
   if (ONLY.has('idle')) s += 45;
   return Math.ceil(s / 60);
 }
@@ -202,6 +208,12 @@ async function startStack(shape, upstream, extraEnv = {}) {
         [...text.matchAll(/^imgproxy_cache_cache_decisions_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]),
       );
     },
+    /** read-through hits so far, and those served from memory */
+    async metrics() {
+      const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+      const count = (re) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      return { hits: count(/^imgproxy_cache_hits_total\{[^}]*\} (\d+)/gm), memory: count(/^imgproxy_cache_hits_total\{[^}]*tier="memory"[^}]*\} (\d+)/gm) };
+    },
     rss: () => ({ proxy: rssMiB(pids.proxy), uploader: rssMiB(pids.uploader) }),
     async stop() {
       for (const child of children) await procs.stop(child);
@@ -211,10 +223,11 @@ async function startStack(shape, upstream, extraEnv = {}) {
 
 // --- load ----------------------------------------------------------------------------------
 
-async function wrk(url, unique, seconds) {
+/** wrk for `seconds`: new images (`unique`), one image again and again, or a random one of the paths in the file `paths`. */
+async function wrk(url, unique, seconds, paths) {
   const out = spawnSync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', 'bench/wrk-report.lua', url], {
     cwd: ROOT,
-    env: { ...process.env, UNIQUE: unique ? '1' : '0', RUN_ID: Math.random().toString(36).slice(2, 8) },
+    env: { ...process.env, UNIQUE: unique ? '1' : '0', RUN_ID: Math.random().toString(36).slice(2, 8), ...(paths ? { PATHS: paths } : {}) },
     encoding: 'utf8',
   }).stdout;
   const line = out.split('\n').find((l) => l.startsWith('{'));
@@ -400,6 +413,102 @@ async function saturation() {
   for (const c of [minimal.child, nginx.child, upstream.child]) await procs.stop(c);
 }
 
+/** Every path of `paths` requested `times` times, 8 at a time (a cache's warm-up, V8's too). */
+async function requestAll(url, paths, times) {
+  const queue = Array.from({ length: times }, () => paths).flat();
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
+        const res = await fetch(url + path);
+        await res.arrayBuffer();
+        if (res.status !== 200) failed += 1;
+      }
+    }),
+  );
+  if (failed > 0) throw new Error(`${failed} warm-up requests to ${url} failed`);
+}
+
+async function hits() {
+  say('## Hits: stored images');
+  say();
+  const upstream = await startStaticUpstream();
+  const image = readFileSync(join(work, 'www', 'image.webp'));
+  // the stored images: the object of each path, as the uploader names it
+  const root = join(work, 'bucket');
+  mkdirSync(join(root, BUCKET), { recursive: true });
+  const imagePaths = [];
+  const objectPaths = [];
+  for (let i = 0; i < HIT_IMAGES; i++) {
+    const path = `/bench/rs:fit:300:200/cb:hit-${i}/plain/local:///photo.jpg@webp`;
+    const key = createHash('md5').update(path, 'latin1').digest('hex');
+    writeFileSync(join(root, BUCKET, key), image);
+    imagePaths.push(path);
+    objectPaths.push(`/${BUCKET}/${key}`);
+  }
+  const imagesFile = join(work, 'hit-images.txt');
+  const objectsFile = join(work, 'hit-objects.txt');
+  writeFileSync(imagesFile, `${imagePaths.join('\n')}\n`);
+  writeFileSync(objectsFile, `${objectPaths.join('\n')}\n`);
+  const keysFile = join(work, 'hit-keys.txt');
+  writeFileSync(keysFile, `${objectPaths.map((p) => p.split('/').at(-1)).join('\n')}\n`);
+  say(
+    `${HIT_IMAGES} stored images of ${Math.round(image.length / 1024)} KB, requested in random order by 32 connections for ${SECONDS} s each. The bucket is nginx serving the files (S3 path style); every cache is warm (each image requested ${Math.max(1, Math.round(WARMUP / HIT_IMAGES))} times first). CPU per hit in ms, each process; "from memory" is the share of hits the proxy served without a bucket read.`,
+  );
+  say();
+  const bucket = await bucketS3(procs, await freePort(), BUCKET, root);
+  const cache = await cachingProxy(procs, await freePort(), upstream.url, join(work, 'proxy-cache'));
+  const times = Math.max(1, Math.round(WARMUP / HIT_IMAGES));
+  say('| serving stored images | hits/s | vs nginx proxy_cache | p99 ms | errors | from memory | CPU ms per hit |');
+  say('|---|---|---|---|---|---|---|');
+  await requestAll(bucket.url, objectPaths, 1);
+  const alone = await measure({ bucket: bucket.child.pid }, () => wrk(bucket.url, false, SECONDS, objectsFile));
+  await requestAll(cache.url, imagePaths, times);
+  const nginx = await measure({ nginx: cache.child.pid, upstream: upstream.child.pid }, () => wrk(cache.url, false, SECONDS, imagesFile));
+  say(
+    `| the bucket itself (nginx serving the files) | ${alone.rate.toFixed(0)} | ${f2(alone.rate / nginx.rate)}× | ${f1(alone.p99)} | ${alone.errors} | | ${cpuCell(alone)} |`,
+  );
+  say(`| nginx proxy_cache, warm | ${nginx.rate.toFixed(0)} | | ${f1(nginx.p99)} | ${nginx.errors} | | ${cpuCell(nginx)} |`);
+  for (const [name, memory] of [
+    ['from its memory tier (CACHE_MEMORY_BYTES default)', undefined],
+    ['from the bucket alone (CACHE_MEMORY_BYTES=0)', '0'],
+  ]) {
+    const stack = await startStack('npm start', upstream.url, {
+      CACHE_READ_THROUGH: 'true',
+      S3_ENDPOINT: bucket.url,
+      ...(memory === undefined ? {} : { CACHE_MEMORY_BYTES: memory }),
+    });
+    await requestAll(stack.url, imagePaths, times);
+    const before = await stack.metrics();
+    const r = await measure({ proxy: stack.pids.proxy, uploader: stack.pids.uploader, bucket: bucket.child.pid, redis: redisChild.pid }, () =>
+      wrk(stack.url, false, SECONDS, imagesFile),
+    );
+    const after = await stack.metrics();
+    const hitsServed = (after.hits ?? 0) - (before.hits ?? 0);
+    const fromMemory = (after.memory ?? 0) - (before.memory ?? 0);
+    say(
+      `| imgproxy-cache, ${name} | ${r.rate.toFixed(0)} | ${f2(r.rate / nginx.rate)}× | ${f1(r.p99)} | ${r.errors} | ${hitsServed > 0 ? `${((fromMemory / hitsServed) * 100).toFixed(0)} %` : ''} | ${cpuCell(r)} |`,
+    );
+    if (hitsServed < r.images) say(`(${r.images - hitsServed} of its ${r.images} answers were not hits)`);
+    rssAfter[`hits ${memory === undefined ? 'from memory' : 'from the bucket'}`] = stack.rss();
+    await stack.stop();
+  }
+  say();
+  // what a bucket read costs the proxy, against a bare signed GET
+  const loops = {};
+  for (const mode of ['ours', 'sdk-sign', 'unsigned']) {
+    const out = spawnSync(node, ['bench/get-loop.mjs', mode, bucket.url, BUCKET, keysFile, String(Math.min(SECONDS, 10))], { cwd: ROOT, encoding: 'utf8' });
+    const line = out.stdout.trim().split('\n').at(-1);
+    if (!line?.startsWith('{')) throw new Error(`get-loop ${mode} failed: ${out.stderr}`);
+    loops[mode] = JSON.parse(line);
+  }
+  say(
+    `A bucket read alone (GET loops, 32 in flight, CPU µs per GET of the loop's process): the proxy's BucketReader ${loops.ours.cpuUsPerGet.toFixed(0)} (${loops.ours.rate.toFixed(0)}/s), signed with the SDK's SignatureV4 ${loops['sdk-sign'].cpuUsPerGet.toFixed(0)} (${loops['sdk-sign'].rate.toFixed(0)}/s), unsigned ${loops.unsigned.cpuUsPerGet.toFixed(0)} (${loops.unsigned.rate.toFixed(0)}/s).`,
+  );
+  say();
+  for (const c of [cache.child, bucket.child, upstream.child]) await procs.stop(c);
+}
+
 async function idle() {
   const upstream = await startStaticUpstream();
   const stack = await startStack('npm start', upstream.url);
@@ -437,6 +546,7 @@ async function main() {
   if (ONLY.has('real')) await realWork();
   if (ONLY.has('paced')) await pacedRuns();
   if (ONLY.has('saturation')) await saturation();
+  if (ONLY.has('hits')) await hits();
   if (ONLY.has('idle')) await idle();
   if (Object.keys(rssAfter).length > 0) {
     say('## Memory');

@@ -1,16 +1,29 @@
 -- wrk: imgproxy-style paths, and one JSON line with throughput and latency (microseconds) at the end.
 -- UNIQUE=1: every request asks for a new image (a new size, quality and cache buster), as a page
--- full of new images would; otherwise one image again and again.
+-- full of new images would; otherwise one image again and again. PATHS=<file>: one of the file's
+-- paths (a line each) at random for every request: stored images, hot and cold alike.
 local unique = os.getenv("UNIQUE") == "1"
 local prefix = os.getenv("RUN_ID") or "run"
 local counter = 0
+local paths = nil
+if os.getenv("PATHS") then
+  paths = {}
+  for line in io.lines(os.getenv("PATHS")) do paths[#paths + 1] = line end
+end
 
 function setup(thread)
   thread_count = (thread_count or 0) + 1
   thread:set("tid", tostring(thread_count))
 end
 
+function init()
+  math.randomseed(os.time() + (tonumber(tid) or 0) * 7919)
+end
+
 function request()
+  if paths then
+    return wrk.format("GET", paths[math.random(#paths)])
+  end
   if not unique then
     return wrk.format("GET", "/bench/rs:fit:480:320/q:80/cb:repeated/plain/local:///photo.jpg@webp")
   end

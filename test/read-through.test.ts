@@ -34,7 +34,8 @@ const reads = (s: Stack, path: string) => s.tap.requests.filter((r) => r.method 
 
 describe('read-through (CACHE_READ_THROUGH=true)', () => {
   it('serves a stored image byte-exact with its stored headers and X-Cache: HIT, without asking imgproxy', async () => {
-    const s = await start({ env: READ_THROUGH });
+    // from the bucket: memory-tier.test.ts has the memory in front of it
+    const s = await start({ env: { ...READ_THROUGH, CACHE_MEMORY_BYTES: '0' } });
     const path = '/sig/plain/https://example.com/stored.jpg@png';
     const first = await s.get(path);
     expect(first.headers['x-cache']).toBe('MISS');
@@ -110,7 +111,8 @@ describe('read-through (CACHE_READ_THROUGH=true)', () => {
   });
 
   it('renders and stores again an image the bucket removed (a lifecycle rule, by hand)', async () => {
-    const s = await start({ env: { ...READ_THROUGH, CACHE_RECENT_KEYS: '100' } });
+    // without the memory, which holds an image until a purge or its Cache-Control lets it go
+    const s = await start({ env: { ...READ_THROUGH, CACHE_RECENT_KEYS: '100', CACHE_MEMORY_BYTES: '0' } });
     const path = '/sig/plain/https://example.com/expired.jpg@png';
     await s.get(path);
     await s.waitForObject(path);

@@ -77,3 +77,49 @@ export function fastS3(procs, port, bucket) {
   }`,
   );
 }
+
+/**
+ * A bucket that holds images: GetObject and HeadObject from the files under `root/<bucket>/`
+ * (Cache-Control as imgproxy sends it), NoSuchKey for the rest, HeadBucket 200, PutObject 204.
+ */
+export function bucketS3(procs, port, bucket, root) {
+  return startNginx(
+    procs,
+    'bucket-s3',
+    port,
+    `  server {
+    listen 127.0.0.1:${port};
+    location = /health { return 200; }
+    location ~ ^/${bucket}/?$ { return 200; }
+    location / {
+      if ($request_method = PUT) { return 204; }
+      root ${root}; default_type image/webp;
+      add_header Cache-Control "max-age=31536000, public";
+      error_page 404 = @nosuchkey;
+    }
+    location @nosuchkey {
+      default_type application/xml;
+      return 404 '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>';
+    }
+  }`,
+  );
+}
+
+/** nginx as the cache users would pick instead: proxy_cache in front of `upstream`, on disk in `dir`. */
+export function cachingProxy(procs, port, upstream, dir) {
+  return startNginx(
+    procs,
+    'nginx-proxy-cache',
+    port,
+    `  upstream imgproxy { server ${upstream.replace('http://', '')}; keepalive 64; }
+  proxy_cache_path ${dir} levels=1:2 keys_zone=images:16m max_size=2g inactive=1h use_temp_path=off;
+  server {
+    listen 127.0.0.1:${port};
+    location = /health { return 200; }
+    location / {
+      proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_cache images; proxy_cache_valid 200 1h; proxy_cache_lock on;
+    }
+  }`,
+  );
+}

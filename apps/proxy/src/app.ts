@@ -11,8 +11,10 @@ import { CaptureTally } from './capture.js';
 import type { Enqueuer } from './enqueue.js';
 import { type CacheOutcome, type ForwardOptions, forward, sendError } from './forward.js';
 import { Inflight } from './inflight.js';
+import { MemoryTier } from './memory-tier.js';
 import { RecentKeys } from './recent-keys.js';
 import { checkTarget } from './request-target.js';
+import { StoredImages } from './stored-images.js';
 
 export interface ProxyDeps {
   config: Config;
@@ -24,6 +26,8 @@ export interface ProxyDeps {
   tally?: CaptureTally;
   /** the bucket (S3_BUCKET set): stale answers, and read-through */
   bucket?: BucketReader;
+  /** stored images in memory, in front of the bucket (purges remove them) */
+  memory?: MemoryTier;
   /** the images this proxy handed off a moment ago (purges make it forget) */
   recent?: RecentKeys;
 }
@@ -36,6 +40,8 @@ export interface ProxyApp {
   tally: CaptureTally;
   /** requests for the same image in progress (coalescing) */
   flights: ForwardOptions['flights'];
+  /** memory and the bucket (undefined without S3_BUCKET) */
+  stored: StoredImages | undefined;
 }
 
 /** Wires the proxy; no I/O happens until a request arrives, so tests can serve it on port 0. */
@@ -58,7 +64,7 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     track: (work: Promise<unknown>) => inflight.track(work),
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,
-    bucket: deps.bucket,
+    stored: deps.bucket ? new StoredImages(deps.memory ?? new MemoryTier(config.proxy.memoryBytes), deps.bucket, deps.metrics) : undefined,
     readThrough: config.proxy.readThrough,
     flights: new Map(),
     negotiation: { seen: false },
@@ -93,5 +99,5 @@ export function createApp(deps: ProxyDeps): ProxyApp {
   // (ERR_HTTP_HEADERS_SENT, a reset connection): the global objects stay Node's own.
   const listener = getRequestListener(app.fetch, { overrideGlobalObjects: false });
 
-  return { app, listener, inflight, tally, flights: options.flights };
+  return { app, listener, inflight, tally, flights: options.flights, stored: options.stored };
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { cacheKeyOf, type Logger, type ProxyMetrics, rawPathOf } from '@imgproxy-cache/shared';
 import { type Dispatcher, errors } from 'undici';
-import { type BucketReader, type Lookup, notModified, type StoredImage } from './bucket-reader.js';
+import { notModified, type StoredImage } from './bucket-reader.js';
 import { type Decision, decideAtHeaders } from './cacheability.js';
 import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
@@ -10,9 +10,11 @@ import { Flight } from './flight.js';
 import { handOff, single } from './hand-off.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { requestedFormat } from './imgproxy-format.js';
+import type { MemoryEntry } from './memory-tier.js';
 import type { RecentKeys } from './recent-keys.js';
+import type { StoredImages } from './stored-images.js';
 
-// One request: from the bucket when it holds the image (read-through), else from imgproxy,
+// One request: from memory or the bucket when they hold the image (read-through), else from imgproxy,
 // streamed to the client byte for byte as it arrives, or from the bucket again when imgproxy fails
 // (stale). Concurrent GETs for the same image share one imgproxy request (coalescing, flight.ts).
 // A cacheable body is handed to the uploaders once complete (hand-off.ts); the client's response
@@ -37,8 +39,8 @@ export interface ForwardOptions {
   /** observes each cache decision (metrics, tests) */
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
   metrics?: ProxyMetrics;
-  /** the bucket, when S3_BUCKET is set: stale answers, and read-through */
-  bucket?: BucketReader;
+  /** memory (CACHE_MEMORY_BYTES) and the bucket, when S3_BUCKET is set: stale answers, and read-through */
+  stored?: StoredImages;
   /** CACHE_READ_THROUGH */
   readThrough: boolean;
   /** requests for the same image in progress, by coalescing key */
@@ -90,6 +92,16 @@ export function coalescingKey(target: string, path: string, headers: IncomingHtt
 
 export async function forward(req: IncomingMessage, res: ServerResponse, options: ForwardOptions): Promise<void> {
   const method = req.method ?? 'GET';
+  if ((method === 'GET' || method === 'HEAD') && options.stored?.memory.enabled) {
+    // a hot image: from memory, before any coalescing or bucket read
+    const path = rawPathOf(req.url ?? '/');
+    const entry = readsThrough(options, path) ? options.stored.inMemory(cacheKeyOf(path)) : undefined;
+    if (entry) {
+      serveFromMemory(req, res, entry, options);
+      options.onOutcome?.('hit', path);
+      return;
+    }
+  }
   if (method === 'GET') {
     const target = req.url ?? '/';
     const key = coalescingKey(target, rawPathOf(target), req.headers);
@@ -171,16 +183,12 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
   // Read-through: the bucket first, unless the image is being handed off right now, or its format
   // is left to imgproxy's negotiation (such images are never stored).
   let absent = false;
-  const readThrough =
-    options.readThrough &&
-    options.bucket !== undefined &&
-    cacheKey !== undefined &&
-    options.recent.state(cacheKey) !== 'handing-off' &&
-    !(options.negotiation.seen && requestedFormat(path) === undefined);
+  const readThrough = cacheKey !== undefined && readsThrough(options, path) && options.recent.state(cacheKey) !== 'handing-off';
   if (readThrough) {
-    const found = await read(options, cacheKey, method as 'GET' | 'HEAD', 'read-through');
+    const found = await options.stored!.read(cacheKey, method as 'GET' | 'HEAD', 'read-through');
     if (typeof found === 'object') {
       outcome('hit');
+      options.metrics?.hits.inc({ tier: 'bucket' });
       answerStored(flight, req, found, 'HIT', options);
       decided(true);
       return;
@@ -232,7 +240,7 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
     outcome(reason);
     if (debug) log().debug({ path, reason, status: statusCode }, 'Not caching response');
   };
-  if (statusCode >= 500 && image && options.bucket) {
+  if (statusCode >= 500 && image && options.stored) {
     // imgproxy failed: a stored image is better than its error
     const errorBody = Buffer.from(await body.arrayBuffer().catch(() => new ArrayBuffer(0)));
     if (await answerStale(flight, req, options, cacheKey, absent)) return decided(true);
@@ -257,9 +265,11 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
   }
 
   if (tee) {
+    // a purge from here on keeps this image out of memory (it may be what was purged)
+    const since = options.stored?.mark() ?? 0;
     flight.once('ended', () =>
       handOff(
-        { cacheKey: cacheKey!, path, requestId, headers, body: flight.body(), received: flight.received, objectGone: absent },
+        { cacheKey: cacheKey!, path, requestId, headers, body: flight.body(), received: flight.received, objectGone: absent, since },
         { ...options, logger: options.logger },
       ),
     );
@@ -275,20 +285,47 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
   decided(decision.cache);
 }
 
-/** One bucket read, measured. */
-async function read(options: ForwardOptions, cacheKey: string, method: 'GET' | 'HEAD', purpose: 'read-through' | 'stale'): Promise<Lookup> {
-  const stop = options.metrics?.bucketReadSeconds.startTimer({ purpose });
-  const found = await options.bucket!.lookup(cacheKey, method);
-  stop?.();
-  options.metrics?.bucketReads.inc({ purpose, result: typeof found === 'object' ? 'hit' : found === 'absent' ? 'miss' : 'error' });
-  return found;
+/**
+ * Stored images are served for this path: read-through is on with a bucket, and the URL names its
+ * format where imgproxy negotiates them (such images are never stored).
+ */
+function readsThrough(options: ForwardOptions, path: string): boolean {
+  return options.readThrough && options.stored !== undefined && !(options.negotiation.seen && requestedFormat(path) === undefined);
 }
 
-/** imgproxy failed: answers with the stored image if the bucket has one (not for OPTIONS). */
+/** A stored image from memory, written at once: its stored headers, `X-Cache: HIT`, 304 when the client has it. */
+function serveFromMemory(req: IncomingMessage, res: ServerResponse, entry: MemoryEntry, options: ForwardOptions): void {
+  options.metrics?.cacheAnswers.inc({ answer: 'HIT' });
+  options.metrics?.hits.inc({ tier: 'memory' });
+  const { headers } = entry;
+  const ifNoneMatch = single(req.headers['if-none-match']) ?? undefined;
+  const ifModifiedSince = single(req.headers['if-modified-since']) ?? undefined;
+  if ((ifNoneMatch || ifModifiedSince) && notModified({ ifNoneMatch, ifModifiedSince }, { etag: headers.etag, lastModified: headers['last-modified'] })) {
+    res.writeHead(304, notModifiedHeaders(headers, 'HIT'));
+    res.end();
+    return;
+  }
+  entry.served ??= { ...headers, 'x-cache': 'HIT' };
+  res.writeHead(200, entry.served);
+  res.end(req.method === 'HEAD' ? undefined : entry.body);
+}
+
+/** What a 304 keeps of the stored headers (RFC 9110 §15.4.5). */
+function notModifiedHeaders(headers: Record<string, string | undefined>, xCache: 'HIT' | 'STALE'): OutgoingHttpHeaders {
+  const kept: OutgoingHttpHeaders = { 'x-cache': xCache };
+  for (const name of ['etag', 'cache-control', 'last-modified']) if (headers[name]) kept[name] = headers[name];
+  return kept;
+}
+
+/** imgproxy failed: answers with the stored image if memory or the bucket has one (not for OPTIONS). */
 async function answerStale(flight: Flight, req: IncomingMessage, options: ForwardOptions, cacheKey: string | undefined, absent: boolean): Promise<boolean> {
-  if (!options.bucket || !cacheKey || absent) return false;
-  const found = await read(options, cacheKey, req.method as 'GET' | 'HEAD', 'stale');
+  if (!options.stored || !cacheKey || absent) return false;
+  const entry = options.stored.memory.enabled ? options.stored.inMemory(cacheKey) : undefined;
+  const found = entry
+    ? ({ status: 200, body: entry.body, headers: entry.headers } as const)
+    : await options.stored.read(cacheKey, req.method as 'GET' | 'HEAD', 'stale');
   if (typeof found !== 'object') return false;
+  options.metrics?.hits.inc({ tier: entry ? 'memory' : 'bucket' });
   options.onOutcome?.('stale', rawPathOf(req.url ?? '/'));
   answerStored(flight, req, found, 'STALE', options);
   return true;
@@ -299,9 +336,7 @@ function answerStored(flight: Flight, req: IncomingMessage, image: StoredImage, 
   options.metrics?.cacheAnswers.inc({ answer: xCache });
   const conditions = { ifNoneMatch: single(req.headers['if-none-match']) ?? undefined, ifModifiedSince: single(req.headers['if-modified-since']) ?? undefined };
   if (notModified(conditions, { etag: image.headers.etag, lastModified: image.headers['last-modified'] })) {
-    const kept: OutgoingHttpHeaders = { 'x-cache': xCache };
-    for (const name of ['etag', 'cache-control', 'last-modified']) if (image.headers[name]) kept[name] = image.headers[name];
-    flight.respond(304, kept, undefined);
+    flight.respond(304, notModifiedHeaders(image.headers, xCache), undefined);
     return;
   }
   flight.respond(200, { ...image.headers, 'x-cache': xCache }, req.method === 'HEAD' ? undefined : image.body);

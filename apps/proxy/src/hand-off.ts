@@ -5,6 +5,7 @@ import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
 import type { RecentKeys } from './recent-keys.js';
+import type { StoredImages } from './stored-images.js';
 
 // A complete, cacheable body handed to the uploaders (enqueue.ts), after the clients have it.
 
@@ -18,6 +19,8 @@ export interface HandOffDeps {
   track: (work: Promise<unknown>) => void;
   onOutcome?: (outcome: CacheOutcome, path: string) => void;
   logger: Logger;
+  /** memory and the bucket: an image handed off is served from memory */
+  stored?: StoredImages;
 }
 
 export interface Teed {
@@ -31,6 +34,8 @@ export interface Teed {
   received: number;
   /** a read-through found no object: the image's uploaded marker is out of date */
   objectGone: boolean;
+  /** StoredImages.mark() when the response started */
+  since: number;
 }
 
 /** How long an image is remembered after each hand-off outcome; others are not remembered. */
@@ -52,6 +57,7 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
     if (debug) deps.logger.debug({ path, reason, received, requestId: teed.requestId }, 'Not caching response');
     return;
   }
+  const receivedAt = Date.now();
   const payload = encodePayload(
     {
       contentType: single(headers['content-type']),
@@ -59,7 +65,7 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
       contentDisposition: single(headers['content-disposition']),
       size: received,
       crc32: crc32Of(body),
-      receivedAt: Date.now(),
+      receivedAt,
       requestId: teed.requestId,
     },
     body,
@@ -73,8 +79,11 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
     .enqueue({ data: { cacheKey, path, requestId: teed.requestId }, payload, objectGone: teed.objectGone })
     .then((outcome) => {
       const rememberMs = REMEMBER_MS[outcome];
-      if (rememberMs) deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded' ? 'uploaded' : 'queued');
-      else deps.recent.forget(cacheKey); // not handed off: the next response tries again
+      if (rememberMs) {
+        deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded' ? 'uploaded' : 'queued');
+        // the uploaders have it (or the bucket does): the bytes after the payload's header
+        deps.stored?.handedOff(cacheKey, payload.subarray(payload.length - received), headers, teed.since, receivedAt);
+      } else deps.recent.forget(cacheKey); // not handed off: the next response tries again
       deps.onOutcome?.(outcome, path);
       if (debug) deps.logger.debug({ path, outcome, requestId: teed.requestId }, 'Cache hand-off');
     })

@@ -5,6 +5,7 @@ import {
   type AdminServer,
   BucketClient,
   type Config,
+  countAsHeld,
   createProducerRedis,
   createProxyMetrics,
   createRegistry,
@@ -28,6 +29,7 @@ import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js
 import type { CacheOutcome } from './forward.js';
 import { imgproxyHealthy } from './health.js';
 import type { Inflight } from './inflight.js';
+import { MemoryTier } from './memory-tier.js';
 import { Purger, purgeChannel, purgeRoutes } from './purge.js';
 import { RecentKeys } from './recent-keys.js';
 
@@ -88,6 +90,16 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   let subscriber: Redis | undefined;
   let purger: Purger | undefined;
   const recent = new RecentKeys(config.proxy.recentKeys);
+  const tally = new CaptureTally();
+  // evictions happen on requests, once the metrics exist
+  const memory = new MemoryTier(config.proxy.memoryBytes, (reason) => metrics.memoryEvictions.inc({ reason }));
+  const metrics = createProxyMetrics(
+    createRegistry('proxy'),
+    () => tally.held,
+    () => memory,
+  );
+  // the images in memory are meant to stay: not a reason for the forced collections (memory.ts)
+  const uncount = countAsHeld(() => memory.bytes);
   let registering: NodeJS.Timeout | undefined;
   let enqueuer = options.enqueuer;
   if (!enqueuer) {
@@ -103,7 +115,10 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     connections = { redis, payloadRedis };
     // Purged images are forgotten by every proxy (purge.ts announces them).
     subscriber = createSubscriberRedis(config.redisUrl, { onError, cluster });
-    subscriber.on('message', (_channel: string, key: string) => recent.forget(key));
+    subscriber.on('message', (_channel: string, key: string) => {
+      recent.forget(key);
+      memory.purge(key);
+    });
     void subscriber.subscribe(purgeChannel(config.queue.name)).catch(() => undefined);
     // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or
     // when a Redis that was away at start first answers).
@@ -128,8 +143,6 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     // while Redis is away, images are served and not cached.
     await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
   }
-  const tally = new CaptureTally();
-  const metrics = createProxyMetrics(createRegistry('proxy'), () => tally.held);
   const onOutcome = (outcome: CacheOutcome, path: string) => {
     metrics.cacheDecisions.inc({ outcome });
     options.onOutcome?.(outcome, path);
@@ -139,7 +152,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   const credentials = options.s3Credentials;
   const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16, credentials: credentials && (async () => credentials) }) : undefined;
   const bucket = bucketClient ? new BucketReader(bucketClient, config.s3.folder, config.proxy.s3ReadTimeoutMs, config.proxy.cacheMaxBytes) : undefined;
-  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket, recent });
+  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket, memory, recent });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server: Server = createServer(
     {
@@ -156,6 +169,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   });
 
   const release = async () => {
+    uncount();
     clearInterval(registering);
     await closeEnqueuer();
     subscriber?.disconnect();

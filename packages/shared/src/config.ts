@@ -43,6 +43,8 @@ export interface Config {
     readThrough: boolean;
     /** S3_READ_TIMEOUT_MS */
     s3ReadTimeoutMs: number;
+    /** CACHE_MEMORY_BYTES, this process's share (divided between PROXY_WORKERS); 0 = off */
+    memoryBytes: number;
     /** ADMIN_TOKEN: undefined = DELETE /cache off */
     adminToken: string | undefined;
     cacheMaxBytes: number;
@@ -245,6 +247,13 @@ export const VARIABLES = [
     default: '1000',
     roles: ['proxy'],
     description: 'Longest a read from the bucket may take (read-through, or a stored image served while imgproxy is down) before the proxy does without it.',
+  },
+  {
+    name: 'CACHE_MEMORY_BYTES',
+    default: '67108864',
+    roles: ['proxy'],
+    description:
+      'Stored images the proxy keeps in memory (64 MiB, split evenly between `PROXY_WORKERS`), least recently used out first, so that a hot image is served without a bucket read: filled by bucket reads and by completed hand-offs; kept only as long as their stored `Cache-Control` lets a shared cache keep them (never `no-store`, `private` or `no-cache`); removed from every proxy by a purge. Serves read-through hits (`X-Cache: HIT`) and stale answers. `0` turns it off.',
   },
   {
     name: 'ADMIN_TOKEN',
@@ -532,6 +541,7 @@ export function loadConfig(env: Env, role: Role): Config {
       enqueueWaitMs: int('ENQUEUE_WAIT_MS', 0, 600_000),
       readThrough: bool('CACHE_READ_THROUGH'),
       s3ReadTimeoutMs: int('S3_READ_TIMEOUT_MS', 10),
+      memoryBytes: 0, // set below, once PROXY_WORKERS is known
       adminToken: raw('ADMIN_TOKEN') || undefined,
       cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
       recentKeys: int('CACHE_RECENT_KEYS', 0, 10_000_000),
@@ -570,6 +580,8 @@ export function loadConfig(env: Env, role: Role): Config {
     },
     logLevel: oneOf('LOG_LEVEL', LOG_LEVELS, (v) => v.toLowerCase()),
   };
+  // the whole proxy's bound: each serving process holds its share
+  config.proxy.memoryBytes = Math.floor(int('CACHE_MEMORY_BYTES', 0, 2 ** 40) / config.proxy.workers);
 
   // The bytes must still be in Redis when the last retry runs, or that retry can only fail.
   const windowSec = retryWindowMs(config.queue.attempts, config.queue.backoffMs) / 1000;

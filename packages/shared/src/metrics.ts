@@ -26,10 +26,25 @@ export interface ProxyMetrics {
   bucketReads: Counter<'purpose' | 'result'>;
   bucketReadSeconds: Histogram<'purpose'>;
   coalesced: Counter;
+  hits: Counter<'tier'>;
+  bucketReadsShared: Counter;
+  memoryBytes: Gauge;
+  memoryEntries: Gauge;
+  memoryEvictions: Counter<'reason'>;
 }
 
-/** `heldBytes` reads the bytes held for caching at scrape time. */
-export function createProxyMetrics(registry: Registry, heldBytes: () => number = () => 0): ProxyMetrics {
+/** The memory tier as a scrape sees it. */
+export interface MemoryTierState {
+  bytes: number;
+  size: number;
+}
+
+/** `heldBytes` reads the bytes held for caching at scrape time, `memory` the memory tier's state. */
+export function createProxyMetrics(
+  registry: Registry,
+  heldBytes: () => number = () => 0,
+  memory: () => MemoryTierState = () => ({ bytes: 0, size: 0 }),
+): ProxyMetrics {
   return {
     registry,
     requests: new Counter({
@@ -82,6 +97,39 @@ export function createProxyMetrics(registry: Registry, heldBytes: () => number =
     coalesced: new Counter({
       name: `${PREFIX}coalesced_total`,
       help: 'Requests that shared the imgproxy response of a request for the same image already in progress',
+      registers: [registry],
+    }),
+    hits: new Counter({
+      name: `${PREFIX}hits_total`,
+      help: 'Stored images served (read-through hits and stale answers), by where they came from: memory (CACHE_MEMORY_BYTES) or bucket',
+      labelNames: ['tier'],
+      registers: [registry],
+    }),
+    bucketReadsShared: new Counter({
+      name: `${PREFIX}bucket_reads_shared_total`,
+      help: 'Requests that shared a bucket read of the same image already in progress, instead of reading it again',
+      registers: [registry],
+    }),
+    memoryBytes: new Gauge({
+      name: `${PREFIX}memory_tier_bytes`,
+      help: 'Bytes of stored images held in memory (at most CACHE_MEMORY_BYTES)',
+      registers: [registry],
+      collect() {
+        this.set(memory().bytes);
+      },
+    }),
+    memoryEntries: new Gauge({
+      name: `${PREFIX}memory_tier_entries`,
+      help: 'Stored images held in memory',
+      registers: [registry],
+      collect() {
+        this.set(memory().size);
+      },
+    }),
+    memoryEvictions: new Counter({
+      name: `${PREFIX}memory_tier_evictions_total`,
+      help: 'Images that left memory, by reason: space (least recently used, for others), expired (their Cache-Control ran out), purged',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import type { OutgoingHttpHeaders } from 'node:http';
+
+// Stored images held in the proxy's memory (CACHE_MEMORY_BYTES), so that a hot image is served
+// without a trip to the bucket. Least recently used first out, bounded in bytes. Filled by bucket
+// reads and by completed hand-offs; an entry lives as long as its stored Cache-Control lets a
+// shared cache keep it, and a purge removes it from every proxy.
+
+/** Why an entry left: room for others, its Cache-Control ran out, a purge. */
+export type Eviction = 'space' | 'expired' | 'purged';
+
+export interface MemoryEntry {
+  body: Buffer;
+  /** the stored headers it is served with (content-type, cache-control, etag, ...) */
+  headers: Record<string, string>;
+  /** when it stops being fresh (ms since the epoch; Infinity: no limit) */
+  expires: number;
+  /** body and headers, as counted against the bound */
+  size: number;
+  /** the headers of a 200 from memory, made on first use (X-Cache included) */
+  served?: OutgoingHttpHeaders;
+}
+
+/** Bytes an entry is counted for beyond its body: its headers, the map's and the object's own. */
+const OVERHEAD = 512;
+
+/**
+ * How long a shared cache may keep a response with this Cache-Control (RFC 9111 §5.2.2):
+ * undefined when it may not (no-store, private, no-cache, a zero lifetime); Infinity without a limit.
+ */
+export function lifetimeMs(cacheControl: string | undefined): number | undefined {
+  if (cacheControl === undefined || cacheControl.trim() === '') return Number.POSITIVE_INFINITY;
+  let maxAge: number | undefined;
+  let sMaxAge: number | undefined;
+  for (const part of cacheControl.toLowerCase().split(',')) {
+    const [name = '', value] = part.trim().split('=', 2) as [string, string | undefined];
+    if (name === 'no-store' || name === 'private' || name === 'no-cache') return undefined;
+    const seconds = value === undefined ? Number.NaN : Number(value.replace(/^"|"$/g, ''));
+    if (name === 'max-age') maxAge = seconds;
+    if (name === 's-maxage') sMaxAge = seconds;
+  }
+  const seconds = sMaxAge ?? maxAge; // s-maxage is the shared caches' own
+  if (seconds === undefined) return Number.POSITIVE_INFINITY;
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+}
+
+export class MemoryTier {
+  private readonly entries = new Map<string, MemoryEntry>();
+  private held = 0;
+  /** counts purges: a read begun before one does not fill (it may have read the purged image) */
+  private purges = 0;
+
+  constructor(
+    readonly maxBytes: number,
+    private readonly onEvict: (reason: Eviction) => void = () => undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get enabled(): boolean {
+    return this.maxBytes > 0;
+  }
+
+  /** bytes held */
+  get bytes(): number {
+    return this.held;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** A fresh entry (now the most recently used), or undefined. */
+  get(key: string): MemoryEntry | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expires <= this.now()) {
+      this.remove(key, entry, 'expired');
+      return undefined;
+    }
+    this.entries.delete(key); // re-inserted: Map order is use order
+    this.entries.set(key, entry);
+    return entry;
+  }
+
+  /** Where a fill starts from: pass it to put(), which refuses it if a purge came between. */
+  mark(): number {
+    return this.purges;
+  }
+
+  /**
+   * Keeps an image if its Cache-Control allows it and it fits; `since` (from mark()) is when its
+   * read began. Returns whether it was kept.
+   */
+  put(key: string, body: Buffer, headers: Record<string, string>, since = this.purges): boolean {
+    if (!this.enabled || since !== this.purges) return false;
+    const lifetime = lifetimeMs(headers['cache-control']);
+    if (lifetime === undefined) return false;
+    const size = body.length + OVERHEAD;
+    if (size > this.maxBytes) return false;
+    const old = this.entries.get(key);
+    if (old) this.remove(key, old);
+    this.entries.set(key, { body, headers, expires: this.now() + lifetime, size });
+    this.held += size;
+    for (const [oldest, entry] of this.entries) {
+      if (this.held <= this.maxBytes) break;
+      this.remove(oldest, entry, 'space');
+    }
+    return true;
+  }
+
+  /** A purge: the image goes, and reads already on their way do not bring it back. */
+  purge(key: string): void {
+    this.purges += 1;
+    const entry = this.entries.get(key);
+    if (entry) this.remove(key, entry, 'purged');
+  }
+
+  private remove(key: string, entry: MemoryEntry, reason?: Eviction): void {
+    this.entries.delete(key);
+    this.held -= entry.size;
+    if (reason) this.onEvict(reason);
+  }
+}
+
+/** S3's ETag of an object written in one PUT: the MD5 of its bytes, quoted. */
+export function etagOf(body: Buffer): string {
+  return `"${createHash('md5').update(body).digest('hex')}"`;
+}

@@ -1,0 +1,81 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ProxyMetrics } from '@imgproxy-cache/shared';
+import type { BucketReader, Lookup } from './bucket-reader.js';
+import { etagOf, type MemoryEntry, type MemoryTier } from './memory-tier.js';
+
+// The stored images as the proxy reaches them: its memory first, the bucket after. Concurrent GETs
+// of one key share one bucket read; a GET that finds the image keeps it in memory, and so does a
+// completed hand-off (the image the uploaders are about to store).
+
+export type ReadPurpose = 'read-through' | 'stale';
+
+export class StoredImages {
+  /** bucket GETs in progress, by cache key */
+  private readonly reading = new Map<string, Promise<Lookup>>();
+
+  constructor(
+    readonly memory: MemoryTier,
+    private readonly bucket: BucketReader | undefined,
+    private readonly metrics?: ProxyMetrics,
+  ) {}
+
+  /** A fresh image in memory, its ETag made if it came from a hand-off. */
+  inMemory(cacheKey: string): MemoryEntry | undefined {
+    const entry = this.memory.get(cacheKey);
+    if (entry && entry.headers.etag === undefined) entry.headers.etag = etagOf(entry.body);
+    return entry;
+  }
+
+  /** One read of the bucket (GETs of a key in progress are shared), measured; a GET that finds it fills memory. */
+  read(cacheKey: string, method: 'GET' | 'HEAD', purpose: ReadPurpose): Promise<Lookup> {
+    if (method === 'HEAD') return this.measured(cacheKey, 'HEAD', purpose);
+    const pending = this.reading.get(cacheKey);
+    if (pending) {
+      this.metrics?.bucketReadsShared.inc();
+      return pending;
+    }
+    const since = this.memory.mark();
+    const read = this.measured(cacheKey, 'GET', purpose).then((found) => {
+      if (typeof found === 'object') this.memory.put(cacheKey, found.body, found.headers, since);
+      return found;
+    });
+    this.reading.set(cacheKey, read);
+    void read.finally(() => {
+      if (this.reading.get(cacheKey) === read) this.reading.delete(cacheKey);
+    });
+    return read;
+  }
+
+  /** Where a hand-off starts from (see handedOff). */
+  mark(): number {
+    return this.memory.mark();
+  }
+
+  /** A complete image handed to the uploaders: it is served from memory from now on, unless a purge came since `since`. */
+  handedOff(cacheKey: string, body: Buffer, headers: IncomingHttpHeaders, since: number, receivedAt: number): void {
+    if (!this.memory.enabled) return;
+    // Last-Modified: when this proxy had it whole (the object's own is its upload, a moment later)
+    const stored: Record<string, string> = { 'content-length': String(body.length), 'last-modified': new Date(receivedAt).toUTCString() };
+    // the headers the uploader stores with the object
+    for (const name of ['content-type', 'cache-control', 'content-disposition']) {
+      const value = headers[name];
+      if (value !== undefined) stored[name] = Array.isArray(value) ? value.join(', ') : value;
+    }
+    this.memory.put(cacheKey, body, stored, since);
+  }
+
+  /** A purge: gone from memory, and no read already on its way brings it back. */
+  purge(cacheKey: string): void {
+    this.memory.purge(cacheKey);
+    this.reading.delete(cacheKey);
+  }
+
+  private async measured(cacheKey: string, method: 'GET' | 'HEAD', purpose: ReadPurpose): Promise<Lookup> {
+    if (!this.bucket) return 'unavailable';
+    const stop = this.metrics?.bucketReadSeconds.startTimer({ purpose });
+    const found = await this.bucket.lookup(cacheKey, method);
+    stop?.();
+    this.metrics?.bucketReads.inc({ purpose, result: typeof found === 'object' ? 'hit' : found === 'absent' ? 'miss' : 'error' });
+    return found;
+  }
+}
