@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { bucketS3, cachingProxy, fastS3, referenceProxy, staticUpstream } from './lib/nginx.mjs';
-import { childrenOf, cmdline, cpuSeconds, freePort, httpOk, Procs, rssMiB, until } from './lib/proc.mjs';
+import { childrenOf, cmdline, cpuSeconds, freePort, freePortPair, httpOk, Procs, rssMiB, until } from './lib/proc.mjs';
 import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -145,7 +145,7 @@ let stacks = 0;
  */
 async function startStack(shape, upstream, extraEnv = {}) {
   const port = await freePort();
-  const metrics = await freePort();
+  const metrics = await freePortPair();
   const queue = `bench-${++stacks}`;
   const env = {
     IMGPROXY_URL: upstream,

@@ -3,6 +3,7 @@ import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import { waitFor } from './support/wait.js';
 
 // The proxy as a whole cache: a stored image served from the bucket before imgproxy is asked
 // (CACHE_READ_THROUGH), and instead of imgproxy's failure (stale). The bucket is s3rver behind the
@@ -135,6 +136,35 @@ describe('read-through (CACHE_READ_THROUGH=true)', () => {
     expect(await s.outcomeOf(negotiated)).toBe('vary-accept-no-format');
     await s.get(negotiated);
     expect(reads(s, negotiated)).toHaveLength(1); // only the first, before imgproxy had said so
+  });
+});
+
+describe('concurrent requests for one stored image', () => {
+  it.each([
+    ['a hit (read-through)', { CACHE_READ_THROUGH: 'true' }, 'HIT'],
+    ['a stale answer (imgproxy down)', { CACHE_READ_THROUGH: 'false' }, 'STALE'],
+  ])('each get the whole image from one bucket read: %s', async (_name, env, xCache) => {
+    // the bucket's reads: the memory in front of it would answer all but the first
+    const s = await start({ env: { ...env, CACHE_MEMORY_BYTES: '0', CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0' } });
+    const path = '/sig/plain/https://example.com/concurrent-hit.jpg@png';
+    await s.get(path);
+    await s.waitForObject(path);
+    await s.drained();
+    if (xCache === 'STALE') await s.stub.close();
+    const before = reads(s, path).length;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    s.tap.fault = (r) => (r.method === 'GET' ? { kind: 'hold', until: held } : undefined);
+    const replies = [1, 2, 3, 4, 5].map(() => s.get(path));
+    // the first one reads the bucket; the others wait to share its answer
+    await waitFor(() => s.proxy.waitingFollowers() === 4 && reads(s, path).length === before + 1, { what: 'four requests waiting on the first one’s read' });
+    release();
+    for (const reply of await Promise.all(replies)) {
+      expect(reply.status).toBe(200);
+      expect(reply.headers['x-cache']).toBe(xCache);
+      expect(reply.body.equals(s.stub.imageFor(path))).toBe(true);
+    }
+    expect(reads(s, path)).toHaveLength(before + 1); // the five shared one
   });
 });
 

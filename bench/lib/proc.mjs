@@ -15,6 +15,21 @@ export function freePort() {
   });
 }
 
+const listenable = (port) =>
+  new Promise((resolve) => {
+    const server = createServer()
+      .once('error', () => resolve(false))
+      .listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+
+/** A free port whose next one is free too (npm start gives the uploader the admin port + 1). */
+export async function freePortPair() {
+  for (;;) {
+    const port = await freePort();
+    if (port < 65535 && (await listenable(port + 1))) return port;
+  }
+}
+
 export async function until(check, what, timeoutMs = 30_000, intervalMs = 50) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -110,6 +110,11 @@ export class Flight extends EventEmitter {
     return !this.ended && !this.overflowed && (!this.begun || this.sharing);
   }
 
+  /** Whether a client joining now gets the whole response: nothing of it let go yet. */
+  get replayable(): boolean {
+    return this.base === 0;
+  }
+
   /** Adds a client; it gets the response from the start (the flight keeps it whole). */
   join(res: ServerResponse): void {
     const subscriber = new Subscriber(res, this);

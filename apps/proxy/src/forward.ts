@@ -142,7 +142,8 @@ function follow(req: IncomingMessage, res: ServerResponse, shared: Coalesced, op
     const release = shared.flight.hold();
     const tell = (share: boolean) => {
       res.off('close', left);
-      if (share) {
+      // a response already let go (written whole, every client done) cannot be joined any more
+      if (share && shared.flight.replayable) {
         joined();
         resolve();
       } else {
@@ -189,8 +190,9 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
     if (typeof found === 'object') {
       outcome('hit');
       options.metrics?.hits.inc({ tier: 'bucket' });
-      answerStored(flight, req, found, 'HIT', options);
+      // followers join first: the whole answer is written at once, and let go once written
       decided(true);
+      answerStored(flight, req, found, 'HIT', options);
       return;
     }
     absent = found === 'absent';
@@ -220,7 +222,7 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
     }
     const timedOut = error instanceof errors.HeadersTimeoutError;
     log().warn({ path, err: (error as Error).message }, 'imgproxy request failed');
-    if (await answerStale(flight, req, options, cacheKey, absent)) return decided(true);
+    if (await answerStale(flight, req, options, cacheKey, absent, decided)) return;
     decided(false);
     const status = timedOut ? 504 : 502;
     const message = `${timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable'}\n`;
@@ -243,7 +245,7 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
   if (statusCode >= 500 && image && options.stored) {
     // imgproxy failed: a stored image is better than its error
     const errorBody = Buffer.from(await body.arrayBuffer().catch(() => new ArrayBuffer(0)));
-    if (await answerStale(flight, req, options, cacheKey, absent)) return decided(true);
+    if (await answerStale(flight, req, options, cacheKey, absent, decided)) return;
     skip('status');
     decided(false);
     flight.respond(statusCode, { ...clientResponseHeaders(headers), ...xCache }, errorBody);
@@ -318,7 +320,14 @@ function notModifiedHeaders(headers: Record<string, string | undefined>, xCache:
 }
 
 /** imgproxy failed: answers with the stored image if memory or the bucket has one (not for OPTIONS). */
-async function answerStale(flight: Flight, req: IncomingMessage, options: ForwardOptions, cacheKey: string | undefined, absent: boolean): Promise<boolean> {
+async function answerStale(
+  flight: Flight,
+  req: IncomingMessage,
+  options: ForwardOptions,
+  cacheKey: string | undefined,
+  absent: boolean,
+  decided: (share: boolean) => void,
+): Promise<boolean> {
   if (!options.stored || !cacheKey || absent) return false;
   const entry = options.stored.memory.enabled ? options.stored.inMemory(cacheKey) : undefined;
   const found = entry
@@ -327,6 +336,7 @@ async function answerStale(flight: Flight, req: IncomingMessage, options: Forwar
   if (typeof found !== 'object') return false;
   options.metrics?.hits.inc({ tier: entry ? 'memory' : 'bucket' });
   options.onOutcome?.('stale', rawPathOf(req.url ?? '/'));
+  decided(true); // followers join before the answer is written (see the hit above)
   answerStored(flight, req, found, 'STALE', options);
   return true;
 }
