@@ -32,11 +32,11 @@ COPY --from=build /app/apps/proxy/package.json apps/proxy/
 COPY --from=build /app/apps/proxy/dist apps/proxy/dist
 COPY --from=build /app/apps/uploader/package.json apps/uploader/
 COPY --from=build /app/apps/uploader/dist apps/uploader/dist
-COPY scripts/service.mjs scripts/start-all.mjs scripts/own-redis.mjs scripts/
+COPY scripts/service.mjs scripts/start-all.mjs scripts/own-redis.mjs scripts/node-flags.mjs scripts/
 USER node
 EXPOSE 8080 9464 3000
 # node itself is the process (not npm), so SIGTERM reaches the service
-ENTRYPOINT ["node", "scripts/service.mjs"]
+ENTRYPOINT ["node", "--max-semi-space-size=16", "scripts/service.mjs"]
 CMD ["proxy"]
 
 # imgproxy and the proxy (and an uploader) in one container, supervised by start-all: when any
@@ -58,5 +58,5 @@ WORKDIR /app
 USER imgproxy-cache
 VOLUME /data
 EXPOSE 8080
-ENTRYPOINT ["node", "scripts/service.mjs"]
+ENTRYPOINT ["node", "--max-semi-space-size=16", "scripts/service.mjs"]
 CMD ["all-in-one"]

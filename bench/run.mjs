@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
+import { SERVICE_NODE_FLAGS } from '../scripts/node-flags.mjs';
 import { bucketS3, cachingProxy, fastS3, referenceProxy, staticUpstream } from './lib/nginx.mjs';
 import { childrenOf, cmdline, cpuSeconds, freePort, freePortPair, httpOk, Procs, rssMiB, until } from './lib/proc.mjs';
 import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
@@ -175,8 +176,17 @@ async function startStack(shape, upstream, extraEnv = {}) {
     await until(() => named('apps/uploader/dist') && named('apps/proxy/dist'), 'start-all to start the services');
     for (const pid of childrenOf(all.pid)) pids[cmdline(pid).includes('apps/uploader/dist') ? 'uploader' : 'proxy'] = pid;
   } else {
-    const proxy = procs.start(`proxy ${stacks}`, node, ['apps/proxy/dist/index.js'], env, { cwd: ROOT, detached: true });
-    const uploader = procs.start(`uploader ${stacks}`, node, ['apps/uploader/dist/index.js'], { ...env, METRICS_BIND: 'off' }, { cwd: ROOT, detached: true });
+    const proxy = procs.start(`proxy ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env, { cwd: ROOT, detached: true });
+    const uploader = procs.start(
+      `uploader ${stacks}`,
+      node,
+      [...SERVICE_NODE_FLAGS, 'apps/uploader/dist/index.js'],
+      { ...env, METRICS_BIND: 'off' },
+      {
+        cwd: ROOT,
+        detached: true,
+      },
+    );
     children.push(proxy, uploader);
     pids.proxy = proxy.pid;
     pids.uploader = uploader.pid;
@@ -214,7 +224,21 @@ async function startStack(shape, upstream, extraEnv = {}) {
       const count = (re) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
       return { hits: count(/^imgproxy_cache_hits_total\{[^}]*\} (\d+)/gm), memory: count(/^imgproxy_cache_hits_total\{[^}]*tier="memory"[^}]*\} (\d+)/gm) };
     },
-    rss: () => ({ proxy: rssMiB(pids.proxy), uploader: rssMiB(pids.uploader) }),
+    /** resident memory of each service, and what V8 says of it (MiB) */
+    async rss() {
+      const of = async (port) => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text().catch(() => '');
+        const mib = (name) => Number(new RegExp(`^imgproxy_cache_${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN) / 2 ** 20;
+        return { heap: mib('nodejs_heap_size_total_bytes'), external: mib('nodejs_external_memory_bytes'), tier: mib('memory_tier_bytes') };
+      };
+      // npm start gives the uploader the admin port + 1; separate services here run it without one
+      return {
+        proxy: rssMiB(pids.proxy),
+        uploader: rssMiB(pids.uploader),
+        proxyV8: await of(metrics),
+        uploaderV8: shape === 'npm start' ? await of(metrics + 1) : undefined,
+      };
+    },
     async stop() {
       for (const child of children) await procs.stop(child);
     },
@@ -331,7 +355,7 @@ async function realWork() {
     await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 120_000, 100);
     const r = await measure({ upstream: upstream.child.pid, ...stack.pids, redis: redisChild.pid }, () => wrk(stack.url, true, SECONDS), stack);
     rows.push([`imgproxy-cache (${shape})`, r]);
-    rssAfter[`real work, ${shape}`] = stack.rss();
+    rssAfter[`real work, ${shape}`] = await stack.rss();
     await stack.stop();
   }
   say('| in front of the image server | images/s | vs direct | p99 ms | errors | teed | CPU ms per image | Redis ms/image | Redis commands/image |');
@@ -374,7 +398,7 @@ async function pacedRuns() {
       `| ${rate} | imgproxy-cache (proxy ${f2(ours.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy) | ${ours.images} | ${f1(ours.p99)} | ${cpuCell(ours)} | ${f2(ours.redisMsPerImage)} | ${f1(ours.commandsPerImage)} |`,
     );
     details.push([rate, ours]);
-    rssAfter[`paced ${rate}/s`] = stack.rss();
+    rssAfter[`paced ${rate}/s`] = await stack.rss();
     await stack.stop();
     const loops = {};
     for (const mode of ['sigv4', 'sdk', 'unsigned']) loops[mode] = putLoop(mode, rate, PACED_SECONDS);
@@ -408,7 +432,7 @@ async function saturation() {
     say(`| imgproxy-cache | ${kind} | ${ours.rate.toFixed(0)} | ${f2(ours.rate / ref.rate)}× | ${f1(ours.p99)} | ${cpuCell(ours)} |`);
   }
   say();
-  rssAfter.saturation = stack.rss();
+  rssAfter.saturation = await stack.rss();
   await stack.stop();
   for (const c of [minimal.child, nginx.child, upstream.child]) await procs.stop(c);
 }
@@ -490,7 +514,7 @@ async function hits() {
       `| imgproxy-cache, ${name} | ${r.rate.toFixed(0)} | ${f2(r.rate / nginx.rate)}× | ${f1(r.p99)} | ${r.errors} | ${hitsServed > 0 ? `${((fromMemory / hitsServed) * 100).toFixed(0)} %` : ''} | ${cpuCell(r)} |`,
     );
     if (hitsServed < r.images) say(`(${r.images - hitsServed} of its ${r.images} answers were not hits)`);
-    rssAfter[`hits ${memory === undefined ? 'from memory' : 'from the bucket'}`] = stack.rss();
+    rssAfter[`hits ${memory === undefined ? 'from memory' : 'from the bucket'}`] = await stack.rss();
     await stack.stop();
   }
   say();
@@ -552,10 +576,16 @@ async function main() {
     say('## Memory');
     say();
     say(
-      `Resident memory (MiB) after each scenario: ${Object.entries(rssAfter)
-        .map(([k, v]) => `${k}: proxy ${v.proxy.toFixed(0)}, uploader ${v.uploader.toFixed(0)}`)
-        .join('; ')}.`,
+      "Resident memory (MiB) after each scenario, and what V8 holds of it: its heap (total), buffers outside it (external), the memory tier's images (inside external).",
     );
+    say();
+    say('| after | proxy RSS | proxy heap | proxy external | memory tier | uploader RSS | uploader heap | uploader external |');
+    say('|---|---|---|---|---|---|---|---|');
+    for (const [k, v] of Object.entries(rssAfter)) {
+      say(
+        `| ${k} | ${v.proxy.toFixed(0)} | ${f1(v.proxyV8?.heap)} | ${f1(v.proxyV8?.external)} | ${f1(v.proxyV8?.tier)} | ${v.uploader.toFixed(0)} | ${f1(v.uploaderV8?.heap)} | ${f1(v.uploaderV8?.external)} |`,
+      );
+    }
     say();
   }
   if (WRITE) writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), `${lines.join('\n')}\n`);

@@ -12,6 +12,7 @@ import '../packages/shared/dist/require-node.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { configOrExit } from '../packages/shared/dist/index.js';
+import { SERVICE_NODE_FLAGS } from './node-flags.mjs';
 import { OwnRedisError, startOwnRedis } from './own-redis.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -94,10 +95,10 @@ if (!config.redisUrlSet) {
 }
 
 const services = {
-  proxy: { command: process.execPath, args: ['apps/proxy/dist/index.js'], env },
+  proxy: { command: process.execPath, args: [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env },
   uploader: {
     command: process.execPath,
-    args: ['apps/uploader/dist/index.js'],
+    args: [...SERVICE_NODE_FLAGS, 'apps/uploader/dist/index.js'],
     env: env.METRICS_BIND ? { ...env, METRICS_BIND: uploaderMetricsBind(env.METRICS_BIND) } : env,
   },
 };
