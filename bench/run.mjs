@@ -373,13 +373,14 @@ async function realWork() {
 }
 
 async function pacedRuns() {
+  // first: the paragraph names the size of its image
+  const upstream = await startStaticUpstream();
   say('## Paced: a fixed rate of new images on a zero-cost upstream');
   say();
   say(
     `${PACED_SECONDS} s at each rate; the upstream answers a ${Math.round(staticImageBytes / 1024)} KB WebP at once. CPU per image in ms: the proxy beside a minimal Node proxy (node:http and an undici Pool, no caching) at the same rate, the uploader beside PUT loops at the same rate against the same S3 stand-in. Each of them first serves ${WARMUP} images (or PUTs), as a service that has run for a while has.`,
   );
   say();
-  const upstream = await startStaticUpstream();
   const minimal = await startMinimalProxy(upstream.url);
   warm(minimal.url);
   await settle();

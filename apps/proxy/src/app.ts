@@ -64,7 +64,9 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     track: (work: Promise<unknown>) => inflight.track(work),
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,
-    stored: deps.bucket ? new StoredImages(deps.memory ?? new MemoryTier(config.proxy.memoryBytes), deps.bucket, deps.metrics) : undefined,
+    stored: deps.bucket
+      ? new StoredImages(deps.memory ?? new MemoryTier(config.proxy.memoryBytes), deps.bucket, deps.metrics, config.proxy.readThrough)
+      : undefined,
     readThrough: config.proxy.readThrough,
     flights: new Map(),
     negotiation: { seen: false },

@@ -4,8 +4,9 @@ import type { BucketReader, Lookup } from './bucket-reader.js';
 import { etagOf, type MemoryEntry, type MemoryTier } from './memory-tier.js';
 
 // The stored images as the proxy reaches them: its memory first, the bucket after. Concurrent GETs
-// of one key share one bucket read; a GET that finds the image keeps it in memory, and so does a
-// completed hand-off (the image the uploaders are about to store).
+// of one key share one bucket read; a GET that finds the image keeps it in memory, and so, with
+// read-through on, does a completed hand-off (the image the uploaders are about to store). Without
+// read-through no hit is served, and memory only keeps what stale answers read.
 
 export type ReadPurpose = 'read-through' | 'stale';
 
@@ -17,6 +18,8 @@ export class StoredImages {
     readonly memory: MemoryTier,
     private readonly bucket: BucketReader | undefined,
     private readonly metrics?: ProxyMetrics,
+    /** CACHE_READ_THROUGH: hits are served, so images handed off are kept */
+    private readonly keepHandedOff = true,
   ) {}
 
   /** A fresh image in memory, its ETag made if it came from a hand-off. */
@@ -53,7 +56,7 @@ export class StoredImages {
 
   /** A complete image handed to the uploaders: it is served from memory from now on, unless a purge came since `since`. */
   handedOff(cacheKey: string, body: Buffer, headers: IncomingHttpHeaders, since: number, receivedAt: number): void {
-    if (!this.memory.enabled) return;
+    if (!this.memory.enabled || !this.keepHandedOff) return;
     // Last-Modified: when this proxy had it whole (the object's own is its upload, a moment later)
     const stored: Record<string, string> = { 'content-length': String(body.length), 'last-modified': new Date(receivedAt).toUTCString() };
     // the headers the uploader stores with the object

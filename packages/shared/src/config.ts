@@ -253,7 +253,7 @@ export const VARIABLES = [
     default: '67108864',
     roles: ['proxy'],
     description:
-      'Stored images the proxy keeps in memory (64 MiB, split evenly between `PROXY_WORKERS`), least recently used out first, so that a hot image is served without a bucket read: filled by bucket reads and by completed hand-offs; kept only as long as their stored `Cache-Control` lets a shared cache keep them (never `no-store`, `private` or `no-cache`); removed from every proxy by a purge. Serves read-through hits (`X-Cache: HIT`) and stale answers. `0` turns it off.',
+      'Stored images the proxy keeps in memory (64 MiB, split evenly between `PROXY_WORKERS`), least recently used out first, so that a hot image is served without a bucket read: filled by bucket reads and, with `CACHE_READ_THROUGH`, by completed hand-offs; kept only as long as their stored `Cache-Control` lets a shared cache keep them (never `no-store`, `private` or `no-cache`); removed from every proxy by a purge. Serves read-through hits (`X-Cache: HIT`) and stale answers. `0` turns it off.',
   },
   {
     name: 'ADMIN_TOKEN',
