@@ -227,6 +227,20 @@ describe('the memory tier (CACHE_MEMORY_BYTES)', () => {
     expect(await counter(s.proxy, 'hits', 'memory')).toBe(2);
   });
 
+  it('serves no image from memory whose format imgproxy negotiates, once it has seen it do so', async () => {
+    const s = await start({ stub: { vary: 'Accept' } });
+    // stored before imgproxy negotiated (by an older setup, or by hand), and read into memory
+    const formatless = '/sig/rs:fit:10:10/plain/https://example.com/kept.jpg';
+    await store(s, formatless, Buffer.from('stored earlier'), 'max-age=3600');
+    expect((await s.get(formatless)).headers['x-cache']).toBe('HIT');
+    expect(await gauge(s.proxy, 'memoryEntries')).toBe(1);
+    await s.get('/sig/rs:fit:10:10/plain/https://example.com/other.jpg'); // imgproxy says Vary: Accept
+    const renders = rendered(s, formatless);
+    const reply = await s.get(formatless);
+    expect(reply.headers['x-cache']).toBeUndefined(); // imgproxy's answer, as for every such path
+    expect(rendered(s, formatless)).toBe(renders + 1);
+  });
+
   it('splits CACHE_MEMORY_BYTES between PROXY_WORKERS', async () => {
     const { loadConfig } = await import('@imgproxy-cache/shared');
     const env = { IMGPROXY_URL: 'http://127.0.0.1:1', CACHE_MEMORY_BYTES: '90000000' };
