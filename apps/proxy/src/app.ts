@@ -10,6 +10,7 @@ import type { BucketReader } from './bucket-reader.js';
 import { CaptureTally } from './capture.js';
 import type { Enqueuer } from './enqueue.js';
 import { type CacheOutcome, type ForwardOptions, forward, sendError } from './forward.js';
+import { handOffAgain } from './hand-off.js';
 import { Inflight } from './inflight.js';
 import { MemoryTier } from './memory-tier.js';
 import { RecentKeys } from './recent-keys.js';
@@ -65,7 +66,11 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,
     stored: deps.bucket
-      ? new StoredImages(deps.memory ?? new MemoryTier(config.proxy.memoryBytes), deps.bucket, deps.metrics, config.proxy.readThrough)
+      ? new StoredImages(deps.memory ?? new MemoryTier(config.proxy.memoryBytes), deps.bucket, deps.metrics, config.proxy.readThrough, {
+          windowMs: config.proxy.memoryConfirmMs,
+          // an image the bucket lost goes to the uploaders again, as a response would
+          restore: (cacheKey, entry) => handOffAgain(cacheKey, entry, options),
+        })
       : undefined,
     readThrough: config.proxy.readThrough,
     flights: new Map(),

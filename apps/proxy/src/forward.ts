@@ -186,7 +186,7 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
   let absent = false;
   const readThrough = cacheKey !== undefined && readsThrough(options, path) && options.recent.state(cacheKey) !== 'handing-off';
   if (readThrough) {
-    const found = await options.stored!.read(cacheKey, method as 'GET' | 'HEAD', 'read-through');
+    const found = await options.stored!.read(cacheKey, path, method as 'GET' | 'HEAD', 'read-through');
     if (typeof found === 'object') {
       outcome('hit');
       options.metrics?.hits.inc({ tier: 'bucket' });
@@ -197,7 +197,7 @@ async function lead(req: IncomingMessage, flight: Flight, options: ForwardOption
     }
     absent = found === 'absent';
     // an object the bucket removed (a lifecycle rule, by hand): stored again by this response
-    if (absent && options.recent.state(cacheKey) === 'uploaded') options.recent.forget(cacheKey);
+    if (absent) options.recent.bucketLost(cacheKey);
   }
 
   const headersOut = upstreamRequestHeaders(req.headers, req.socket.remoteAddress);
@@ -332,7 +332,7 @@ async function answerStale(
   const entry = options.stored.memory.enabled ? options.stored.inMemory(cacheKey) : undefined;
   const found = entry
     ? ({ status: 200, body: entry.body, headers: entry.headers } as const)
-    : await options.stored.read(cacheKey, req.method as 'GET' | 'HEAD', 'stale');
+    : await options.stored.read(cacheKey, rawPathOf(req.url ?? '/'), req.method as 'GET' | 'HEAD', 'stale');
   if (typeof found !== 'object') return false;
   options.metrics?.hits.inc({ tier: entry ? 'memory' : 'bucket' });
   options.onOutcome?.('stale', rawPathOf(req.url ?? '/'));

@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { crc32Of, encodePayload, type Logger } from '@imgproxy-cache/shared';
+import { crc32Of, encodePayload, type Logger, rateLimited } from '@imgproxy-cache/shared';
 import { contentLength, decideAtEnd } from './cacheability.js';
 import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
+import type { MemoryEntry } from './memory-tier.js';
 import type { RecentKeys } from './recent-keys.js';
 import type { StoredImages } from './stored-images.js';
 
@@ -82,13 +84,41 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
       if (rememberMs) {
         deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded' ? 'uploaded' : 'queued');
         // the uploaders have it (or the bucket does): the bytes after the payload's header
-        deps.stored?.handedOff(cacheKey, payload.subarray(payload.length - received), headers, teed.since, receivedAt);
+        deps.stored?.handedOff(cacheKey, path, payload.subarray(payload.length - received), headers, teed.since, receivedAt);
       } else deps.recent.forget(cacheKey); // not handed off: the next response tries again
       deps.onOutcome?.(outcome, path);
       if (debug) deps.logger.debug({ path, outcome, requestId: teed.requestId }, 'Cache hand-off');
     })
     .finally(() => deps.tally.add(-payload.length));
   deps.track(work);
+}
+
+const logRestore = rateLimited(10_000);
+
+/**
+ * The bucket lost an image memory holds (bucket-truth.ts): its bytes are handed off again, as a
+ * response of imgproxy would be, without a render. Not while a hand-off of it is under way or
+ * its shard sheds new images. Returns whether it was handed off.
+ */
+export function handOffAgain(cacheKey: string, entry: MemoryEntry, deps: HandOffDeps): boolean {
+  deps.recent.bucketLost(cacheKey);
+  if (deps.recent.has(cacheKey) || deps.enqueuer.shedding(cacheKey)) return false; // one is under way
+  const { path, body, headers } = entry;
+  logRestore((suppressed) =>
+    deps.logger.info({ path, key: cacheKey, suppressed }, 'The bucket has lost an image held in memory: storing it again from memory'),
+  );
+  const teed: Teed = {
+    cacheKey,
+    path,
+    requestId: randomUUID(),
+    headers,
+    body: [body],
+    received: body.length,
+    objectGone: true,
+    since: deps.stored?.mark() ?? 0,
+  };
+  handOff(teed, deps);
+  return true;
 }
 
 export function single(value: string | string[] | undefined): string | null {

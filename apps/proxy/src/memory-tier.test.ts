@@ -85,8 +85,8 @@ describe('MemoryTier', () => {
     const readBegun = tier.mark();
     tier.purge('k');
     expect(tier.get('k')).toBeUndefined();
-    expect(tier.put('k', image(10), CC, readBegun)).toBe(false);
-    expect(tier.put('k', image(10), CC, tier.mark())).toBe(true);
+    expect(tier.put('k', image(10), CC, { since: readBegun })).toBe(false);
+    expect(tier.put('k', image(10), CC, { since: tier.mark() })).toBe(true);
     expect(evicted).toEqual(['purged']);
   });
 

@@ -6,10 +6,15 @@ import type { OutgoingHttpHeaders } from 'node:http';
 // reads and by completed hand-offs; an entry lives as long as its stored Cache-Control lets a
 // shared cache keep it, and a purge removes it from every proxy.
 
-/** Why an entry left: room for others, its Cache-Control ran out, a purge. */
-export type Eviction = 'space' | 'expired' | 'purged';
+/**
+ * Why an entry left: room for others, its Cache-Control ran out, a purge, the bucket holds another
+ * object at its key, or the bucket never had it (bucket-truth.ts).
+ */
+export type Eviction = 'space' | 'expired' | 'purged' | 'replaced' | 'missing';
 
 export interface MemoryEntry {
+  /** the raw request path it was stored for */
+  path: string;
   body: Buffer;
   /** the stored headers it is served with (content-type, cache-control, etag, ...) */
   headers: Record<string, string>;
@@ -19,6 +24,20 @@ export interface MemoryEntry {
   size: number;
   /** the headers of a 200 from memory, made on first use (X-Cache included) */
   served?: OutgoingHttpHeaders;
+  /** the bucket was seen holding it (a bucket read, or a confirmation since) */
+  inBucket: boolean;
+  /** when memory last had the bucket's word on it, or began to ask (ms since the epoch) */
+  checkedAt: number;
+}
+
+/** Where an image put in memory comes from. */
+export interface Origin {
+  /** mark() when its read or its response began: a purge since keeps it out */
+  since?: number;
+  /** it was read from the bucket (else it was handed off, and the bucket may not have it yet) */
+  inBucket?: boolean;
+  /** the raw request path */
+  path?: string;
 }
 
 /** Bytes an entry is counted for beyond its body: its headers, the map's and the object's own. */
@@ -87,11 +106,19 @@ export class MemoryTier {
     return this.purges;
   }
 
-  /**
-   * Keeps an image if its Cache-Control allows it and it fits; `since` (from mark()) is when its
-   * read began. Returns whether it was kept.
-   */
-  put(key: string, body: Buffer, headers: Record<string, string>, since = this.purges): boolean {
+  /** Whether `entry` is still the one held for `key` (not evicted, purged or replaced since). */
+  holds(key: string, entry: MemoryEntry): boolean {
+    return this.entries.get(key) === entry;
+  }
+
+  /** Removes `entry` if it is still the one held for `key`. */
+  discard(key: string, entry: MemoryEntry, reason: Eviction): void {
+    if (this.holds(key, entry)) this.remove(key, entry, reason);
+  }
+
+  /** Keeps an image if its Cache-Control allows it and it fits. Returns whether it was kept. */
+  put(key: string, body: Buffer, headers: Record<string, string>, origin: Origin = {}): boolean {
+    const { since = this.purges, inBucket = false, path = '' } = origin;
     if (!this.enabled || since !== this.purges) return false;
     const lifetime = lifetimeMs(headers['cache-control']);
     if (lifetime === undefined) return false;
@@ -99,7 +126,8 @@ export class MemoryTier {
     if (size > this.maxBytes) return false;
     const old = this.entries.get(key);
     if (old) this.remove(key, old);
-    this.entries.set(key, { body, headers, expires: this.now() + lifetime, size });
+    const now = this.now();
+    this.entries.set(key, { path, body, headers, expires: now + lifetime, size, inBucket, checkedAt: now });
     this.held += size;
     for (const [oldest, entry] of this.entries) {
       if (this.held <= this.maxBytes) break;

@@ -40,4 +40,13 @@ describe('RecentKeys', () => {
     keys.forget('a');
     expect([keys.state('a'), keys.has('a')]).toEqual([undefined, false]);
   });
+
+  it('forgets what it knew of an upload once the bucket is found without the image, but not a hand-off under way', () => {
+    const keys = new RecentKeys(10);
+    keys.remember('uploaded', 60_000, 'uploaded');
+    keys.remember('queued', 60_000, 'queued');
+    keys.remember('busy', 60_000, 'handing-off');
+    for (const key of ['uploaded', 'queued', 'busy', 'unknown']) keys.bucketLost(key);
+    expect(['uploaded', 'queued', 'busy', 'unknown'].map((k) => keys.state(k))).toEqual([undefined, undefined, 'handing-off', undefined]);
+  });
 });

@@ -38,6 +38,16 @@ export class RecentKeys {
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 
+  /**
+   * The bucket was found without the image: what is remembered of its upload is out of date, so
+   * that the next hand-off stores it again; only a hand-off under way right now stays (the one
+   * rule for every way the proxy learns it).
+   */
+  bucketLost(key: string): void {
+    const state = this.state(key);
+    if (state !== undefined && state !== 'handing-off') this.entries.delete(key);
+  }
+
   forget(key: string): void {
     this.entries.delete(key);
   }

@@ -1,18 +1,21 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ProxyMetrics } from '@imgproxy-cache/shared';
 import type { BucketReader, Lookup } from './bucket-reader.js';
+import { BucketTruth, type BucketTruthOptions } from './bucket-truth.js';
 import { etagOf, type MemoryEntry, type MemoryTier } from './memory-tier.js';
 
 // The stored images as the proxy reaches them: its memory first, the bucket after. Concurrent GETs
 // of one key share one bucket read; a GET that finds the image keeps it in memory, and so, with
 // read-through on, does a completed hand-off (the image the uploaders are about to store). Without
-// read-through no hit is served, and memory only keeps what stale answers read.
+// read-through no hit is served, and memory only keeps what stale answers read. What memory
+// serves, the bucket is asked about now and then (bucket-truth.ts).
 
 export type ReadPurpose = 'read-through' | 'stale';
 
 export class StoredImages {
   /** bucket GETs in progress, by cache key */
   private readonly reading = new Map<string, Promise<Lookup>>();
+  private readonly truth: BucketTruth | undefined;
 
   constructor(
     readonly memory: MemoryTier,
@@ -20,17 +23,26 @@ export class StoredImages {
     private readonly metrics?: ProxyMetrics,
     /** CACHE_READ_THROUGH: hits are served, so images handed off are kept */
     private readonly keepHandedOff = true,
-  ) {}
+    /** asking the bucket about what memory serves (CACHE_MEMORY_CONFIRM_MS) */
+    confirm?: BucketTruthOptions,
+  ) {
+    this.truth = bucket && confirm ? new BucketTruth(memory, bucket, confirm, metrics) : undefined;
+  }
 
-  /** A fresh image in memory, its ETag made if it came from a hand-off. */
+  /**
+   * A fresh image in memory, about to be served (a hit or a stale answer): its ETag made if it
+   * came from a hand-off, and the bucket asked about it once the window since its last word ran out.
+   */
   inMemory(cacheKey: string): MemoryEntry | undefined {
     const entry = this.memory.get(cacheKey);
-    if (entry && entry.headers.etag === undefined) entry.headers.etag = etagOf(entry.body);
+    if (entry === undefined) return undefined;
+    if (entry.headers.etag === undefined) entry.headers.etag = etagOf(entry.body);
+    this.truth?.check(cacheKey, entry);
     return entry;
   }
 
   /** One read of the bucket (GETs of a key in progress are shared), measured; a GET that finds it fills memory. */
-  read(cacheKey: string, method: 'GET' | 'HEAD', purpose: ReadPurpose): Promise<Lookup> {
+  read(cacheKey: string, path: string, method: 'GET' | 'HEAD', purpose: ReadPurpose): Promise<Lookup> {
     if (method === 'HEAD') return this.measured(cacheKey, 'HEAD', purpose);
     const pending = this.reading.get(cacheKey);
     if (pending) {
@@ -39,7 +51,7 @@ export class StoredImages {
     }
     const since = this.memory.mark();
     const read = this.measured(cacheKey, 'GET', purpose).then((found) => {
-      if (typeof found === 'object') this.memory.put(cacheKey, found.body, found.headers, since);
+      if (typeof found === 'object') this.memory.put(cacheKey, found.body, found.headers, { since, inBucket: true, path });
       return found;
     });
     this.reading.set(cacheKey, read);
@@ -55,7 +67,7 @@ export class StoredImages {
   }
 
   /** A complete image handed to the uploaders: it is served from memory from now on, unless a purge came since `since`. */
-  handedOff(cacheKey: string, body: Buffer, headers: IncomingHttpHeaders, since: number, receivedAt: number): void {
+  handedOff(cacheKey: string, path: string, body: Buffer, headers: IncomingHttpHeaders, since: number, receivedAt: number): void {
     if (!this.memory.enabled || !this.keepHandedOff) return;
     // Last-Modified: when this proxy had it whole (the object's own is its upload, a moment later)
     const stored: Record<string, string> = { 'content-length': String(body.length), 'last-modified': new Date(receivedAt).toUTCString() };
@@ -64,7 +76,7 @@ export class StoredImages {
       const value = headers[name];
       if (value !== undefined) stored[name] = Array.isArray(value) ? value.join(', ') : value;
     }
-    this.memory.put(cacheKey, body, stored, since);
+    this.memory.put(cacheKey, body, stored, { since, path });
   }
 
   /** A purge: gone from memory, and no read already on its way brings it back. */

@@ -45,6 +45,8 @@ export interface Config {
     s3ReadTimeoutMs: number;
     /** CACHE_MEMORY_BYTES, this process's share (divided between PROXY_WORKERS); 0 = off */
     memoryBytes: number;
+    /** CACHE_MEMORY_CONFIRM_MS: how long memory trusts the bucket's last word on an image; 0 = until it expires */
+    memoryConfirmMs: number;
     /** ADMIN_TOKEN: undefined = DELETE /cache off */
     adminToken: string | undefined;
     cacheMaxBytes: number;
@@ -254,6 +256,13 @@ export const VARIABLES = [
     roles: ['proxy'],
     description:
       'Stored images the proxy keeps in memory (64 MiB, split evenly between `PROXY_WORKERS`), least recently used out first, so that a hot image is served without a bucket read: filled by bucket reads and, with `CACHE_READ_THROUGH`, by completed hand-offs; kept only as long as their stored `Cache-Control` lets a shared cache keep them (never `no-store`, `private` or `no-cache`); removed from every proxy by a purge. Serves read-through hits (`X-Cache: HIT`) and stale answers. `0` turns it off.',
+  },
+  {
+    name: 'CACHE_MEMORY_CONFIRM_MS',
+    default: '60000',
+    roles: ['proxy'],
+    description:
+      'How long the memory tier trusts the bucket’s last word on an image (its read, or the last confirmation). Past it, the next answer from memory is still sent at once, and one HEAD in the background (per image and window, within `S3_READ_TIMEOUT_MS`) asks the bucket: an image the bucket lost is handed off again from memory without a render; another object at the key, or an image handed off that the bucket never got (its upload failed), leaves memory; a bucket that errors changes nothing. `0` trusts memory until the image’s `Cache-Control` runs out.',
   },
   {
     name: 'ADMIN_TOKEN',
@@ -542,6 +551,7 @@ export function loadConfig(env: Env, role: Role): Config {
       readThrough: bool('CACHE_READ_THROUGH'),
       s3ReadTimeoutMs: int('S3_READ_TIMEOUT_MS', 10),
       memoryBytes: 0, // set below, once PROXY_WORKERS is known
+      memoryConfirmMs: int('CACHE_MEMORY_CONFIRM_MS', 0),
       adminToken: raw('ADMIN_TOKEN') || undefined,
       cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
       recentKeys: int('CACHE_RECENT_KEYS', 0, 10_000_000),

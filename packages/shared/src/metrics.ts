@@ -31,6 +31,8 @@ export interface ProxyMetrics {
   memoryBytes: Gauge;
   memoryEntries: Gauge;
   memoryEvictions: Counter<'reason'>;
+  memoryConfirmations: Counter<'result'>;
+  memoryRestores: Counter;
 }
 
 /** The memory tier as a scrape sees it. */
@@ -128,8 +130,19 @@ export function createProxyMetrics(
     }),
     memoryEvictions: new Counter({
       name: `${PREFIX}memory_tier_evictions_total`,
-      help: 'Images that left memory, by reason: space (least recently used, for others), expired (their Cache-Control ran out), purged',
+      help: 'Images that left memory, by reason: space (least recently used, for others), expired (their Cache-Control ran out), purged, replaced (the bucket holds another object at its key), missing (handed off, and the bucket never had it)',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    memoryConfirmations: new Counter({
+      name: `${PREFIX}memory_tier_confirmations_total`,
+      help: 'Questions to the bucket about an image served from memory, once CACHE_MEMORY_CONFIRM_MS ran out, by answer: present, missing, replaced (another object at its key), error (slow or failing: asked again later)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    memoryRestores: new Counter({
+      name: `${PREFIX}memory_tier_restores_total`,
+      help: 'Images the bucket had lost, handed off again from memory without a render',
       registers: [registry],
     }),
   };
