@@ -176,7 +176,7 @@ describe('wrong S3 credentials', () => {
     );
     const readyz = await request(`http://127.0.0.1:${admin}/readyz`);
     expect(readyz.statusCode).toBe(503);
-    expect(await readyz.body.json()).toEqual({ ready: false, checks: { redis: true, s3: false } });
+    expect(await readyz.body.json()).toEqual({ ready: false, checks: { redis: true, s3: false, shards: true } });
   });
 
   it('with the right keys, /readyz passes', async () => {

@@ -78,7 +78,7 @@ describe('proxy metrics and health', () => {
     expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'redis-down' })).toBe(1);
     const ready = await admin(s.proxy.admin!.port, '/readyz');
     expect(ready.status).toBe(503);
-    expect(JSON.parse(ready.text)).toEqual({ ready: false, checks: { imgproxy: true, redis: false } });
+    expect(JSON.parse(ready.text)).toEqual({ ready: false, checks: { serving: true, imgproxy: true, redis: false } });
   });
 
   it('is live, and ready only while imgproxy is healthy', async () => {
@@ -89,7 +89,7 @@ describe('proxy metrics and health', () => {
     s.stub.healthy = false;
     const notReady = await admin(port, '/readyz');
     expect(notReady.status).toBe(503);
-    expect(JSON.parse(notReady.text).checks).toEqual({ imgproxy: false, redis: true });
+    expect(JSON.parse(notReady.text).checks).toEqual({ serving: true, imgproxy: false, redis: true });
   });
 });
 
@@ -113,10 +113,10 @@ describe('uploader metrics and health', () => {
     expect(sample(metrics, 'imgproxy_cache_queue_jobs', { state: 'waiting' })).toBe(0);
     expect(sample(metrics, 'imgproxy_cache_queue_jobs', { state: 'failed' })).toBe(0);
     expect(sample(metrics, 'imgproxy_cache_backlog_bytes')).toBe(0);
-    expect(await admin(port, '/readyz')).toEqual({ status: 200, text: '{"ready":true,"checks":{"redis":true,"s3":true}}\n' });
+    expect(await admin(port, '/readyz')).toEqual({ status: 200, text: '{"ready":true,"checks":{"redis":true,"s3":true,"shards":true}}\n' });
 
     s.tap.fault = () => ({ kind: 'status', status: 503, code: 'ServiceUnavailable' });
-    expect(JSON.parse((await admin(port, '/readyz')).text)).toEqual({ ready: false, checks: { redis: true, s3: false } });
+    expect(JSON.parse((await admin(port, '/readyz')).text)).toEqual({ ready: false, checks: { redis: true, s3: false, shards: true } });
   });
 });
 

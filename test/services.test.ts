@@ -219,7 +219,7 @@ describe('PROXY_WORKERS', () => {
     expect(metric(await scrape(), 'imgproxy_cache_cache_decisions_total{outcome="queued"')).toBe(paths.length);
     const ready = await request(`http://127.0.0.1:${adminPort}/readyz`);
     expect(ready.statusCode).toBe(200);
-    expect(await ready.body.json()).toEqual({ ready: true, checks: { workers: true, imgproxy: true, redis: true } });
+    expect(await ready.body.json()).toEqual({ ready: true, checks: { serving: true, workers: true, imgproxy: true, redis: true } });
 
     // a worker that dies is replaced; serving goes on meanwhile
     process.kill(workers[0]!, 'SIGKILL');

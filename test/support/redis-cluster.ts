@@ -29,6 +29,10 @@ export interface TestCluster {
   pause(port: number): void;
   /** SIGCONT */
   resume(port: number): void;
+  /** starts a node killed earlier again, with its identity: it rejoins as a replica */
+  restart(port: number): Promise<void>;
+  /** resolves once the cluster is ok on every live node and every replica has synced */
+  settled(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -46,12 +50,12 @@ async function clusterPort(): Promise<number> {
   }
 }
 
-export async function startRedisCluster(): Promise<TestCluster> {
+/** `nodeTimeoutMs`: cluster-node-timeout (a dead master's replica takes over about a second after it). */
+export async function startRedisCluster({ nodeTimeoutMs = 1000 } = {}): Promise<TestCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'imgproxy-cache-cluster-'));
   const nodes: ClusterNode[] = [];
-  for (let i = 0; i < 6; i++) {
-    const port = await clusterPort();
-    const child = spawn(
+  const spawnNode = (port: number) =>
+    spawn(
       'redis-server',
       [
         '--port',
@@ -62,9 +66,8 @@ export async function startRedisCluster(): Promise<TestCluster> {
         'yes',
         '--cluster-config-file',
         join(dir, `nodes-${port}.conf`),
-        // a dead master's replica takes over within about two seconds
         '--cluster-node-timeout',
-        '1000',
+        String(nodeTimeoutMs),
         // replicas copy their master at once (by default a master waits 5 s for more replicas)
         '--repl-diskless-sync-delay',
         '0',
@@ -79,7 +82,9 @@ export async function startRedisCluster(): Promise<TestCluster> {
       ],
       { stdio: 'ignore' },
     );
-    nodes.push({ port, child });
+  for (let i = 0; i < 6; i++) {
+    const port = await clusterPort();
+    nodes.push({ port, child: spawnNode(port) });
   }
   const ping = async (port: number) => {
     const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -116,36 +121,43 @@ export async function startRedisCluster(): Promise<TestCluster> {
     }
     throw new Error('no cluster node answers');
   };
-  await waitFor(
-    async () => {
-      for (const { port } of nodes) {
-        const r = new Redis(port, '127.0.0.1');
-        try {
-          if (!(await r.cluster('INFO')).includes('cluster_state:ok')) return false;
-        } finally {
-          r.disconnect();
+  const alive = () => nodes.filter(({ port, child }) => child.exitCode === null && child.signalCode === null && !paused.has(port));
+  const settled = async () => {
+    await waitFor(
+      async () => {
+        for (const { port } of alive()) {
+          const r = new Redis(port, '127.0.0.1');
+          r.on('error', () => undefined);
+          try {
+            if (!(await r.cluster('INFO')).includes('cluster_state:ok')) return false;
+          } finally {
+            r.disconnect();
+          }
         }
-      }
-      return true;
-    },
-    { what: 'the cluster to be ok' },
-  );
-  // a replica that has not copied its master yet cannot take over from it
-  await waitFor(
-    async () => {
-      for (const { port, master } of await topology()) {
-        if (master) continue;
-        const r = new Redis(port, '127.0.0.1');
-        try {
-          if (!(await r.info('replication')).includes('master_link_status:up')) return false;
-        } finally {
-          r.disconnect();
+        return true;
+      },
+      { what: 'the cluster to be ok', timeoutMs: 30_000 },
+    );
+    // a replica that has not copied its master yet cannot take over from it
+    await waitFor(
+      async () => {
+        const live = new Set(alive().map((n) => n.port));
+        for (const { port, master } of await topology()) {
+          if (master || !live.has(port)) continue;
+          const r = new Redis(port, '127.0.0.1');
+          r.on('error', () => undefined);
+          try {
+            if (!(await r.info('replication')).includes('master_link_status:up')) return false;
+          } finally {
+            r.disconnect();
+          }
         }
-      }
-      return true;
-    },
-    { what: 'the replicas to be in sync' },
-  );
+        return true;
+      },
+      { what: 'the replicas to be in sync', timeoutMs: 30_000 },
+    );
+  };
+  await settled();
 
   return {
     url: nodes
@@ -167,6 +179,12 @@ export async function startRedisCluster(): Promise<TestCluster> {
       nodes.find((n) => n.port === port)!.child.kill('SIGCONT');
       paused.delete(port);
     },
+    async restart(port) {
+      const node = nodes.find((n) => n.port === port)!;
+      node.child = spawnNode(port);
+      await waitFor(() => ping(port), { what: `cluster node ${port} back` });
+    },
+    settled,
     async stop() {
       for (const { child } of nodes) {
         if (child.exitCode === null && child.signalCode === null) {

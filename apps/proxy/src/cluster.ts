@@ -134,7 +134,12 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
         const id = nextId++;
         const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
         const all = (name: string) => answers.every((a) => a?.[name] === true);
-        return { workers: answers.length === count && answers.every(Boolean), imgproxy: all('imgproxy'), redis: all('redis') };
+        return {
+          serving: !stopping,
+          workers: answers.length === count && answers.every(Boolean),
+          imgproxy: all('imgproxy'),
+          redis: all('redis'),
+        };
       },
       'METRICS_BIND',
       purge,

@@ -108,6 +108,10 @@ export class RedisEnqueuer implements Enqueuer {
   private readonly waitMs: number;
   /** the proxy is stopping: waits end */
   private readonly closing = new AbortController();
+  /** settles when the proxy stops: one listener on `closing`, shared by every wait */
+  private readonly closed = new Promise<void>((resolve) => this.closing.signal.addEventListener('abort', () => resolve(), { once: true }));
+  /** the next 'ready' of each connection, shared by the images waiting for it */
+  private readonly readyWaits = new Map<Redis, Promise<void>>();
 
   /** `payloadRedis` is the queue's `redis` unless PAYLOAD_REDIS_URL names another. */
   constructor(
@@ -190,7 +194,7 @@ export class RedisEnqueuer implements Enqueuer {
           this.report(outcome, image, e);
           return outcome;
         }
-        await pause(RETRY_PAUSE_MS, this.closing.signal);
+        await pause(RETRY_PAUSE_MS, this.closed);
       }
     }
   }
@@ -200,18 +204,27 @@ export class RedisEnqueuer implements Enqueuer {
     const left = deadline - this.now();
     if (left <= 0 || this.closing.signal.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const done = (ready: boolean) => {
+      const timer = setTimeout(() => resolve(client.status === 'ready'), left);
+      void this.nextReady(client).then(() => {
         clearTimeout(timer);
-        client.off('ready', onReady);
-        this.closing.signal.removeEventListener('abort', onAbort);
-        resolve(ready);
-      };
-      const onReady = () => done(true);
-      const onAbort = () => done(false);
-      const timer = setTimeout(() => done(client.status === 'ready'), left);
-      client.once('ready', onReady);
-      this.closing.signal.addEventListener('abort', onAbort, { once: true });
+        resolve(client.status === 'ready' && !this.closing.signal.aborted);
+      });
     });
+  }
+
+  /**
+   * One wait per connection, however many images wait on it: a listener each would trip Node's
+   * MaxListeners warning on every Redis restart under load, which reads like a leak.
+   */
+  private nextReady(client: Redis): Promise<void> {
+    let waiting = this.readyWaits.get(client);
+    if (!waiting) {
+      waiting = Promise.race([new Promise<void>((resolve) => client.once('ready', () => resolve())), this.closed]).finally(() =>
+        this.readyWaits.delete(client),
+      );
+      this.readyWaits.set(client, waiting);
+    }
+    return waiting;
   }
 
   /**
@@ -320,17 +333,10 @@ interface Held {
   also<T>(sent: Promise<T>): Promise<T>;
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** Resolves after `ms`, or at once when `stop` settles. */
+function pause(ms: number, stop: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))), stop]).finally(() => clearTimeout(timer));
 }
 
 /** `promise`, or a TimeoutError after `ms` (saying `boundMs`, the bound that ran out). */

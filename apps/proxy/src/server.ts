@@ -10,6 +10,7 @@ import {
   createProxyMetrics,
   createRegistry,
   createSubscriberRedis,
+  draining,
   type Logger,
   listen,
   type ProxyMetrics,
@@ -167,6 +168,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   server.on('request', (req, res) => {
     res.once('close', () => metrics.requests.inc({ method: req.method ?? '', status: res.statusCode }));
   });
+  const drain = draining(server);
 
   const release = async () => {
     uncount();
@@ -187,8 +189,9 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   const port = (server.address() as AddressInfo).port;
 
   // Ready when imgproxy is healthy and Redis reachable (the proxy serves without Redis, but does
-  // not cache: an orchestrator should know).
+  // not cache: an orchestrator should know), and not stopping (a balancer stops sending at once).
   const readiness = async () => ({
+    serving: !drain.stopping,
     imgproxy: await imgproxyHealthy(upstream, config.proxy.imgproxyBasePath, 1_000),
     redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
   });
@@ -217,13 +220,10 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     waitingFollowers: () => [...flights.values()].reduce((n, c) => n + c.waiting.size, 0),
     async close(timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
-      await closed;
-      clearTimeout(timer);
+      // every connection ends with its response; the admin port answers (not ready) meanwhile
+      await drain.close(timeoutMs);
       await inflight.drain(Math.max(0, deadline - Date.now()));
-      await admin?.close();
+      await admin?.close(Math.max(0, deadline - Date.now()));
       await release();
     },
   };

@@ -7,6 +7,7 @@ import {
   createLogger,
   createUploadQueue,
   createWorkerRedis,
+  draining,
   exitOnSignal,
   listen,
   QueueRegistry,
@@ -45,6 +46,7 @@ async function main(): Promise<void> {
   const refresh = setInterval(() => void queuesNow().then((q) => dashboard.show(q)), 30_000);
   refresh.unref();
   const server = createAdaptorServer({ fetch: dashboard.app.fetch }) as Server;
+  const drain = draining(server);
   await listen(server, config.dashboard.bind, 'DASHBOARD_BIND');
   const { host } = config.dashboard.bind;
   const { port } = server.address() as AddressInfo;
@@ -53,8 +55,9 @@ async function main(): Promise<void> {
     `Dashboard listening on ${host ?? ''}:${port}${config.dashboard.user === undefined ? ' (no auth: loopback only)' : ''}`,
   );
   exitOnSignal(logger, { stopping: 'Shutting down', stopped: 'Dashboard stopped' }, async () => {
-    server.close();
     clearInterval(refresh);
+    // pages being sent finish; keep-alive connections close as they do
+    await drain.close(config.shutdownTimeoutMs);
     await Promise.all([...queues.values()].map((q) => q.close().catch(() => undefined)));
     redis.disconnect();
   });

@@ -7,13 +7,15 @@ import {
   queuePrefix,
   type Redis,
   rateLimited,
+  rateLimitedBy,
   redisKeys,
   type UploaderMetrics,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { type Job, type Queue, Worker } from 'bullmq';
 import { createProcessor, type UploadResult } from './processor.js';
-import type { ObjectStore } from './s3-store.js';
+import { type ObjectStore, S3OperationError } from './s3-store.js';
+import type { WatchedWorker } from './shard-watchdog.js';
 
 // The BullMQ worker of one upload queue (one shard): runs its uploads, reports their results, and
 // gathers jobs once the queue runs dry (UPLOAD_GATHER_MS).
@@ -30,13 +32,15 @@ export interface QueueWorkerOptions {
   concurrency: number;
   /** S3 asked to slow down: pause every queue this uploader works */
   throttleAll: (delayMs: number) => Promise<void>;
+  /** until when S3 asked every queue to wait (ms since the epoch) */
+  throttledUntil: () => number;
   /** jobs in flight, for a shutdown past its deadline */
   active: Map<string, { job: Job<UploadJobData>; token: string }>;
   onResult?: (result: UploadResult | 'failed', job: UploadJobData) => void;
   onError: (error: Error) => void;
 }
 
-export interface QueueWorker {
+export interface QueueWorker extends WatchedWorker {
   name: string;
   queue: Queue<UploadJobData>;
   worker: Worker<UploadJobData, UploadResult>;
@@ -52,6 +56,8 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
   const payloads = new PayloadStore(payloadRedis, keys);
   const jobs = new JobStates(connection, keys);
   const logThrottle = rateLimited(10_000);
+  // an S3 fault fails every attempt: one line per cause per interval, each attempt still counted
+  const logRetry = rateLimitedBy(10_000);
 
   const processor = createProcessor({
     payloads,
@@ -79,9 +85,11 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
     },
   });
 
+  let running = 0; // jobs of this worker in flight
   const worker = new Worker<UploadJobData, UploadResult>(
     name,
     async (job, token) => {
+      running += 1;
       active.set(`${name}/${job.id}`, { job, token: token! });
       const stop = metrics.uploadSeconds.startTimer();
       try {
@@ -93,6 +101,7 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
         stop({ result: 'error' });
         throw error;
       } finally {
+        running -= 1;
         active.delete(`${name}/${job.id}`);
       }
     },
@@ -123,23 +132,35 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
       options.onResult?.('failed', job.data);
     } else {
       metrics.uploads.inc({ result: 'retried' });
-      logger.warn(fields, 'Upload failed; will retry');
+      logRetry(retryCause(error), (suppressed) => logger.warn({ ...fields, suppressed }, 'Upload failed; will retry'));
     }
   });
   worker.on('error', (error) => options.onError(error));
+  // what the watchdog looks at: when the worker last took a job, finished one, or found none
+  let lastActivity = Date.now();
+  const touched = () => (lastActivity = Date.now());
+  for (const event of ['active', 'completed', 'failed', 'drained'] as const) worker.on(event, touched);
   const gathering = gatherWhenDry(worker, config.uploader.gatherMs);
-
   return {
     name,
     queue,
     worker,
     payloads,
+    lastActivity: () => lastActivity,
+    canTake: () => worker.isRunning() && !worker.isPaused() && running < options.concurrency && options.throttledUntil() <= Date.now(),
+    // 'wait' alone: a queue paused from the dashboard keeps its jobs in 'paused', rightly untaken
+    waiting: () => queue.getJobCountByTypes('wait'),
     async close(force) {
       gathering.stop();
       await worker.close(force);
       await queue.close().catch(() => undefined);
     },
   };
+}
+
+/** What makes failures alike for the log: an S3 error's status and code, else the message. */
+function retryCause(error: Error): string {
+  return error instanceof S3OperationError ? `S3 ${error.status} ${error.code}` : error.message;
 }
 
 /**

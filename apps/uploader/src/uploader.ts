@@ -18,6 +18,8 @@ import type { Job } from 'bullmq';
 import type { UploadResult } from './processor.js';
 import { type QueueWorker, startQueueWorker } from './queue-worker.js';
 import type { ObjectStore } from './s3-store.js';
+import { reportShardRedis } from './shard-redis.js';
+import { ShardWatchdog } from './shard-watchdog.js';
 
 export interface RunningUploader {
   /** the queues this uploader works, by name: its shards, and any of an earlier QUEUE_SHARDS still holding jobs */
@@ -27,6 +29,8 @@ export interface RunningUploader {
   admin: AdminServer | undefined;
   /** looks for queues to work now (it does every `registryPollMs`) */
   refreshQueues(): Promise<void>;
+  /** restarts shard workers that stop taking their jobs */
+  watchdog: ShardWatchdog;
   /**
    * Stops taking jobs and waits for the ones in flight, at most `timeoutMs`; past it, puts them
    * back in the queue (not in the failed set) for another uploader, and closes.
@@ -43,13 +47,23 @@ export interface UploaderOptions {
   signal?: AbortSignal;
   /** how often the registry of queues is read for queues of an earlier QUEUE_SHARDS (default 30 s) */
   registryPollMs?: number;
+  /** how often the watchdog looks at each shard worker (default 2 s) */
+  watchdogIntervalMs?: number;
 }
 
 /**
  * Waits for Redis, refuses one that may evict keys (StartupError), then runs a BullMQ worker for
  * each queue it works, and the admin server.
  */
-export async function startUploader({ config, store, logger, onResult, signal, registryPollMs = 30_000 }: UploaderOptions): Promise<RunningUploader> {
+export async function startUploader({
+  config,
+  store,
+  logger,
+  onResult,
+  signal,
+  registryPollMs = 30_000,
+  watchdogIntervalMs = 2_000,
+}: UploaderOptions): Promise<RunningUploader> {
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
@@ -88,11 +102,13 @@ export async function startUploader({ config, store, logger, onResult, signal, r
     async () => (await Promise.all(all().map((q) => q.payloads.backlogBytes()))).reduce((a, b) => a + b, 0),
   );
 
+  let closed = false;
   // Jobs in flight, so that a shutdown past its deadline can hand them back to the queue.
   const active = new Map<string, { job: Job<UploadJobData>; token: string }>();
   const registry = new QueueRegistry(connection, config.queue.name);
   const current = shardQueueNames(config.queue.name, config.queue.shards).filter((_, shard) => config.uploader.shards?.includes(shard) ?? true);
   const concurrency = Math.max(1, Math.ceil(config.uploader.concurrency / current.length));
+  let throttledUntil = 0;
   const startWorker = (name: string) =>
     queues.set(
       name,
@@ -109,14 +125,35 @@ export async function startUploader({ config, store, logger, onResult, signal, r
         onResult,
         onError,
         throttleAll: async (delayMs) => {
+          throttledUntil = Math.max(throttledUntil, Date.now() + delayMs);
           await Promise.all(all().map((q) => q.queue.rateLimit(delayMs)));
         },
+        throttledUntil: () => throttledUntil,
       }),
     );
   for (const name of current) startWorker(name);
+  reportShardRedis(connection, () => queues.keys(), logger);
+
+  // A shard worker that stops taking its jobs (ioredis#709, see redis.ts) is replaced by a new one,
+  // on a new blocking connection; the old one is let go without waiting for it.
+  const watchdog = new ShardWatchdog(all, {
+    stuckMs: config.uploader.stuckMs,
+    intervalMs: watchdogIntervalMs,
+    onStuck: (name, waiting) => {
+      const stuck = queues.get(name);
+      if (!stuck || closed) return;
+      logger.warn(
+        { queue: name, waiting, stuckMs: config.uploader.stuckMs },
+        'A shard worker took none of its waiting jobs for UPLOAD_STUCK_MS: restarting it on a new connection',
+      );
+      metrics.workerRestarts.inc({ queue: name });
+      startWorker(name);
+      void Promise.race([stuck.close(true), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]).catch(() => undefined);
+    },
+  });
+  watchdog.start();
 
   // Queues of an earlier QUEUE_SHARDS: worked until they hold no job, then forgotten.
-  let closed = false;
   const refreshQueues = async () => {
     for (const name of await registry.names()) {
       if (current.includes(name) || closed) continue;
@@ -135,13 +172,15 @@ export async function startUploader({ config, store, logger, onResult, signal, r
   const poll = setInterval(() => void refreshQueues().catch(onError), registryPollMs);
   poll.unref();
 
-  // Ready when Redis and S3 answer.
+  // Ready when Redis and S3 answer, and every shard worker takes its jobs.
   const admin = config.metricsBind
     ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
         redis: connections.every((c) => c.status === 'ready'),
         s3: (await store.probe(Math.min(config.s3.requestTimeoutMs, 3_000))).ok,
+        shards: watchdog.stuckWorkers.length === 0,
       })).catch(async (error: Error) => {
         clearInterval(poll);
+        watchdog.stop();
         await Promise.all(all().map((q) => q.close(true).catch(() => undefined)));
         for (const c of connections) c.disconnect();
         throw error;
@@ -153,9 +192,11 @@ export async function startUploader({ config, store, logger, onResult, signal, r
     metrics,
     admin,
     refreshQueues,
+    watchdog,
     async close(timeoutMs) {
       closed = true;
       clearInterval(poll);
+      watchdog.stop();
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
       // With nothing in flight there is nothing to wait for, even if Redis is away.

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { BindAddress } from './config.js';
+import { draining } from './draining.js';
 import { listen } from './startup.js';
 
 // The admin address of each service (METRICS_BIND): Prometheus metrics and the health checks
@@ -21,7 +22,8 @@ export interface MetricsSource {
 export interface AdminServer {
   server: Server;
   port: number;
-  close(): Promise<void>;
+  /** answers in flight end (at most `timeoutMs`, 2 s by default), then the port closes */
+  close(timeoutMs?: number): Promise<void>;
 }
 
 export type AdminApp = Hono<{ Bindings: HttpBindings }>;
@@ -65,14 +67,11 @@ export async function startAdminServer(
 ): Promise<AdminServer> {
   // Node's own Request and Response stay global: the proxy's image route relies on them.
   const server = createAdaptorServer({ fetch: adminApp(registry, readiness, routes).fetch, overrideGlobalObjects: false }) as Server;
+  const drain = draining(server);
   await listen(server, bind, variable);
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close: (timeoutMs = 2_000) => drain.close(timeoutMs),
   };
 }

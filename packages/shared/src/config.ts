@@ -89,6 +89,8 @@ export interface Config {
     shards: readonly number[] | undefined;
     /** UPLOAD_GATHER_MS: how long to wait for more jobs once the queue ran dry */
     gatherMs: number;
+    /** UPLOAD_STUCK_MS: waiting jobs a shard worker could take and did not, for this long: it is restarted */
+    stuckMs: number;
     /** niceness (0–19) the uploader sets on all its threads at start; 0 = leave as started */
     nice: number;
     lockMs: number;
@@ -191,9 +193,9 @@ export const VARIABLES = [
   {
     name: 'SHUTDOWN_TIMEOUT_MS',
     default: '20000',
-    roles: BOTH,
+    roles: ['proxy', 'uploader', 'dashboard'],
     description:
-      "On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway. Keep it below the orchestrator's grace period.",
+      "On SIGTERM, how long in-flight responses, their hand-offs to Redis, and uploads in flight may take before the process exits anyway (it exits as soon as they are done: keep-alive connections close as their responses end). Keep it below the orchestrator's grace period.",
   },
   {
     name: 'REDIS_URL',
@@ -351,6 +353,13 @@ export const VARIABLES = [
     roles: ['uploader'],
     description:
       'When the queue runs dry, the uploader waits this long before it takes jobs again, so that the images that arrive meanwhile are uploaded together: at the rates users run, an upload then costs the uploader and Redis much less (bench/PROFILE.md), for at most this much more delay before an image is in the bucket. `0` takes every job as it comes.',
+  },
+  {
+    name: 'UPLOAD_STUCK_MS',
+    default: '15000',
+    roles: ['uploader'],
+    description:
+      'Watchdog of each shard worker: when its queue holds jobs it could take (running, not throttled, below its concurrency) and it has taken none of them for this long, it is stuck (after a Redis Cluster failover, see "Redis Cluster"): the uploader logs a warning naming the shard, restarts that worker on a new connection, counts it in `worker_restarts_total`, and `/readyz` says not ready until the new one takes a job. The default is three times BullMQ’s blocking wait.',
   },
   {
     name: 'UPLOAD_NICE',
@@ -583,6 +592,7 @@ export function loadConfig(env: Env, role: Role): Config {
     uploader: {
       concurrency: int('UPLOAD_CONCURRENCY', 1, 1000),
       gatherMs: int('UPLOAD_GATHER_MS', 0, 60_000),
+      stuckMs: int('UPLOAD_STUCK_MS', 1000),
       shards: uploadShards,
       nice: int('UPLOAD_NICE', 0, 19),
       lockMs: int('UPLOAD_LOCK_MS', 1000),

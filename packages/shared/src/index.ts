@@ -2,6 +2,7 @@ export * from './admin-server.js';
 export * from './cache-key.js';
 export * from './config.js';
 export * from './dedup.js';
+export * from './draining.js';
 export * from './logger.js';
 export * from './lua.js';
 export * from './memory.js';

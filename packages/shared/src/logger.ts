@@ -30,3 +30,23 @@ export function rateLimited(intervalMs: number, now: () => number = Date.now) {
     suppressed = 0;
   };
 }
+
+/**
+ * rateLimited() for each distinct cause (an S3 error code, a message): one line per cause per
+ * `intervalMs`, with the count of those suppressed since. Causes not seen for an interval are
+ * forgotten, so that the map stays as small as the causes of the moment.
+ */
+export function rateLimitedBy(intervalMs: number, now: () => number = Date.now) {
+  const gates = new Map<string, { gate: ReturnType<typeof rateLimited>; seen: number }>();
+  return (cause: string, emit: (suppressed: number) => void): void => {
+    const t = now();
+    if (gates.size > 64) for (const [key, g] of gates) if (t - g.seen >= intervalMs) gates.delete(key);
+    let entry = gates.get(cause);
+    if (!entry) {
+      entry = { gate: rateLimited(intervalMs, now), seen: t };
+      gates.set(cause, entry);
+    }
+    entry.seen = t;
+    entry.gate(emit);
+  };
+}

@@ -155,6 +155,7 @@ export interface UploaderMetrics {
   uploadBytes: Counter;
   queueJobs: Gauge<'state'>;
   backlogBytes: Gauge;
+  workerRestarts: Counter<'queue'>;
 }
 
 /** `jobCounts` and `backlogBytes` are read at scrape time. */
@@ -195,6 +196,12 @@ export function createUploaderMetrics(
       async collect() {
         this.set(await backlogBytes());
       },
+    }),
+    workerRestarts: new Counter({
+      name: `${PREFIX}worker_restarts_total`,
+      help: 'Shard workers restarted by the watchdog: their queue held jobs they could take and took none for UPLOAD_STUCK_MS',
+      labelNames: ['queue'],
+      registers: [registry],
     }),
   };
 }

@@ -1,3 +1,5 @@
+import calculateSlot from 'cluster-key-slot';
+
 // Every Redis key this tool writes, built in one place. Each queue's keys carry a hash tag of
 // their own (`bull:{<queue>}:<queue>:…`), so that every BullMQ script and every script of ours
 // touches one Redis Cluster slot (BullMQ's `prefix: '{…}'` pattern), and one QUEUE_NAME isolates a
@@ -44,4 +46,9 @@ export function redisKeys(queueName: string): RedisKeys {
     backlogSizes: () => `${base}:backlog:sizes`,
     backlogExpiry: () => `${base}:backlog:expiry`,
   };
+}
+
+/** The Redis Cluster slot of a queue's keys (its hash tag). */
+export function slotOf(queueName: string): number {
+  return calculateSlot(`{${queueName}}`);
 }

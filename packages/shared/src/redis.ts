@@ -108,7 +108,14 @@ const WORKER_SOCKET_TIMEOUT_MS = 15_000;
  * dashboard's and purge's connections, whose commands may wait for a Redis to come back).
  */
 export function createWorkerRedis(url: string, options: RedisOptions = {}): Redis {
-  return connect(url, { maxRetriesPerRequest: null, connectTimeout: 5000, socketTimeout: WORKER_SOCKET_TIMEOUT_MS }, options);
+  return connect(url, { maxRetriesPerRequest: null, connectTimeout: 5000, socketTimeout: WORKER_SOCKET_TIMEOUT_MS }, options, {
+    // A Cluster whose ready check fails (CLUSTER INFO says fail: a failover under way) reconnects
+    // and never settles the promise its connect() returned (ioredis#709). BullMQ's worker awaits
+    // that promise when it resets its blocking connection, and would then never fetch again.
+    // Without the check the connection is ready once it has the slots; a command meeting the
+    // failover is answered CLUSTERDOWN and tried again (retryDelayOnClusterDown).
+    enableReadyCheck: false,
+  });
 }
 
 /**
