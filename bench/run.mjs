@@ -106,8 +106,8 @@ async function startRedis() {
   await until(async () => (await redis.ping()) === 'PONG', 'redis-server');
 }
 
-async function startSharpUpstream() {
-  const port = await freePort();
+async function startSharpUpstream(port0) {
+  const port = port0 ?? (await freePort());
   const child = procs.start('upstream (sharp)', node, ['bench/upstream-sharp.mjs', String(port)], {}, { cwd: ROOT });
   const url = `http://127.0.0.1:${port}`;
   await until(() => httpOk(`${url}/health`), 'the sharp upstream', 60_000);
@@ -134,6 +134,43 @@ async function startMinimalProxy(upstream) {
   const child = procs.start('minimal Node proxy', node, ['bench/minimal-proxy.mjs', String(port), upstream], {}, { cwd: ROOT });
   const url = `http://127.0.0.1:${port}`;
   await until(() => httpOk(`${url}/health`), 'the minimal proxy');
+  return { url, child };
+}
+
+/**
+ * The Go tool users migrate from (../shared/peers/seed-go), when it builds here: its upstream is
+ * hard-coded to 127.0.0.1:8081, and its mux answers 301 to a path holding `//`, so it is given
+ * percent-encoded sources (ENCODED=1 in wrk-report.lua).
+ */
+const GO_PORT = 8081;
+function goPeerBinary() {
+  const build = join(ROOT, '..', 'shared', 'peers', 'seed-go', 'build.sh');
+  const out = spawnSync('sh', [build], { encoding: 'utf8' });
+  const path = out.stdout.trim().split('\n').at(-1);
+  return out.status === 0 && path ? path : undefined;
+}
+
+async function startGoPeer(binary) {
+  const port = await freePort();
+  const child = procs.start(
+    'the Go tool',
+    binary,
+    [],
+    {
+      IMGPROXY_BIND: `127.0.0.1:${port}`,
+      S3_BUCKET: BUCKET,
+      S3_ENDPOINT: s3Endpoint,
+      S3_FOLDER: 'go/',
+      AWS_ACCESS_KEY_ID: 'bench',
+      AWS_SECRET_ACCESS_KEY: 'bench',
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_CONFIG_FILE: '/dev/null',
+      AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+    },
+    { cwd: work },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await until(() => httpOk(`${url}/bench/rs:fit:10:10/q:50/cb:probe/plain/local:%2F%2F%2Fphoto.jpg@webp`), 'the Go tool', 30_000);
   return { url, child };
 }
 
@@ -248,10 +285,16 @@ async function startStack(shape, upstream, extraEnv = {}) {
 // --- load ----------------------------------------------------------------------------------
 
 /** wrk for `seconds`: new images (`unique`), one image again and again, or a random one of the paths in the file `paths`. */
-async function wrk(url, unique, seconds, paths) {
+async function wrk(url, unique, seconds, paths, encoded = false) {
   const out = spawnSync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', 'bench/wrk-report.lua', url], {
     cwd: ROOT,
-    env: { ...process.env, UNIQUE: unique ? '1' : '0', RUN_ID: Math.random().toString(36).slice(2, 8), ...(paths ? { PATHS: paths } : {}) },
+    env: {
+      ...process.env,
+      UNIQUE: unique ? '1' : '0',
+      RUN_ID: Math.random().toString(36).slice(2, 8),
+      ...(paths ? { PATHS: paths } : {}),
+      ...(encoded ? { ENCODED: '1' } : {}),
+    },
     encoding: 'utf8',
   }).stdout;
   const line = out.split('\n').find((l) => l.startsWith('{'));
@@ -342,13 +385,28 @@ async function realWork() {
     `The upstream resizes a 1200×800 photo to WebP with libvips (sharp) at a new size and quality for every request; 32 connections, ${SECONDS} s each, new images only. CPU per image in ms, each process; the uploader's and Redis's until the uploads are drained.`,
   );
   say();
-  const upstream = await startSharpUpstream();
+  const go = goPeerBinary();
+  if (!go) say('(The Go tool did not build here: its row is missing.)');
+  const upstream = await startSharpUpstream(go ? GO_PORT : undefined);
   const nginx = await referenceProxy(procs, await freePort(), upstream.url);
   const rows = [];
   const direct = await measure({ upstream: upstream.child.pid }, () => wrk(upstream.url, true, SECONDS));
   rows.push(['direct', direct]);
   const viaNginx = await measure({ upstream: upstream.child.pid, nginx: nginx.child.pid }, () => wrk(nginx.url, true, SECONDS));
   rows.push(['nginx proxy_pass', viaNginx]);
+  if (go) {
+    const peer = await startGoPeer(go);
+    await wrk(peer.url, true, 2, undefined, true); // warm-up
+    // it uploads in goroutines of its own: counted until its CPU settles
+    const r = await measure({ upstream: upstream.child.pid, 'the Go tool': peer.child.pid }, async () => {
+      const result = await wrk(peer.url, true, SECONDS, undefined, true);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      return result;
+    });
+    rows.push(['the Go tool (serves and uploads in one process)', r]);
+    rssAfter['real work, the Go tool'] = { proxy: rssMiB(peer.child.pid), uploader: 0 };
+    await procs.stop(peer.child);
+  }
   for (const shape of ['npm start', 'separate']) {
     const stack = await startStack(shape, upstream.url);
     await wrk(stack.url, true, 2); // warm-up

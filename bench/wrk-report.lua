@@ -3,6 +3,8 @@
 -- full of new images would; otherwise one image again and again. PATHS=<file>: one of the file's
 -- paths (a line each) at random for every request: stored images, hot and cold alike.
 local unique = os.getenv("UNIQUE") == "1"
+-- ENCODED=1: the source percent-encoded (the Go tool's mux answers 301 to a path holding //)
+local source = os.getenv("ENCODED") == "1" and "local:%2F%2F%2Fphoto.jpg" or "local:///photo.jpg"
 local prefix = os.getenv("RUN_ID") or "run"
 local counter = 0
 local paths = nil
@@ -31,7 +33,7 @@ function request()
   local w = 200 + (counter * 37) % 600
   local h = math.floor(w * 2 / 3)
   local q = 50 + counter % 40
-  return wrk.format("GET", string.format("/bench/rs:fit:%d:%d/q:%d/cb:%s-%s-%d/plain/local:///photo.jpg@webp", w, h, q, prefix, tid, counter))
+  return wrk.format("GET", string.format("/bench/rs:fit:%d:%d/q:%d/cb:%s-%s-%d/plain/%s@webp", w, h, q, prefix, tid, counter, source))
 end
 
 function done(summary, latency, requests)

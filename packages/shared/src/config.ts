@@ -6,9 +6,10 @@ import { availableParallelism } from 'node:os';
 
 /**
  * The services, `npm start` (scripts/start-all.mjs: the services together, with a Redis of its own
- * if need be), `npm run purge`, and `setup-bucket` (the compose file's bucket for a local S3 server).
+ * if need be), `npm run purge`, `npm run warm`, and `setup-bucket` (the compose file's bucket for a
+ * local S3 server).
  */
-export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge' | 'setup-bucket';
+export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge' | 'setup-bucket' | 'warm';
 export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -111,7 +112,7 @@ export interface Variable {
 }
 
 const BOTH: readonly Role[] = ['proxy', 'uploader'];
-const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge', 'setup-bucket'];
+const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge', 'setup-bucket', 'warm'];
 const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard', 'purge'];
 
 export const VARIABLES = [
@@ -119,7 +120,7 @@ export const VARIABLES = [
     name: 'S3_BUCKET',
     default: undefined,
     roles: S3_ROLES,
-    required: ['uploader', 'purge', 'setup-bucket'],
+    required: ['uploader', 'purge', 'setup-bucket', 'warm'],
     description:
       'Bucket for processed images. The proxy reads it too, when set: it serves stored images when imgproxy is down, and with `CACHE_READ_THROUGH` before asking imgproxy.',
   },
@@ -158,7 +159,12 @@ export const VARIABLES = [
     description:
       'Abort one S3 request (HEAD or PUT) after this long; the SDK tries it once more, then the upload is retried with backoff. `setup-bucket` waits this long for S3 to answer at all.',
   },
-  { name: 'IMGPROXY_BIND', default: ':8080', roles: ['proxy'], description: 'Proxy listen address, `host:port` or `:port`.' },
+  {
+    name: 'IMGPROXY_BIND',
+    default: ':8080',
+    roles: ['proxy', 'warm'],
+    description: 'Proxy listen address, `host:port` or `:port` (`npm run warm` sends its requests there unless given `--proxy`).',
+  },
   {
     name: 'IMGPROXY_URL',
     default: 'http://127.0.0.1:8081',
@@ -276,7 +282,7 @@ export const VARIABLES = [
   {
     name: 'CACHE_MAX_BYTES',
     default: '20971520',
-    roles: ['proxy'],
+    roles: ['proxy', 'warm'],
     description: 'Largest response that is cached (20 MiB). Larger ones are streamed in full and not kept.',
   },
   {
@@ -385,7 +391,7 @@ export const VARIABLES = [
     name: 'METRICS_BIND',
     default: ':9464',
     roleDefaults: { uploader: ':9465' },
-    roles: BOTH,
+    roles: [...BOTH, 'warm'],
     description:
       'Admin address of each service: Prometheus `/metrics`, `/livez` and `/readyz`; `off` disables it. The defaults differ so that a proxy and an uploader on one host both start; give each further uploader on a host its own (or `off`). An address already in use stops the service (exit 2).',
   },
