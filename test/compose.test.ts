@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { BucketClient, cacheKeyOf, loadConfig, queuePrefix } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { setupBucket } from '../apps/uploader/src/setup-bucket.js';
-import { composeCommand, docker, engineAnswers, ensureThirdPartyImages, hostPort, projectContainers, run } from './support/docker.js';
+import { composeCommand, docker, engineAnswers, ensureImage, ensureThirdPartyImages, hostPort, projectContainers, run } from './support/docker.js';
 import { ROOT } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
@@ -134,6 +135,35 @@ describe.runIf(engine || process.env.CI)('docker compose up, as users start it',
       expect(working).toBeGreaterThanOrEqual(2);
     },
     5 * MINUTE,
+  );
+
+  it(
+    '--profile observability: Prometheus scrapes the proxy and all three uploaders, with the alert rules loaded',
+    async () => {
+      // prom/prometheus where a registry answers; here, Debian's Prometheus in an image of that name
+      const image = (parse(readFileSync(`${ROOT}/docker-compose.yml`, 'utf8')) as { services: Record<string, { image?: string }> }).services.prometheus!.image!;
+      await ensureImage(image, { context: 'test/support/containers/prometheus' });
+      await compose(['--profile', 'observability', 'up', '-d', '--no-deps', 'prometheus']);
+      try {
+        const api = 'http://127.0.0.1:9090/api/v1';
+        const targets = await waitFor(
+          async () => {
+            const res = await get(`${api}/targets`).catch(() => undefined);
+            if (res?.status !== 200) return undefined;
+            const active = (JSON.parse(res.body.toString()) as { data: { activeTargets: { labels: { job: string }; health: string }[] } }).data.activeTargets;
+            const up = (job: string) => active.filter((t) => t.labels.job === job && t.health === 'up').length;
+            return up('imgproxy-cache-proxy') === 1 && up('imgproxy-cache-uploader') === 3 ? active : undefined;
+          },
+          { timeoutMs: 2 * MINUTE, intervalMs: 1000, what: 'Prometheus to scrape the proxy and three uploaders' },
+        );
+        expect(targets.length).toBe(4);
+        const rules = JSON.parse((await get(`${api}/rules`)).body.toString()) as { data: { groups: { rules: { name: string }[] }[] } };
+        expect(rules.data.groups.flatMap((g) => g.rules.map((r) => r.name))).toContain('ImgproxyCacheUploadsFailing');
+      } finally {
+        await compose(['--profile', 'observability', 'rm', '-sfv', 'prometheus']);
+      }
+    },
+    10 * MINUTE,
   );
 
   it('serves the dashboard only with the credentials of .env', async () => {

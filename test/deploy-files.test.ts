@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { VARIABLES } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -50,11 +50,44 @@ describe.runIf(haveCompose || process.env.CI)('docker-compose.yml', () => {
 
   it('runs proxy, uploader, dashboard and s3-init from our image, and redis, imgproxy, s3 beside them', () => {
     expect(ours.map(([name]) => name).sort()).toEqual(['dashboard', 'proxy', 's3-init', 'uploader']);
-    expect(Object.keys(compose.services).sort()).toEqual(['dashboard', 'imgproxy', 'proxy', 'redis', 's3', 's3-init', 'uploader']);
+    expect(Object.keys(compose.services).sort()).toEqual(['dashboard', 'grafana', 'imgproxy', 'prometheus', 'proxy', 'redis', 's3', 's3-init', 'uploader']);
     expect(compose.services['s3-init']!.command).toEqual(['setup-bucket']);
     expect(compose.services.proxy!.command).toEqual(['proxy']);
     expect(compose.services.uploader!.command).toEqual(['uploader']);
     expect(compose.services.dashboard!.command).toEqual(['dashboard']);
+  });
+
+  it('the observability profile: Prometheus and Grafana only on request, on loopback, with the rules, the scrape config and the dashboard they need', () => {
+    for (const name of ['prometheus', 'grafana']) {
+      const service = written.services[name] as Service & { profiles?: string[]; ports?: string[]; volumes?: string[] };
+      expect(service.profiles, name).toEqual(['observability']);
+      for (const port of service.ports ?? []) expect(port, name).toMatch(/^127\.0\.0\.1:/);
+      for (const volume of service.volumes ?? []) {
+        const [from] = volume.split(':');
+        if (from!.startsWith('./')) expect(existsSync(`${ROOT}/${from}`), `${name}: ${from}`).toBe(true);
+      }
+    }
+    // without the profile, `up` starts neither
+    const started = execFileSync('docker-compose', ['-f', 'docker-compose.yml', '--env-file', '.env.example', 'config', '--services'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    expect(started).toContain('prometheus'); // listed by config, started only with --profile
+    expect(() =>
+      execFileSync('docker-compose', ['-f', 'docker-compose.yml', '--env-file', '.env.example', '--profile', 'observability', 'config', '-q'], { cwd: ROOT }),
+    ).not.toThrow();
+    // the scrape jobs are named as the alerts expect, and the uploaders are found by DNS (scaled ones too)
+    const scrape = parse(readFileSync(`${ROOT}/deploy/prometheus/prometheus.yml`, 'utf8')) as {
+      rule_files: string[];
+      scrape_configs: { job_name: string; static_configs?: { targets: string[] }[]; dns_sd_configs?: { names: string[]; port: number }[] }[];
+    };
+    expect(scrape.rule_files).toEqual(['alerts.yml']);
+    expect(scrape.scrape_configs.map((c) => c.job_name)).toEqual(['imgproxy-cache-proxy', 'imgproxy-cache-uploader']);
+    expect(scrape.scrape_configs[0]!.static_configs![0]!.targets).toEqual([`proxy:${compose.services.proxy!.environment!.METRICS_BIND!.replace(':', '')}`]);
+    expect(scrape.scrape_configs[1]!.dns_sd_configs![0]).toMatchObject({
+      names: ['uploader'],
+      port: Number(compose.services.uploader!.environment!.METRICS_BIND!.replace(':', '')),
+    });
   });
 
   it('gives our services only variables the config module knows', () => {

@@ -98,6 +98,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     createRegistry('proxy'),
     () => tally.held,
     () => memory,
+    config.proxy.backlogMaxBytes,
   );
   // the images in memory are meant to stay: not a reason for the forced collections (memory.ts)
   const uncount = countAsHeld(() => memory.bytes);

@@ -79,7 +79,7 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
       logThrottle((suppressed) =>
         logger.warn({ reason: error.message, pauseMs: config.uploader.throttleDelayMs, suppressed }, 'S3 asks to slow down: pausing uploads'),
       );
-      metrics.uploads.inc({ result: 'throttled' });
+      metrics.uploads.inc({ result: 'throttled', queue: name });
       await options.throttleAll(config.uploader.throttleDelayMs);
       return Worker.RateLimitError();
     },
@@ -95,7 +95,7 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
       try {
         const result = await processor(job);
         stop({ result });
-        metrics.uploads.inc({ result });
+        metrics.uploads.inc({ result, queue: name });
         return result;
       } catch (error) {
         stop({ result: 'error' });
@@ -120,18 +120,22 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
     },
   );
 
+  // every result's series from the start, at 0: a counter that first appears at its failure's
+  // count would never show an increase to increase() or rate(), and the alerts would stay silent
+  for (const result of ['uploaded', 'already-present', 'retried', 'throttled', 'failed']) metrics.uploads.inc({ result, queue: name }, 0);
   worker.on('completed', (job, result) => options.onResult?.(result, job.data));
   worker.on('failed', (job, error) => {
     if (!job) return;
     const attempts = job.opts.attempts ?? 1;
     const final = job.attemptsMade >= attempts || error.name === 'UnrecoverableError';
     const fields = { path: job.data.path, key: job.data.cacheKey, attempt: job.attemptsMade, attempts, reason: error.message };
+    metrics.uploadErrors.inc({ code: error instanceof S3OperationError ? error.code : 'other' });
     if (final) {
-      metrics.uploads.inc({ result: 'failed' });
+      metrics.uploads.inc({ result: 'failed', queue: name });
       logger.error(fields, 'Upload failed for good; kept in the failed set');
       options.onResult?.('failed', job.data);
     } else {
-      metrics.uploads.inc({ result: 'retried' });
+      metrics.uploads.inc({ result: 'retried', queue: name });
       logRetry(retryCause(error), (suppressed) => logger.warn({ ...fields, suppressed }, 'Upload failed; will retry'));
     }
   });

@@ -91,15 +91,12 @@ export async function startUploader({
 
   const queues = new Map<string, QueueWorker>();
   const all = () => [...queues.values()];
-  const sum = (records: Record<string, number>[]) =>
-    records.reduce<Record<string, number>>((total, r) => {
-      for (const [k, v] of Object.entries(r)) total[k] = (total[k] ?? 0) + v;
-      return total;
-    }, {});
+  const byQueue = async <T>(read: (q: QueueWorker) => Promise<T>) =>
+    Object.fromEntries(await Promise.all(all().map(async (q) => [q.name, await read(q)] as const))) as Record<string, T>;
   const metrics = createUploaderMetrics(
     createRegistry('uploader'),
-    async () => sum(await Promise.all(all().map((q) => q.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')))),
-    async () => (await Promise.all(all().map((q) => q.payloads.backlogBytes()))).reduce((a, b) => a + b, 0),
+    () => byQueue((q) => q.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed')),
+    () => byQueue((q) => q.payloads.backlogBytes()),
   );
 
   let closed = false;

@@ -33,6 +33,7 @@ export interface ProxyMetrics {
   memoryEvictions: Counter<'reason'>;
   memoryConfirmations: Counter<'result'>;
   memoryRestores: Counter;
+  backlogMaxBytes: Gauge;
 }
 
 /** The memory tier as a scrape sees it. */
@@ -41,12 +42,24 @@ export interface MemoryTierState {
   size: number;
 }
 
-/** `heldBytes` reads the bytes held for caching at scrape time, `memory` the memory tier's state. */
+/**
+ * `heldBytes` reads the bytes held for caching at scrape time, `memory` the memory tier's state;
+ * `backlogMaxBytes` is CACHE_BACKLOG_MAX_BYTES (alerts compare the uploaders' backlog with it).
+ */
 export function createProxyMetrics(
   registry: Registry,
   heldBytes: () => number = () => 0,
   memory: () => MemoryTierState = () => ({ bytes: 0, size: 0 }),
+  backlogMaxBytes = 0,
 ): ProxyMetrics {
+  // PROXY_WORKERS: every worker has the same bound, so the primary reports it once (max), not summed
+  const bound = new Gauge({
+    name: `${PREFIX}backlog_max_bytes`,
+    help: 'CACHE_BACKLOG_MAX_BYTES: most teed bytes that may wait for upload, all shards together',
+    aggregator: 'max',
+    registers: [registry],
+  });
+  bound.set(backlogMaxBytes);
   return {
     registry,
     requests: new Counter({
@@ -145,31 +158,39 @@ export function createProxyMetrics(
       help: 'Images the bucket had lost, handed off again from memory without a render',
       registers: [registry],
     }),
+    backlogMaxBytes: bound,
   };
 }
 
 export interface UploaderMetrics {
   registry: Registry;
-  uploads: Counter<'result'>;
+  uploads: Counter<'result' | 'queue'>;
+  uploadErrors: Counter<'code'>;
   uploadSeconds: Histogram<'result'>;
   uploadBytes: Counter;
-  queueJobs: Gauge<'state'>;
-  backlogBytes: Gauge;
+  queueJobs: Gauge<'state' | 'queue'>;
+  backlogBytes: Gauge<'queue'>;
   workerRestarts: Counter<'queue'>;
 }
 
-/** `jobCounts` and `backlogBytes` are read at scrape time. */
+/** `jobCounts` (state → count, by queue) and `backlogBytes` (by queue) are read at scrape time. */
 export function createUploaderMetrics(
   registry: Registry,
-  jobCounts: () => Promise<Record<string, number>> = async () => ({}),
-  backlogBytes: () => Promise<number> = async () => 0,
+  jobCounts: () => Promise<Record<string, Record<string, number>>> = async () => ({}),
+  backlogBytes: () => Promise<Record<string, number>> = async () => ({}),
 ): UploaderMetrics {
   return {
     registry,
     uploads: new Counter({
       name: `${PREFIX}uploads_total`,
-      help: 'Upload attempts by result: uploaded, already-present, retried, throttled, failed (for good)',
-      labelNames: ['result'],
+      help: 'Upload attempts by result (uploaded, already-present, retried, throttled, failed for good) and queue shard',
+      labelNames: ['result', 'queue'],
+      registers: [registry],
+    }),
+    uploadErrors: new Counter({
+      name: `${PREFIX}upload_errors_total`,
+      help: 'Failed upload attempts by S3 error code (AccessDenied, InternalError, SlowDown, Timeout, ...; "other" for failures that are not S3 answers)',
+      labelNames: ['code'],
       registers: [registry],
     }),
     uploadSeconds: new Histogram({
@@ -182,19 +203,24 @@ export function createUploaderMetrics(
     uploadBytes: new Counter({ name: `${PREFIX}upload_bytes_total`, help: 'Bytes written to S3', registers: [registry] }),
     queueJobs: new Gauge({
       name: `${PREFIX}queue_jobs`,
-      help: 'Upload jobs by state (read at scrape time)',
-      labelNames: ['state'],
+      help: 'Upload jobs by state and queue shard (read at scrape time)',
+      labelNames: ['state', 'queue'],
       registers: [registry],
       async collect() {
-        for (const [state, n] of Object.entries(await jobCounts())) this.set({ state }, n);
+        const counts = await jobCounts();
+        this.reset(); // a queue no longer worked leaves no series behind
+        for (const [queue, states] of Object.entries(counts)) for (const [state, n] of Object.entries(states)) this.set({ state, queue }, n);
       },
     }),
     backlogBytes: new Gauge({
       name: `${PREFIX}backlog_bytes`,
-      help: 'Teed bytes waiting in Redis for upload (read at scrape time)',
+      help: 'Teed bytes waiting in Redis for upload, by queue shard (read at scrape time)',
+      labelNames: ['queue'],
       registers: [registry],
       async collect() {
-        this.set(await backlogBytes());
+        const bytes = await backlogBytes();
+        this.reset();
+        for (const [queue, n] of Object.entries(bytes)) this.set({ queue }, n);
       },
     }),
     workerRestarts: new Counter({
