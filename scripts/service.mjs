@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The container's entry point: `node scripts/service.mjs <proxy|uploader|dashboard|all|setup-bucket|purge|warm> [arguments]` loads one
+// The container's entry point: `node scripts/service.mjs <proxy|uploader|dashboard|all|setup-bucket|purge|warm|reindex> [arguments]` loads one
 // service into this very process, so that node is PID 1's child (with `init: true`) and receives
 // SIGTERM directly (npm would swallow it).
 import '../packages/shared/dist/require-node.js';
@@ -11,6 +11,7 @@ const services = {
   // one-shot commands
   purge: '../apps/proxy/dist/purge-main.js',
   warm: '../apps/proxy/dist/warm-main.js',
+  reindex: '../apps/proxy/dist/reindex-main.js',
   // the bucket of a local S3 server (the compose file's s3-init)
   'setup-bucket': '../apps/uploader/dist/setup-bucket-main.js',
   all: './start-all.mjs',
@@ -24,5 +25,5 @@ if (!(name in services)) {
 }
 if (name === 'all-in-one') process.argv.push('--with-imgproxy');
 // a one-shot command reads its own arguments after the command's name
-if (name === 'purge' || name === 'warm') process.argv.splice(2, 1);
+if (['purge', 'warm', 'reindex'].includes(name)) process.argv.splice(2, 1);
 await import(services[name]);

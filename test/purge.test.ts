@@ -62,6 +62,8 @@ describe('DELETE /cache/<path or key>', () => {
     await s.waitForObject(path);
     await s.drained();
     await request(`http://127.0.0.1:${other.port}${path}`).then((r) => r.body.arrayBuffer());
+    // its hand-off has answered (found the image uploaded) before the next request
+    await waitFor(() => outcomes.includes('uploaded'), { what: 'the other proxy’s hand-off' });
     expect((await s.get(path)).headers['x-cache']).toBe('HIT');
     await request(`http://127.0.0.1:${other.port}${path}`).then((r) => r.body.arrayBuffer());
     expect(outcomes.at(-1)).toBe('deduped'); // it remembers the image
@@ -164,7 +166,7 @@ describe('npm run purge', () => {
     for (const [args, message] of [
       [[path, 'cat.jpg'], 'imgproxy-cache purge: cat.jpg is neither an image path (starting with "/") nor a key (32 lowercase hex digits)'],
       [[`${path}?v=2`], `imgproxy-cache purge: ${path}?v=2 has a query string: images are keyed by their path alone, give the path without it`],
-      [[], 'imgproxy-cache purge: usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key)'],
+      [[], 'imgproxy-cache purge: usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key), or --source <source URL> ... [--dry-run]'],
     ] as const) {
       const run = cli(s, [...args]);
       expect(await run.exited()).toBe(2);

@@ -31,6 +31,7 @@ describe('configuration', () => {
     expect(hits).toEqual([
       'apps/proxy/src/index.ts',
       'apps/proxy/src/purge-main.ts',
+      'apps/proxy/src/reindex-main.ts',
       'apps/proxy/src/warm-main.ts',
       'apps/uploader/src/dashboard-main.ts',
       'apps/uploader/src/index.ts',

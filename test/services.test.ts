@@ -277,7 +277,7 @@ describe('the container entry point', () => {
   it('refuses an unknown service name', async () => {
     const entry = run(['scripts/service.mjs', 'bogus'], {});
     expect(await entry.exited()).toBe(2);
-    expect(entry.output()).toMatch(/unknown service "bogus"; expected one of proxy, uploader, dashboard, setup-bucket, all, all-in-one/);
+    expect(entry.output()).toMatch(/unknown service "bogus"; expected one of proxy, uploader, dashboard, purge, warm, reindex, setup-bucket, all, all-in-one/);
   });
 
   it('loads the named service into its own process', async () => {

@@ -3,7 +3,7 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 // Imported before the adapter exists, so the constant is a plain Response the adapter recognises
 // (made after getRequestListener swaps the global Response, it would be a lightweight one).
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import type { Config, Logger, ProxyMetrics } from '@imgproxy-cache/shared';
+import { type Config, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceOfPath } from '@imgproxy-cache/shared';
 import { type Context, Hono } from 'hono';
 import type { Dispatcher } from 'undici';
 import type { BucketReader } from './bucket-reader.js';
@@ -31,6 +31,8 @@ export interface ProxyDeps {
   memory?: MemoryTier;
   /** the images this proxy handed off a moment ago (purges make it forget) */
   recent?: RecentKeys;
+  /** source → stored keys, for purge by source */
+  sources?: SourceIndex;
 }
 
 export interface ProxyApp {
@@ -75,7 +77,9 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     readThrough: config.proxy.readThrough,
     flights: new Map(),
     negotiation: { seen: false },
+    sources: deps.sources,
   };
+  const { tagHeader, baseUrl } = config.proxy;
 
   const proxy = (req: IncomingMessage, res: ServerResponse): void => {
     forward(req, res, options).catch((error: Error) => {
@@ -93,6 +97,11 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     const { incoming, outgoing } = c.env;
     const problem = checkTarget(incoming.url);
     if (problem) return c.text(`${problem.reason}\n`, problem.status);
+    if (tagHeader) {
+      // CACHE_TAG_HEADER: every variant of a source carries its tag, for the CDN's purge by tag
+      const source = sourceOfPath(rawPathOf(incoming.url ?? '/'), baseUrl);
+      if ('tag' in source) outgoing.setHeader(tagHeader, source.tag);
+    }
     proxy(incoming, outgoing);
     return RESPONSE_ALREADY_SENT;
   };

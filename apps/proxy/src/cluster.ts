@@ -125,7 +125,7 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
       purging ??= standalonePurger(config);
       return purging.purger;
     };
-    const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger) : undefined;
+    const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger, config.proxy.baseUrl) : undefined;
     closers.push(async () => purging?.close());
     void startAdminServer(
       config.metricsBind,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { cacheKeyOf, type Logger, type ProxyMetrics, rawPathOf } from '@imgproxy-cache/shared';
+import { cacheKeyOf, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex } from '@imgproxy-cache/shared';
 import { type Dispatcher, errors } from 'undici';
 import { notModified, type StoredImage } from './bucket-reader.js';
 import { type Decision, decideAtHeaders } from './cacheability.js';
@@ -47,6 +47,8 @@ export interface ForwardOptions {
   flights: Map<string, Coalesced>;
   /** imgproxy was seen negotiating formats by Accept (it answered `Vary: Accept`) */
   negotiation: { seen: boolean };
+  /** source → stored keys (purge by source), written by the hand-off */
+  sources?: SourceIndex;
 }
 
 /**

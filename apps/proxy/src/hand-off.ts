@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { crc32Of, encodePayload, type Logger, rateLimited } from '@imgproxy-cache/shared';
+import { crc32Of, encodePayload, type Logger, type ProxyMetrics, rateLimited, type SourceIndex } from '@imgproxy-cache/shared';
 import { contentLength, decideAtEnd } from './cacheability.js';
 import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
@@ -23,6 +23,9 @@ export interface HandOffDeps {
   logger: Logger;
   /** memory and the bucket: an image handed off is served from memory */
   stored?: StoredImages;
+  /** source → stored keys, for purge by source (source-index.ts) */
+  sources?: SourceIndex;
+  metrics?: ProxyMetrics;
 }
 
 export interface Teed {
@@ -85,6 +88,11 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
         deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded' ? 'uploaded' : 'queued');
         // the uploaders have it (or the bucket does): the bytes after the payload's header
         deps.stored?.handedOff(cacheKey, path, payload.subarray(payload.length - received), headers, teed.since, receivedAt);
+        // not awaited: the index is for purges, never in the way of a hand-off
+        deps.sources?.add(path, cacheKey).then(
+          (result) => deps.metrics?.sourceIndex.inc({ result }),
+          () => deps.metrics?.sourceIndex.inc({ result: 'error' }),
+        );
       } else deps.recent.forget(cacheKey); // not handed off: the next response tries again
       deps.onOutcome?.(outcome, path);
       if (debug) deps.logger.debug({ path, outcome, requestId: teed.requestId }, 'Cache hand-off');

@@ -1,17 +1,32 @@
 import '@imgproxy-cache/shared/require-node';
+import { parseArgs } from 'node:util';
 import { configOrExit, connectChecked, createLogger, runMain, StartupError } from '@imgproxy-cache/shared';
-import { describePurge, found, parsePurgeTarget, standalonePurger } from './purge.js';
+import { describePurge, describeSourcePurge, found, parsePurgeTarget, parseSource, standalonePurger } from './purge.js';
 
 // `npm run purge -- <image path or key> ...`: forgets images everywhere (purge.ts). Prints a line
-// for each: what was removed, or that nothing was stored. Exit 0 when every one was found, 1 when
-// some were not, 2 for input that names no image (nothing is purged then).
+// for each: what was removed, or that nothing was stored. `--source <url>` (repeatable) purges
+// every stored variant of a source image; `--dry-run` lists them. Exit 0 when every one was
+// found, 1 when some were not, 2 for input that names no image (nothing is purged then).
+
+const USAGE =
+  'usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key), or --source <source URL> ... [--dry-run]';
+
+function args() {
+  try {
+    return parseArgs({ allowPositionals: true, options: { source: { type: 'string', multiple: true }, 'dry-run': { type: 'boolean' } } });
+  } catch (error) {
+    throw new StartupError(`${(error as Error).message}\n${USAGE}`);
+  }
+}
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'purge');
-  const inputs = process.argv.slice(2);
-  if (inputs.length === 0) throw new StartupError('usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key)');
+  const { values, positionals: inputs } = args();
+  const sourceInputs = values.source ?? [];
+  if (inputs.length === 0 && sourceInputs.length === 0) throw new StartupError(USAGE);
   const targets = inputs.map(parsePurgeTarget);
-  const problems = targets.flatMap((t) => ('problem' in t ? [t.problem] : []));
+  const sources = sourceInputs.map((s) => parseSource(s, config.proxy.baseUrl));
+  const problems = [...targets, ...sources].flatMap((t) => ('problem' in t ? [t.problem] : []));
   if (problems.length > 0) throw new StartupError(problems.join('\n'));
 
   const logger = createLogger('purge', 'warn');
@@ -26,6 +41,12 @@ async function main(): Promise<void> {
       const report = await purger.purge(target);
       console.log(describePurge(report));
       if (!found(report)) missing += 1;
+    }
+    for (const source of sources) {
+      if ('problem' in source) continue;
+      const result = await purger.purgeSource(source, values['dry-run'] === true);
+      for (const line of describeSourcePurge(result)) console.log(line);
+      if (result.variants.length === 0) missing += 1;
     }
     process.exitCode = missing > 0 ? 1 : 0;
   } finally {

@@ -12,7 +12,9 @@ import {
   QueueRegistry,
   type Redis,
   redisKeys,
+  SourceIndex,
   shardQueueNames,
+  sourceOfInput,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { Job, type Queue } from 'bullmq';
@@ -54,6 +56,33 @@ export function describePurge(report: PurgeReport): string {
   const what = [report.object && 'object', report.marker && 'uploaded marker', report.job && `${report.job} job`, report.bytes && 'teed bytes'].filter(Boolean);
   const name = report.path ? `${report.key} (${report.path})` : report.key;
   return what.length > 0 ? `${name}: removed ${what.join(', ')}` : `${name}: nothing stored (no object, no marker, no job)`;
+}
+
+/** What a purge by source found: every stored variant of the source, each purged (or listed). */
+export interface SourcePurge {
+  source: string;
+  tag: string;
+  dryRun: boolean;
+  /** one per variant: what was removed (a dry run removes nothing) */
+  variants: PurgeReport[];
+}
+
+/** A source URL as an operator gives it (plain, percent-encoded or base64), or why it is none. */
+export function parseSource(input: string | undefined, baseUrl: string): { url: string; tag: string } | { problem: string } {
+  if (input === undefined || input.trim() === '') return { problem: 'no source URL given: --source <url> (or ?source=<url>)' };
+  if (/\/enc\//.test(input))
+    return { problem: `${input} is an encrypted source (imgproxy Pro enc/): it cannot be read, so its images cannot be purged by source` };
+  const source = sourceOfInput(input, baseUrl);
+  if ('encrypted' in source) return { problem: `${input} is encrypted (imgproxy Pro enc/): it cannot be read, so its images cannot be purged by source` };
+  return source;
+}
+
+export function describeSourcePurge(result: SourcePurge): string[] {
+  if (result.variants.length === 0) return [`${result.source}: nothing stored for this source (tag ${result.tag})`];
+  return [
+    ...result.variants.map((v) => (result.dryRun ? `${v.key}: would be purged` : describePurge(v))),
+    `${result.source}: ${result.variants.length} variant(s) ${result.dryRun ? 'stored (dry run: nothing removed)' : 'purged'} (tag ${result.tag})`,
+  ];
 }
 
 export function found(report: PurgeReport): boolean {
@@ -107,6 +136,16 @@ export class Purger {
     return report;
   }
 
+  /** Every stored variant of a source (the source index), purged one by one; `dryRun` lists them. */
+  async purgeSource(source: { url: string; tag: string }, dryRun = false): Promise<SourcePurge> {
+    const index = new SourceIndex(this.redis, this.config.queue.name);
+    const keys = await index.keys(source.tag);
+    const variants: PurgeReport[] = [];
+    for (const key of keys) variants.push(dryRun ? { key, object: false, marker: false, bytes: false } : await this.purge({ key }));
+    if (!dryRun) await index.remove(source.tag, keys);
+    return { source: source.url, tag: source.tag, dryRun, variants };
+  }
+
   private queue(name: string): Queue<UploadJobData> {
     let queue = this.queues.get(name);
     if (!queue) {
@@ -127,34 +166,45 @@ export class Purger {
  * nothing was stored, 400 for what is not an image, 401 without the token. Off (404) while
  * ADMIN_TOKEN is unset.
  */
-export function purgeRoutes(token: string | undefined, purger: () => Purger): AdminRoutes {
+export function purgeRoutes(token: string | undefined, purger: () => Purger, baseUrl = ''): AdminRoutes {
   return (app) => {
     if (token === undefined) {
       app.all('/cache/*', (c) => c.json({ error: 'purge is off: set ADMIN_TOKEN to turn it on' }, 404, NO_STORE));
+      app.all('/cache', (c) => c.json({ error: 'purge is off: set ADMIN_TOKEN to turn it on' }, 404, NO_STORE));
       return;
     }
     const refused = (error: string) => ({ message: { error } });
-    app.delete(
-      '/cache/*',
-      bearerAuth({
-        token,
-        noAuthenticationHeader: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
-        invalidAuthenticationHeader: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
-        invalidToken: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
-      }),
-      async (c) => {
-        // the path as the client sent it: the key is the MD5 of the raw path
-        const raw = (c.env.incoming.url ?? '').slice('/cache'.length);
-        const target = parsePurgeTarget(raw.replace(/^\/([0-9a-f]{32})$/, '$1'));
-        if ('problem' in target) return c.json({ error: target.problem }, 400, NO_STORE);
-        try {
-          const report = await purger().purge(target);
-          return c.json({ ...report, result: describePurge(report) }, found(report) ? 200 : 404, NO_STORE);
-        } catch (error) {
-          return c.json({ error: `purge failed: ${(error as Error).message}` }, 503, NO_STORE);
-        }
-      },
-    );
+    const auth = bearerAuth({
+      token,
+      noAuthenticationHeader: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
+      invalidAuthenticationHeader: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
+      invalidToken: refused('Authorization: Bearer <ADMIN_TOKEN> required'),
+    });
+    // DELETE /cache?source=<url>[&dry_run=1]: every stored variant of a source
+    app.delete('/cache', auth, async (c) => {
+      const source = parseSource(c.req.query('source'), baseUrl);
+      if ('problem' in source) return c.json({ error: source.problem }, 400, NO_STORE);
+      const dryRun = ['1', 'true'].includes(c.req.query('dry_run') ?? '');
+      try {
+        const result = await purger().purgeSource(source, dryRun);
+        return c.json({ ...result, result: describeSourcePurge(result) }, result.variants.length > 0 ? 200 : 404, NO_STORE);
+      } catch (error) {
+        return c.json({ error: `purge failed: ${(error as Error).message}` }, 503, NO_STORE);
+      }
+    });
+    app.all('/cache', (c) => c.json({ error: 'DELETE /cache?source=<url>' }, 405, { ...NO_STORE, allow: 'DELETE' }));
+    app.delete('/cache/*', auth, async (c) => {
+      // the path as the client sent it: the key is the MD5 of the raw path
+      const raw = (c.env.incoming.url ?? '').slice('/cache'.length);
+      const target = parsePurgeTarget(raw.replace(/^\/([0-9a-f]{32})$/, '$1'));
+      if ('problem' in target) return c.json({ error: target.problem }, 400, NO_STORE);
+      try {
+        const report = await purger().purge(target);
+        return c.json({ ...report, result: describePurge(report) }, found(report) ? 200 : 404, NO_STORE);
+      } catch (error) {
+        return c.json({ error: `purge failed: ${(error as Error).message}` }, 503, NO_STORE);
+      }
+    });
     app.all('/cache/*', (c) => c.json({ error: 'DELETE /cache/<image path or key>' }, 405, { ...NO_STORE, allow: 'DELETE' }));
   };
 }

@@ -19,6 +19,7 @@ import {
   type Redis,
   rateLimited,
   refuseEvictingRedis,
+  SourceIndex,
   startAdminServer,
 } from '@imgproxy-cache/shared';
 import type { AwsCredentialIdentity } from '@smithy/types';
@@ -90,6 +91,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   let connections: { redis: Redis; payloadRedis: Redis } | undefined;
   let subscriber: Redis | undefined;
   let purger: Purger | undefined;
+  let sources: SourceIndex | undefined;
   const recent = new RecentKeys(config.proxy.recentKeys);
   const tally = new CaptureTally();
   // evictions happen on requests, once the metrics exist
@@ -133,6 +135,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, refuse);
     if (payloadRedis !== redis) refuseEvictingRedis({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' }, refuse);
     const redisEnqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger, options.enqueuerOptions);
+    sources = new SourceIndex(redis, config.queue.name, config.proxy.baseUrl);
     enqueuer = redisEnqueuer;
     closeEnqueuer = () => redisEnqueuer.close();
     // Uploaders find the queues to work in the registry, those of an earlier QUEUE_SHARDS too.
@@ -154,7 +157,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   const credentials = options.s3Credentials;
   const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16, credentials: credentials && (async () => credentials) }) : undefined;
   const bucket = bucketClient ? new BucketReader(bucketClient, config.s3.folder, config.proxy.s3ReadTimeoutMs, config.proxy.cacheMaxBytes) : undefined;
-  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket, memory, recent });
+  const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket, memory, recent, sources });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
   const server: Server = createServer(
     {
@@ -200,7 +203,11 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   try {
     const purge =
       connections && bucketClient
-        ? purgeRoutes(config.proxy.adminToken, () => (purger ??= new Purger(config, connections!.redis, connections!.payloadRedis, bucketClient)))
+        ? purgeRoutes(
+            config.proxy.adminToken,
+            () => (purger ??= new Purger(config, connections!.redis, connections!.payloadRedis, bucketClient)),
+            config.proxy.baseUrl,
+          )
         : undefined;
     admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness, 'METRICS_BIND', purge) : undefined;
   } catch (error) {

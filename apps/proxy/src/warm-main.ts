@@ -1,7 +1,7 @@
 import '@imgproxy-cache/shared/require-node';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BucketClient, type Config, configOrExit, runMain, StartupError } from '@imgproxy-cache/shared';
+import { BucketClient, type Config, configOrExit, listKeys, runMain, StartupError } from '@imgproxy-cache/shared';
 import { SingleBar } from 'cli-progress';
 import { Pool, request } from 'undici';
 import { type Outcome, parseWarmLine, type WarmBucket, warm } from './warm.js';
@@ -64,26 +64,12 @@ function bucketOf(config: Config): { bucket: WarmBucket; close(): Promise<void> 
       }
     },
     async keys(prefix, maxPages) {
-      const keys = new Set<string>();
-      // ListObjects (v1) and its markers: every provider has it, and s3rver's v2 continuation fails past 1000
-      for (let marker = '', pages = 0; ; pages++) {
-        if (pages >= maxPages) return undefined;
-        const query: Record<string, string> = { 'max-keys': '1000' };
-        if (prefix) query.prefix = prefix;
-        if (marker) query.marker = marker;
-        const { body } = await client.send({ operation: 'ListObjects', method: 'GET', key: '', query });
-        const xml = body.toString('utf8');
-        const page = [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => unescapeXml(m[1]!));
-        for (const key of page) keys.add(key);
-        if (!/<IsTruncated>true<\/IsTruncated>/.test(xml) || page.length === 0) return keys;
-        marker = page.at(-1)!;
-      }
+      const keys = await listKeys(client, prefix, maxPages);
+      return keys && new Set(keys);
     },
   };
   return { bucket, close: () => client.close() };
 }
-
-const unescapeXml = (s: string) => s.replace(/&(lt|gt|amp|quot|apos);/g, (_, e: string) => ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" })[e as 'lt']);
 
 /** The proxy's count of images it skipped (backlog full, Redis away), from its /metrics. */
 function skippedCounter(metricsUrl: string | undefined): (() => Promise<number | undefined>) | undefined {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, type UploadJobData } from '@imgproxy-cache/shared';
+import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, sourceOfPath, type UploadJobData } from '@imgproxy-cache/shared';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { type ObjectStore, type PutRequest, S3OperationError, type StoredObject } from './s3-store.js';
 
@@ -26,6 +26,8 @@ export interface ProcessorDeps {
   folder: string;
   /** S3_CONDITIONAL_WRITES: create with If-None-Match: *, look at the object only when it exists */
   conditionalWrites: boolean;
+  /** IMGPROXY_BASE_URL: the prefix of relative sources, for the source tag */
+  baseUrl?: string;
   logger: Logger;
   /** an object of `size` bytes was written */
   written?: (size: number) => void;
@@ -98,6 +100,7 @@ export function createProcessor(deps: ProcessorDeps) {
       cacheControl: meta.cacheControl,
       contentDisposition: meta.contentDisposition,
       md5: digest,
+      sourceTag: sourceTagOf(path, deps.baseUrl),
     };
     let result: UploadResult;
     if (deps.conditionalWrites) {
@@ -127,4 +130,10 @@ export function createProcessor(deps: ProcessorDeps) {
     }
     return result;
   }
+}
+
+/** The tag of an image's source, when it has one imgproxy would read (not enc/). */
+function sourceTagOf(path: string, baseUrl = ''): string | undefined {
+  const source = sourceOfPath(path, baseUrl);
+  return 'tag' in source ? source.tag : undefined;
 }

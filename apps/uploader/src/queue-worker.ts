@@ -73,6 +73,7 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
             await payloads.drop(id);
           },
     conditionalWrites: config.s3.conditionalWrites,
+    baseUrl: config.proxy.baseUrl,
     logger,
     written: (size) => metrics.uploadBytes.inc(size),
     async throttle(error) {

@@ -20,6 +20,8 @@ export interface PutRequest {
   contentDisposition: string | null;
   /** hex MD5 of body */
   md5: string;
+  /** the tag of the image's source (image-source.ts), for CDNs in front of the bucket and `npm run reindex` */
+  sourceTag?: string;
   /** refuse to overwrite an existing object (If-None-Match: *) */
   ifAbsent: boolean;
 }
@@ -88,6 +90,7 @@ export class S3ObjectStore implements ObjectStore {
     if (request.cacheControl) headers['cache-control'] = request.cacheControl;
     if (request.contentDisposition) headers['content-disposition'] = request.contentDisposition;
     if (request.ifAbsent) headers['if-none-match'] = '*';
+    if (request.sourceTag) headers['x-amz-meta-source-tag'] = request.sourceTag;
     const { status, body } = await this.client.send({ operation: 'PutObject', method: 'PUT', key: request.key, headers, body: request.body });
     // 412: the object is there already (written before, or by another uploader just now).
     if (status === 412 && request.ifAbsent) return 'exists';

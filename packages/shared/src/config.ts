@@ -48,6 +48,10 @@ export interface Config {
     memoryBytes: number;
     /** CACHE_MEMORY_CONFIRM_MS: how long memory trusts the bucket's last word on an image; 0 = until it expires */
     memoryConfirmMs: number;
+    /** IMGPROXY_BASE_URL: prefix of relative sources ('' for none) */
+    baseUrl: string;
+    /** CACHE_TAG_HEADER: the response header carrying the source's tag (undefined: none) */
+    tagHeader: string | undefined;
     /** ADMIN_TOKEN: undefined = DELETE /cache off */
     adminToken: string | undefined;
     cacheMaxBytes: number;
@@ -170,6 +174,20 @@ export const VARIABLES = [
     default: 'http://127.0.0.1:8081',
     roles: ['proxy'],
     description: 'Where imgproxy listens. A path here is prepended to every forwarded path.',
+  },
+  {
+    name: 'IMGPROXY_BASE_URL',
+    default: '',
+    roles: ['proxy', 'uploader', 'purge'],
+    description:
+      'The same value as imgproxy’s own: the prefix of relative source URLs, so that purge by source (`--source`) and the source tags (`CACHE_TAG_HEADER`) name the image imgproxy read.',
+  },
+  {
+    name: 'CACHE_TAG_HEADER',
+    default: '',
+    roles: ['proxy'],
+    description:
+      'Opt-in: a response header carrying the tag of the image’s source (the MD5 of its URL), the same for every variant of it, so that a CDN in front of the proxy purges them all by one tag: `Surrogate-Key` (Fastly), `Cache-Tag` (Cloudflare), `Edge-Cache-Tag` (Akamai). Empty: no header. The objects carry the tag as `x-amz-meta-source-tag` whatever this says.',
   },
   {
     name: 'HEALTH_CHECK_TIMEOUT_IN_SEC',
@@ -568,6 +586,8 @@ export function loadConfig(env: Env, role: Role): Config {
       memoryBytes: 0, // set below, once PROXY_WORKERS is known
       memoryConfirmMs: int('CACHE_MEMORY_CONFIRM_MS', 0),
       adminToken: raw('ADMIN_TOKEN') || undefined,
+      baseUrl: raw('IMGPROXY_BASE_URL'),
+      tagHeader: raw('CACHE_TAG_HEADER') || undefined,
       cacheMaxBytes: int('CACHE_MAX_BYTES', 1, 512 * 1024 * 1024),
       recentKeys: int('CACHE_RECENT_KEYS', 0, 10_000_000),
       backlogMaxBytes: int('CACHE_BACKLOG_MAX_BYTES', 1),
@@ -622,6 +642,12 @@ export function loadConfig(env: Env, role: Role): Config {
     problems.push(
       `CACHE_BACKLOG_MAX_BYTES (${config.proxy.backlogMaxBytes}) must be at least CACHE_MAX_BYTES (${config.proxy.cacheMaxBytes}) times QUEUE_SHARDS (${config.queue.shards}): each shard gets an even part`,
     );
+  }
+  if (config.proxy.tagHeader !== undefined && !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(config.proxy.tagHeader)) {
+    problems.push(`CACHE_TAG_HEADER must be a header name (letters, digits, -), got "${config.proxy.tagHeader}"`);
+  }
+  if (config.proxy.baseUrl !== '' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(config.proxy.baseUrl)) {
+    problems.push(`IMGPROXY_BASE_URL must be a URL (http://..., s3://..., local:///...), got "${config.proxy.baseUrl}"`);
   }
   // what a Bearer token may hold (RFC 6750 §2.1): any other character could never be sent right
   if (config.proxy.adminToken !== undefined && !/^[A-Za-z0-9._~+/-]+=*$/.test(config.proxy.adminToken)) {

@@ -1,8 +1,10 @@
 export * from './admin-server.js';
+export * from './bucket-list.js';
 export * from './cache-key.js';
 export * from './config.js';
 export * from './dedup.js';
 export * from './draining.js';
+export * from './image-source.js';
 export * from './logger.js';
 export * from './lua.js';
 export * from './memory.js';
@@ -15,4 +17,5 @@ export * from './redis-keys.js';
 export * from './s3-client.js';
 export * from './service.js';
 export * from './shards.js';
+export * from './source-index.js';
 export * from './startup.js';

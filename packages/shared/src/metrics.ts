@@ -34,6 +34,7 @@ export interface ProxyMetrics {
   memoryConfirmations: Counter<'result'>;
   memoryRestores: Counter;
   backlogMaxBytes: Gauge;
+  sourceIndex: Counter<'result'>;
 }
 
 /** The memory tier as a scrape sees it. */
@@ -159,6 +160,12 @@ export function createProxyMetrics(
       registers: [registry],
     }),
     backlogMaxBytes: bound,
+    sourceIndex: new Counter({
+      name: `${PREFIX}source_index_total`,
+      help: 'Images handed off, by what the source index made of them: indexed, encrypted (imgproxy Pro enc/: not purgeable by source), none (no source imgproxy would read), error (Redis did not answer)',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
   };
 }
 
