@@ -166,7 +166,10 @@ describe('npm run purge', () => {
     for (const [args, message] of [
       [[path, 'cat.jpg'], 'imgproxy-cache purge: cat.jpg is neither an image path (starting with "/") nor a key (32 lowercase hex digits)'],
       [[`${path}?v=2`], `imgproxy-cache purge: ${path}?v=2 has a query string: images are keyed by their path alone, give the path without it`],
-      [[], 'imgproxy-cache purge: usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key), or --source <source URL> ... [--dry-run]'],
+      [
+        [],
+        'imgproxy-cache purge: usage: npm run purge -- <image path or key> ... (a path as clients request it, or its 32-hex-digit key), or --source <source URL> ... [--dry-run]',
+      ],
     ] as const) {
       const run = cli(s, [...args]);
       expect(await run.exited()).toBe(2);
