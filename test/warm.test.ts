@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -30,14 +30,15 @@ const listFile = (lines: string[]) => {
 const paths = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `/sig/rs:fit:${100 + i}:100/plain/https://example.com/${tag}.jpg@png`);
 const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
+const warmEnv = (s: Stack) => ({
+  S3_BUCKET: s.bucket,
+  S3_ENDPOINT: s.tap.endpoint,
+  S3_REGION: 'us-east-1',
+  METRICS_BIND: `127.0.0.1:${s.proxy.admin!.port}`,
+});
+
 function warm(s: Stack, args: string[], env: Record<string, string> = {}): Service {
-  const service = spawnService(['apps/proxy/dist/warm-main.js', ...args], {
-    S3_BUCKET: s.bucket,
-    S3_ENDPOINT: s.tap.endpoint,
-    S3_REGION: 'us-east-1',
-    METRICS_BIND: `127.0.0.1:${s.proxy.admin!.port}`,
-    ...env,
-  });
+  const service = spawnService(['apps/proxy/dist/warm-main.js', ...args], { ...warmEnv(s), ...env });
   running.push(service);
   return service;
 }
@@ -83,6 +84,23 @@ describe('npm run warm', () => {
     expect(out).not.toContain('\u001b['); // no terminal: no bar, no escape codes
     expect(out).toMatch(/^warm: 60 paths, 4 at a time, to http:\/\/127\.0\.0\.1:\d+$/m);
   }, 90_000);
+
+  it.runIf(existsSync('/usr/bin/script'))(
+    'on a terminal: a progress bar (done/total, images per second, ETA, failures)',
+    async () => {
+      stack = await startStack({ env: { UPLOAD_GATHER_MS: '0' } });
+      const s = stack;
+      const all = paths('terminal', 6);
+      // util-linux's script gives the command a terminal of its own
+      const command = [process.execPath, 'apps/proxy/dist/warm-main.js', listFile(all), '--proxy', s.baseUrl].map((a) => `'${a}'`).join(' ');
+      const run = spawnService([], warmEnv(s), { command: ['script', '-qec', command, '/dev/null'] });
+      running.push(run);
+      expect(await run.exited(60_000)).toBe(0);
+      expect(run.output()).toMatch(/warm .* 6\/6 \| [\d.]+\/s \| ETA \S+ \| failed 0/);
+      expect(run.output()).toMatch(/rendered and stored: 6/);
+    },
+    60_000,
+  );
 
   it('--list: one listing of S3_FOLDER/ tells what is stored, instead of a HEAD per path', async () => {
     stack = await startStack({ env: { UPLOAD_GATHER_MS: '0' } });

@@ -18,9 +18,17 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-/** `detached`: a process group of its own, so that a test can kill the whole group. */
-export function spawnService(args: string[], env: Record<string, string>, { detached = false } = {}): Service {
-  const child = spawn(process.execPath, args, {
+/**
+ * `detached`: a process group of its own, so that a test can kill the whole group; `command`:
+ * another program than node (given whole, `args` then unused).
+ */
+export function spawnService(
+  args: string[],
+  env: Record<string, string>,
+  { detached = false, command }: { detached?: boolean; command?: string[] } = {},
+): Service {
+  const [program, ...programArgs] = command ?? [process.execPath, ...args];
+  const child = spawn(program!, programArgs, {
     detached,
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', METRICS_BIND: '127.0.0.1:0', ...env },

@@ -47,7 +47,7 @@ export interface UploaderOptions {
   signal?: AbortSignal;
   /** how often the registry of queues is read for queues of an earlier QUEUE_SHARDS (default 30 s) */
   registryPollMs?: number;
-  /** how often the watchdog looks at each shard worker (default 2 s) */
+  /** how often the watchdog looks at each shard worker (default 5 s: an idle uploader asks Redis that often per shard) */
   watchdogIntervalMs?: number;
 }
 
@@ -62,7 +62,7 @@ export async function startUploader({
   onResult,
   signal,
   registryPollMs = 30_000,
-  watchdogIntervalMs = 2_000,
+  watchdogIntervalMs = 5_000,
 }: UploaderOptions): Promise<RunningUploader> {
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
