@@ -169,10 +169,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     },
     listener,
   );
-  server.on('request', (req, res) => {
-    res.once('close', () => metrics.requests.inc({ method: req.method ?? '', status: res.statusCode }));
-  });
-  const drain = draining(server);
+  const drain = draining(server, (req, res) => metrics.requests.inc({ method: req.method ?? '', status: res.statusCode }));
 
   const release = async () => {
     uncount();

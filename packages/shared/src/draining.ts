@@ -15,20 +15,22 @@ export interface Draining {
   close(timeoutMs: number): Promise<void>;
 }
 
-export function draining(server: Server): Draining {
+/** `closed`: called as each response ends (the proxy counts them there: one listener a response). */
+export function draining(server: Server, closed?: (req: IncomingMessage, res: ServerResponse) => void): Draining {
   let stopping = false;
   /** responses not yet ended */
   const open = new Set<ServerResponse>();
-  const ended = (res: ServerResponse) => {
+  const ended = (req: IncomingMessage, res: ServerResponse) => {
     open.delete(res);
+    closed?.(req, res);
     // its connection is idle now: closed, before a next request can take it
     if (stopping) setImmediate(() => server.closeIdleConnections());
   };
   // first of the request listeners, so that it runs before any answer is written
-  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     if (stopping) res.shouldKeepAlive = false;
     open.add(res);
-    res.once('close', () => ended(res));
+    res.once('close', () => ended(req, res));
   });
   return {
     get stopping() {
@@ -39,11 +41,11 @@ export function draining(server: Server): Draining {
       // answers not started yet say `Connection: close`; those already started close after
       // their end (ended())
       for (const res of open) if (!res.headersSent) res.shouldKeepAlive = false;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const shut = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
       try {
-        await closed;
+        await shut;
       } finally {
         clearTimeout(timer);
       }
