@@ -3,7 +3,7 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 // Imported before the adapter exists, so the constant is a plain Response the adapter recognises
 // (made after getRequestListener swaps the global Response, it would be a lightweight one).
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { type Config, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceOfPath } from '@imgproxy-cache/shared';
+import { type Config, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceTagOfPath } from '@imgproxy-cache/shared';
 import { type Context, Hono } from 'hono';
 import type { Dispatcher } from 'undici';
 import type { BucketReader } from './bucket-reader.js';
@@ -99,8 +99,8 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     if (problem) return c.text(`${problem.reason}\n`, problem.status);
     if (tagHeader) {
       // CACHE_TAG_HEADER: every variant of a source carries its tag, for the CDN's purge by tag
-      const source = sourceOfPath(rawPathOf(incoming.url ?? '/'), baseUrl);
-      if ('tag' in source) outgoing.setHeader(tagHeader, source.tag);
+      const tag = sourceTagOfPath(rawPathOf(incoming.url ?? '/'), baseUrl);
+      if (tag) outgoing.setHeader(tagHeader, tag);
     }
     proxy(incoming, outgoing);
     return RESPONSE_ALREADY_SENT;

@@ -135,10 +135,7 @@ export async function warm(options: WarmOptions): Promise<WarmSummary> {
     const { target } = item;
     const key = keyOf(target);
     if (listed ? listed.has(key) : await options.bucket.exists(key)) return done({ path: target, result: 'stored' });
-    if (!(await mayStart())) {
-      queue.push(item); // interrupted before it started: counted as not started
-      return;
-    }
+    if (!(await mayStart())) return; // interrupted before it started: counted as not started
     let status: number;
     let headers: Record<string, string | string[] | undefined>;
     try {

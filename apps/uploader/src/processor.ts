@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, sourceOfPath, type UploadJobData } from '@imgproxy-cache/shared';
+import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, sourceTagOfPath, type UploadJobData } from '@imgproxy-cache/shared';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { type ObjectStore, type PutRequest, S3OperationError, type StoredObject } from './s3-store.js';
 
@@ -100,7 +100,7 @@ export function createProcessor(deps: ProcessorDeps) {
       cacheControl: meta.cacheControl,
       contentDisposition: meta.contentDisposition,
       md5: digest,
-      sourceTag: sourceTagOf(path, deps.baseUrl),
+      sourceTag: sourceTagOfPath(path, deps.baseUrl),
     };
     let result: UploadResult;
     if (deps.conditionalWrites) {
@@ -130,10 +130,4 @@ export function createProcessor(deps: ProcessorDeps) {
     }
     return result;
   }
-}
-
-/** The tag of an image's source, when it has one imgproxy would read (not enc/). */
-function sourceTagOf(path: string, baseUrl = ''): string | undefined {
-  const source = sourceOfPath(path, baseUrl);
-  return 'tag' in source ? source.tag : undefined;
 }

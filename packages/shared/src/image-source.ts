@@ -52,6 +52,12 @@ export function sourceOfInput(input: string, baseUrl = ''): ImageSource {
   return canonical(text, baseUrl);
 }
 
+/** The tag of a path's source, when it has one imgproxy would read (not enc/); else undefined. */
+export function sourceTagOfPath(path: string, baseUrl = ''): string | undefined {
+  const source = sourceOfPath(path, baseUrl);
+  return 'tag' in source ? source.tag : undefined;
+}
+
 /** The tag of a source: what CDNs purge by, and what the index is keyed by. */
 export function sourceTag(url: string): string {
   return createHash('md5').update(url).digest('hex');
