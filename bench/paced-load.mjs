@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // A fixed rate of new images: `rate` requests per second, each for a new path, evenly spaced, on
 // keep-alive connections, for `seconds`. Prints one JSON line: sent, ok, errors, latency p50/p99.
-// Usage: node bench/paced-load.mjs <base URL> <rate> <seconds> <path prefix>
+// Usage: node bench/paced-load.mjs <base URL> <rate> <seconds> <path prefix> [encoded]
+// `encoded` percent-encodes the source (the Go tool's mux answers 301 to a path holding `//`).
 import { Agent, request } from 'undici';
 
-const [, , base, rateArg, secondsArg, prefix = '/bench'] = process.argv;
+const [, , base, rateArg, secondsArg, prefix = '/bench', encoded] = process.argv;
+const source = encoded === 'encoded' ? 'local:%2F%2F%2Fphoto.jpg' : 'local:///photo.jpg';
 const rate = Number(rateArg);
 const total = Math.round(rate * Number(secondsArg));
 const dispatcher = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
@@ -21,7 +23,7 @@ for (let i = 0; i < total; i++) {
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   const t0 = performance.now();
   inflight.push(
-    request(`${base}${prefix}/rs:fit:${300 + (i % 500)}:${200 + (i % 300)}/q:80/cb:${run}-${i}/plain/local:///photo.jpg@webp`, { dispatcher })
+    request(`${base}${prefix}/rs:fit:${300 + (i % 500)}:${200 + (i % 300)}/q:80/cb:${run}-${i}/plain/${source}@webp`, { dispatcher })
       .then(async (res) => {
         await res.body.arrayBuffer();
         latencies.push(performance.now() - t0);

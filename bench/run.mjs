@@ -6,13 +6,14 @@
 // Scenarios (BENCH_ONLY=real,paced,saturation,hits,idle picks some):
 //   real        the headline: an upstream doing real image work (libvips through sharp, resizing a
 //               photo to WebP at a new size for every request), 32 connections, new images only:
-//               direct, through nginx proxy_pass, through our stack as `npm start` runs it (one
-//               scheduling group, UPLOAD_NICE counts) and as separate services (groups of their own)
+//               direct, through nginx proxy_pass, through the Go tool, through our stack as
+//               `npm start` runs it (one scheduling group, UPLOAD_NICE counts) and as separate
+//               services (groups of their own)
 //   paced       a fixed rate of new images (BENCH_RATES, default 50 and 200 per second) on a
 //               zero-cost upstream, so that the cost at low rates shows without the image work:
 //               our stack beside a minimal Node proxy (the runtime's floor), and PUT loops at the
-//               same rate (AWS SDK, SigV4 + undici, unsigned) beside the uploader; each process
-//               serves BENCH_WARMUP (4000) images or PUTs first
+//               same rate (AWS SDK, SigV4 + undici, unsigned) beside the uploader, and the Go tool
+//               users migrate from; each process serves BENCH_WARMUP (4000) images or PUTs first
 //   saturation  zero-cost upstream, 32 connections as fast as they go (secondary: hides the fixed
 //               costs per request and per job that low rates pay)
 //   hits        stored images (BENCH_HITS_IMAGES, 1000, in random order), 32 connections: the bucket
@@ -46,6 +47,23 @@ let staticImageBytes = 0;
 const RATES = (process.env.BENCH_RATES ?? '50,200').split(',').map(Number);
 const CONNECTIONS = 32;
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'real,paced,saturation,hits,idle').split(','));
+// Our stack again under other settings, beside the default, in the real-work and paced scenarios:
+// BENCH_VARIANTS='gather-0:ENQUEUE_GATHER_MS=0;arenas:MALLOC_ARENA_MAX=2,UV_THREADPOOL_SIZE=2'
+const VARIANTS = (process.env.BENCH_VARIANTS ?? '')
+  .split(';')
+  .filter(Boolean)
+  .map((variant) => {
+    const [name, settings = ''] = variant.split(':');
+    return [
+      name,
+      Object.fromEntries(
+        settings
+          .split(',')
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      ),
+    ];
+  });
 const HIT_IMAGES = Number(process.env.BENCH_HITS_IMAGES ?? 1000);
 const WRITE = process.argv.includes('--write') || process.env.BENCH_WRITE === '1';
 const BUCKET = 'bench';
@@ -75,8 +93,8 @@ function say(text = '') {
 
 function estimate() {
   let s = 15;
-  if (ONLY.has('real')) s += 4 * (SECONDS + 12);
-  if (ONLY.has('paced')) s += 15 + RATES.length * (5 * (PACED_SECONDS + 6) + 4 * (WARMUP / 400 + 5) + 15);
+  if (ONLY.has('real')) s += (5 + VARIANTS.length) * (SECONDS + 12);
+  if (ONLY.has('paced')) s += 15 + RATES.length * ((6 + VARIANTS.length) * (PACED_SECONDS + 6) + (5 + VARIANTS.length) * (WARMUP / 400 + 20));
   if (ONLY.has('saturation')) s += 6 * (10 + 3);
   if (ONLY.has('hits')) s += 4 * (SECONDS + 15) + 30;
   if (ONLY.has('idle')) s += 45;
@@ -115,7 +133,7 @@ async function startSharpUpstream(port0) {
 }
 
 /** A zero-cost upstream: nginx answering every path with one ~30 KB WebP. */
-async function startStaticUpstream() {
+async function startStaticUpstream(port) {
   const www = join(work, 'www');
   mkdirSync(www, { recursive: true });
   // 300×200 of a pattern that compresses like a photo: about 30 KB, the size of the PUT loop's bodies
@@ -126,7 +144,7 @@ async function startStaticUpstream() {
     .toBuffer();
   staticImageBytes = image.length;
   writeFileSync(join(www, 'image.webp'), image);
-  return staticUpstream(procs, await freePort(), www, 'image.webp', 'image/webp');
+  return staticUpstream(procs, port ?? (await freePort()), www, 'image.webp', 'image/webp');
 }
 
 async function startMinimalProxy(upstream) {
@@ -303,15 +321,16 @@ async function wrk(url, unique, seconds, paths, encoded = false) {
   return { images: r.requests, rate: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, errors: r.errors + r.non2xx };
 }
 
-function paced(url, rate, seconds) {
-  const out = spawnSync(node, ['bench/paced-load.mjs', url, String(rate), String(seconds), '/bench'], { cwd: ROOT, encoding: 'utf8' }).stdout;
+function paced(url, rate, seconds, encoded = false) {
+  const args = ['bench/paced-load.mjs', url, String(rate), String(seconds), '/bench', ...(encoded ? ['encoded'] : [])];
+  const out = spawnSync(node, args, { cwd: ROOT, encoding: 'utf8' }).stdout;
   const r = JSON.parse(out.trim().split('\n').at(-1));
   return { images: r.ok, rate: r.ok / r.seconds, p50: r.p50, p99: r.p99, errors: r.errors };
 }
 
 /** WARMUP new images through `url`, at 400/s. */
-function warm(url) {
-  if (WARMUP > 0) paced(url, 400, WARMUP / 400);
+function warm(url, encoded = false) {
+  if (WARMUP > 0) paced(url, 400, WARMUP / 400, encoded);
 }
 
 /** After a burst V8 keeps collecting for several seconds (its memory reducer): not the steady state. */
@@ -362,6 +381,7 @@ async function measure(pids, load, stack) {
   };
 }
 
+const sum = (cpu) => Object.values(cpu).reduce((a, b) => a + b, 0);
 const f1 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
 const f2 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(2));
 const cpuCell = (r) =>
@@ -407,13 +427,14 @@ async function realWork() {
     rssAfter['real work, the Go tool'] = { proxy: rssMiB(peer.child.pid), uploader: 0 };
     await procs.stop(peer.child);
   }
-  for (const shape of ['npm start', 'separate']) {
-    const stack = await startStack(shape, upstream.url);
+  const runs = [['npm start', {}, 'npm start'], ['separate', {}, 'separate'], ...VARIANTS.map(([name, env]) => ['npm start', env, `npm start, ${name}`])];
+  for (const [shape, env, label] of runs) {
+    const stack = await startStack(shape, upstream.url, env);
     await wrk(stack.url, true, 2); // warm-up
     await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 120_000, 100);
     const r = await measure({ upstream: upstream.child.pid, ...stack.pids, redis: redisChild.pid }, () => wrk(stack.url, true, SECONDS), stack);
-    rows.push([`imgproxy-cache (${shape})`, r]);
-    rssAfter[`real work, ${shape}`] = await stack.rss();
+    rows.push([`imgproxy-cache (${label})`, r]);
+    rssAfter[`real work, ${label}`] = await stack.rss();
     await stack.stop();
   }
   say('| in front of the image server | images/s | vs direct | p99 ms | errors | teed | CPU ms per image | Redis ms/image | Redis commands/image |');
@@ -431,8 +452,9 @@ async function realWork() {
 }
 
 async function pacedRuns() {
+  const go = goPeerBinary();
   // first: the paragraph names the size of its image
-  const upstream = await startStaticUpstream();
+  const upstream = await startStaticUpstream(go ? GO_PORT : undefined);
   say('## Paced: a fixed rate of new images on a zero-cost upstream');
   say();
   say(
@@ -459,6 +481,34 @@ async function pacedRuns() {
     details.push([rate, ours]);
     rssAfter[`paced ${rate}/s`] = await stack.rss();
     await stack.stop();
+    for (const [name, env] of VARIANTS) {
+      const other = await startStack('npm start', upstream.url, env);
+      warm(other.url);
+      await until(async () => (await other.backlog()) === 0, 'the warm-up uploads', 300_000, 100);
+      await settle();
+      const r = await measure({ ...other.pids, redis: redisChild.pid }, () => paced(other.url, rate, PACED_SECONDS), other);
+      say(
+        `| ${rate} | imgproxy-cache, ${name} (proxy ${f2(r.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy) | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
+      );
+      rssAfter[`paced ${rate}/s, ${name}`] = await other.rss();
+      await other.stop();
+    }
+    if (go) {
+      const peer = await startGoPeer(go);
+      warm(peer.url, true);
+      await settle();
+      // it uploads in goroutines of its own: counted until its CPU settles
+      const r = await measure({ 'the Go tool': peer.child.pid }, async () => {
+        const result = paced(peer.url, rate, PACED_SECONDS, true);
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+        return result;
+      });
+      say(
+        `| ${rate} | the Go tool (serves and uploads in one process; ours ${f2(sum(ours.cpuMsPerImage) / sum(r.cpuMsPerImage))}× its CPU) | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | | |`,
+      );
+      rssAfter[`paced ${rate}/s, the Go tool`] = { proxy: rssMiB(peer.child.pid), uploader: 0 };
+      await procs.stop(peer.child);
+    }
     const loops = {};
     for (const mode of ['sigv4', 'sdk', 'unsigned']) loops[mode] = putLoop(mode, rate, PACED_SECONDS);
     say(

@@ -14,11 +14,13 @@ import {
   shardOf,
   shardQueueNames,
   storeMode,
+  type Teed,
   UPLOAD_JOB_NAME,
   type UploadJobData,
   uploadJobOptions,
 } from '@imgproxy-cache/shared';
 import { Job, type Queue } from 'bullmq';
+import { Gatherer } from './gatherer.js';
 
 // Hands a complete, cacheable image to the uploaders: its payload (metadata and bytes) into a key
 // of its own with a TTL, then its BullMQ job, whose id is the cache key. What happens for an image
@@ -26,6 +28,8 @@ import { Job, type Queue } from 'bullmq';
 // response has ended and never throws. A Redis that does not answer (restarting, a cluster
 // failover, a master that hangs) is waited for, within ENQUEUE_WAIT_MS and the bound on bytes
 // waiting for Redis; a hand-off tried again is safe, since the dedup rule makes it idempotent.
+// The images of a shard completed within ENQUEUE_GATHER_MS go together: their tees in one round
+// trip, then their new jobs in one addBulk (gatherer.ts).
 
 export type EnqueueOutcome =
   | DedupOutcome
@@ -60,6 +64,9 @@ interface Shard {
   queue: Queue<UploadJobData>;
   payloads: PayloadStore;
   jobs: JobStates;
+  /** images waiting to be teed together, then their new jobs to be added together */
+  tees: Gatherer<TeeRequest, Teed>;
+  adds: Gatherer<UploadJobData, true>;
   backlogMaxBytes: number;
   backlogFull: boolean;
   /** when Redis last said the backlog is full, or the last image was let through to ask again */
@@ -83,6 +90,16 @@ export interface EnqueuerOptions {
 }
 
 class TimeoutError extends Error {}
+
+interface TeeRequest {
+  id: string;
+  payload: Buffer;
+  opts: { ttlSec: number; backlogMaxBytes: number; objectGone?: boolean };
+}
+
+/** A batch goes at once when it holds this many images or bytes (a pipeline is one write). */
+const BATCH_MAX_IMAGES = 64;
+const BATCH_MAX_BYTES = 4 * 2 ** 20;
 
 /** How long to wait before trying a failed hand-off again (a failover takes seconds). */
 const RETRY_PAUSE_MS = 200;
@@ -126,15 +143,28 @@ export class RedisEnqueuer implements Enqueuer {
     this.maxPendingBytes = options.maxPendingBytes ?? Math.max(2 * config.proxy.cacheMaxBytes, 32 * 2 ** 20);
     this.waitMs = config.proxy.enqueueWaitMs;
     this.queueNames = shardQueueNames(config.queue.name, config.queue.shards);
-    this.shards = this.queueNames.map((name) => ({
+    const windowMs = config.proxy.enqueueGatherMs;
+    this.shards = this.queueNames.map((name) => {
       // the services check the eviction policy themselves; BullMQ's own check only warns
-      queue: createUploadQueue(name, redis, { skipVersionCheck: true }),
-      payloads: new PayloadStore(payloadRedis, redisKeys(name)),
-      jobs: new JobStates(redis, redisKeys(name)),
-      backlogMaxBytes: Math.floor(config.proxy.backlogMaxBytes / config.queue.shards),
-      backlogFull: false,
-      backlogCheckedAt: 0,
-    }));
+      const queue = createUploadQueue(name, redis, { skipVersionCheck: true });
+      const payloads = new PayloadStore(payloadRedis, redisKeys(name));
+      return {
+        queue,
+        payloads,
+        jobs: new JobStates(redis, redisKeys(name)),
+        tees: new Gatherer((images) => payloads.teeMany(images), {
+          windowMs,
+          maxItems: BATCH_MAX_IMAGES,
+          maxBytes: BATCH_MAX_BYTES,
+          sizeOf: (image) => image.payload.length,
+        }),
+        // the tees of one batch are answered together: their adds gather in the same turn
+        adds: new Gatherer((jobs) => this.addAll(queue, jobs), { windowMs: 0, maxItems: BATCH_MAX_IMAGES, maxBytes: Infinity, sizeOf: () => 0 }),
+        backlogMaxBytes: Math.floor(config.proxy.backlogMaxBytes / config.queue.shards),
+        backlogFull: false,
+        backlogCheckedAt: 0,
+      };
+    });
     this.split = payloadRedis !== redis;
   }
 
@@ -259,7 +289,7 @@ export class RedisEnqueuer implements Enqueuer {
       const mode = storeMode(state);
       result = mode === 'never' ? 'skipped' : await held.also(shard.payloads.store(id, payload, mode, opts));
     } else {
-      ({ state, result } = await held.also(shard.payloads.tee(id, payload, opts)));
+      ({ state, result } = await held.also(shard.tees.submit({ id, payload, opts })));
     }
     if (result === 'lost') throw new Error('the image bytes did not reach Redis');
     if (result === 'backlog-full') {
@@ -268,9 +298,15 @@ export class RedisEnqueuer implements Enqueuer {
     }
     if (result === 'stored') this.noteBacklog(shard, false);
     const decision = dedup(state, result === 'present');
-    if (decision.next === 'add') await shard.queue.add(UPLOAD_JOB_NAME, data, uploadJobOptions(this.config.queue, id));
+    if (decision.next === 'add') await shard.adds.submit(data);
     if (decision.next === 'retry') await this.retry(shard.queue, data, state as 'failed' | 'completed');
     return decision.outcome;
+  }
+
+  /** New jobs in one round trip; a job that exists already (another proxy's) is left as it is. */
+  private async addAll(queue: Queue<UploadJobData>, jobs: readonly UploadJobData[]): Promise<true[]> {
+    await queue.addBulk(jobs.map((data) => ({ name: UPLOAD_JOB_NAME, data, opts: uploadJobOptions(this.config.queue, data.cacheKey) })));
+    return jobs.map(() => true);
   }
 
   /** The image's finished job runs again, and finds the bytes just stored. */
@@ -305,6 +341,7 @@ export class RedisEnqueuer implements Enqueuer {
   }
 
   async close(): Promise<void> {
+    for (const shard of this.shards) shard.tees.flush();
     this.closing.abort();
     await Promise.all(this.shards.map((s) => s.queue.close().catch(() => undefined)));
   }

@@ -38,6 +38,8 @@ export interface Config {
     healthCheckTimeoutSec: number;
     upstreamTimeoutMs: number;
     enqueueTimeoutMs: number;
+    /** ENQUEUE_GATHER_MS: how long a complete image waits for others to hand off with it */
+    enqueueGatherMs: number;
     /** ENQUEUE_WAIT_MS: how long a complete image waits for a Redis that does not answer */
     enqueueWaitMs: number;
     /** CACHE_READ_THROUGH */
@@ -318,6 +320,13 @@ export const VARIABLES = [
       'Most teed bytes waiting in Redis for upload (256 MiB). Past it (S3 down for long, no uploaders, more new images than uploads keep up with) new images are served but not teed until the backlog drains, so Redis never fills up; meanwhile the proxy does not even copy them.',
   },
   {
+    name: 'ENQUEUE_GATHER_MS',
+    default: '10',
+    roles: ['proxy'],
+    description:
+      'How long a complete image waits for others to be handed off to Redis with it: the images of a shard completed within this window go in one round trip (their bytes and dedup checks), then their jobs in one `addBulk`, which costs the proxy, Redis and the uploaders much less per image than one by one (bench/PROFILE.md). The client has its response already; a new request for the image meanwhile goes to imgproxy without being copied. At most 64 images or 4 MiB go in one batch. `0` still gathers the images completed in the same turn of the event loop.',
+  },
+  {
     name: 'ENQUEUE_TIMEOUT_MS',
     default: '1000',
     roles: ['proxy'],
@@ -580,6 +589,7 @@ export function loadConfig(env: Env, role: Role): Config {
       healthCheckTimeoutSec: int('HEALTH_CHECK_TIMEOUT_IN_SEC', 0),
       upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 100),
       enqueueTimeoutMs: int('ENQUEUE_TIMEOUT_MS', 10),
+      enqueueGatherMs: int('ENQUEUE_GATHER_MS', 0, 1_000),
       enqueueWaitMs: int('ENQUEUE_WAIT_MS', 0, 600_000),
       readThrough: bool('CACHE_READ_THROUGH'),
       s3ReadTimeoutMs: int('S3_READ_TIMEOUT_MS', 10),

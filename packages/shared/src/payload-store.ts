@@ -16,6 +16,12 @@ export type StoreResult =
   | 'backlog-full' // CACHE_BACKLOG_MAX_BYTES reached: nothing stored
   | 'lost'; // the staged bytes did not reach Redis: nothing stored
 
+/** What a tee found and did: the image's job state, and what became of its bytes. */
+export interface Teed {
+  state: JobState;
+  result: StoreResult;
+}
+
 export interface StoreOptions {
   ttlSec: number;
   backlogMaxBytes: number;
@@ -61,26 +67,47 @@ export class PayloadStore {
    * bytes kept or dropped, in one round trip (a SET of the bytes under a staged key, then the
    * script, written together on one connection so that Redis runs them in that order).
    */
-  async tee(id: string, payload: Buffer, opts: StoreOptions): Promise<{ state: JobState; result: StoreResult }> {
+  async tee(id: string, payload: Buffer, opts: StoreOptions): Promise<Teed> {
+    const [teed] = await this.teeMany([{ id, payload, opts }]);
+    if (teed instanceof Error) throw teed;
+    return teed!;
+  }
+
+  /**
+   * `tee` for several images in one round trip: every SET and script in one pipeline (one write;
+   * the images of one shard share its hash slot). Each image gets its own result or error.
+   */
+  async teeMany(images: readonly { id: string; payload: Buffer; opts: StoreOptions }[]): Promise<(Teed | Error)[]> {
     const k = this.keys;
-    const staged = this.stage(id, payload);
-    const [state, result] = await this.redis.icTee(
-      k.uploaded(id),
-      k.job(id),
-      k.failed(),
-      k.completed(),
-      staged,
-      k.payload(id),
-      k.backlogBytes(),
-      k.backlogSizes(),
-      k.backlogExpiry(),
-      id,
-      opts.ttlSec,
-      opts.backlogMaxBytes,
-      ...MODES,
-      opts.objectGone ? '1' : '0',
-    );
-    return { state, result };
+    const pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> & Pick<Commands, 'icTee'>;
+    for (const { id, payload, opts } of images) {
+      const staged = this.stagedKey(id);
+      pipeline.set(staged, payload, 'EX', STAGED_TTL_SEC);
+      pipeline.icTee(
+        k.uploaded(id),
+        k.job(id),
+        k.failed(),
+        k.completed(),
+        staged,
+        k.payload(id),
+        k.backlogBytes(),
+        k.backlogSizes(),
+        k.backlogExpiry(),
+        id,
+        opts.ttlSec,
+        opts.backlogMaxBytes,
+        ...MODES,
+        opts.objectGone ? '1' : '0',
+      );
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    return images.map((_, i) => {
+      // a failed SET needs no answer of its own: the script finds no staged bytes and says 'lost'
+      const [error, reply] = replies[2 * i + 1] ?? [new Error('Redis gave no answer for the image')];
+      if (error) return error;
+      const [state, result] = reply as [JobState, StoreResult];
+      return { state, result };
+    });
   }
 
   /** With PAYLOAD_REDIS_URL: the bytes kept or dropped by the mode the rule gave for the job's state. */
@@ -95,9 +122,13 @@ export class PayloadStore {
    * into Lua strings, which cost more than the SET itself (bench/PROFILE.md).
    */
   private stage(id: string, payload: Buffer): string {
-    const staged = this.keys.staged(id, `${ATTEMPT_PREFIX}${(this.attempts++).toString(36)}`);
+    const staged = this.stagedKey(id);
     this.redis.set(staged, payload, 'EX', STAGED_TTL_SEC).catch(() => undefined); // the script reports 'lost'
     return staged;
+  }
+
+  private stagedKey(id: string): string {
+    return this.keys.staged(id, `${ATTEMPT_PREFIX}${(this.attempts++).toString(36)}`);
   }
 
   read(id: string): Promise<Buffer | null> {
