@@ -32,7 +32,7 @@ COPY --from=build /app/apps/proxy/package.json apps/proxy/
 COPY --from=build /app/apps/proxy/dist apps/proxy/dist
 COPY --from=build /app/apps/uploader/package.json apps/uploader/
 COPY --from=build /app/apps/uploader/dist apps/uploader/dist
-COPY scripts/service.mjs scripts/start-all.mjs scripts/own-redis.mjs scripts/node-flags.mjs scripts/
+COPY scripts/service.mjs scripts/start-all.mjs scripts/in-process.mjs scripts/own-redis.mjs scripts/node-flags.mjs scripts/
 USER node
 EXPOSE 8080 9464 3000
 # node itself is the process (not npm), so SIGTERM reaches the service
@@ -51,7 +51,8 @@ RUN apt-get update \
   && rm -rf /var/lib/apt/lists/* \
   && useradd --system --uid 10001 --home-dir /data --no-create-home imgproxy-cache \
   && mkdir -p /data && chown imgproxy-cache /data
-ENV NODE_ENV=production DATA_DIR=/data
+# one Node process for the proxy and the uploader (UPLOADER_IN_PROXY): this image is for one small machine
+ENV NODE_ENV=production DATA_DIR=/data UPLOADER_IN_PROXY=true
 COPY --from=runtime /usr/local/bin/node /usr/local/bin/node
 COPY --from=runtime /app /app
 WORKDIR /app

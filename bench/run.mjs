@@ -223,7 +223,13 @@ async function startStack(shape, upstream, extraEnv = {}) {
   };
   const pids = {};
   const children = [];
-  if (shape === 'npm start') {
+  const inProcess = shape === 'npm start' && env.UPLOADER_IN_PROXY === 'true';
+  if (inProcess) {
+    // one process: start-all runs both services itself
+    const all = procs.start(`stack ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'scripts/start-all.mjs'], env, { cwd: ROOT });
+    children.push(all);
+    pids['proxy and uploader'] = all.pid;
+  } else if (shape === 'npm start') {
     const all = procs.start(`stack ${stacks}`, node, ['scripts/start-all.mjs'], env, { cwd: ROOT });
     children.push(all);
     // both services by name: a child read before its exec still shows start-all's command line
@@ -253,6 +259,8 @@ async function startStack(shape, upstream, extraEnv = {}) {
     url,
     pids,
     shape,
+    /** the processes whose CPU counts until the uploads are drained */
+    uploading: inProcess ? ['proxy and uploader'] : ['uploader'],
     /** jobs not finished yet */
     async backlog() {
       const [wait, active, delayed, prioritized] = await Promise.all([
@@ -288,8 +296,8 @@ async function startStack(shape, upstream, extraEnv = {}) {
       };
       // npm start gives the uploader the admin port + 1; separate services here run it without one
       return {
-        proxy: rssMiB(pids.proxy),
-        uploader: rssMiB(pids.uploader),
+        proxy: rssMiB(pids.proxy ?? pids['proxy and uploader']),
+        uploader: pids.uploader ? rssMiB(pids.uploader) : 0,
         proxyV8: await of(metrics),
         uploaderV8: shape === 'npm start' ? await of(metrics + 1) : undefined,
       };
@@ -356,7 +364,7 @@ async function measure(pids, load, stack) {
   const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid, true) - cpu0[k]]));
   if (stack) {
     await until(async () => (await stack.backlog()) === 0, 'the uploads to drain', 600_000, 100);
-    cpu.uploader = cpuSeconds(pids.uploader, true) - cpu0.uploader;
+    for (const k of stack.uploading) cpu[k] = cpuSeconds(pids[k], true) - cpu0[k];
   }
   const redis1 = await redisStats(redis);
   let teed;
@@ -688,11 +696,11 @@ async function main() {
       "Resident memory (MiB) after each scenario, and what V8 holds of it: its heap (total), buffers outside it (external), the memory tier's images (inside external).",
     );
     say();
-    say('| after | proxy RSS | proxy heap | proxy external | memory tier | uploader RSS | uploader heap | uploader external |');
-    say('|---|---|---|---|---|---|---|---|');
+    say('| after | proxy RSS | proxy heap | proxy external | memory tier | uploader RSS | uploader heap | uploader external | RSS in all |');
+    say('|---|---|---|---|---|---|---|---|---|');
     for (const [k, v] of Object.entries(rssAfter)) {
       say(
-        `| ${k} | ${v.proxy.toFixed(0)} | ${f1(v.proxyV8?.heap)} | ${f1(v.proxyV8?.external)} | ${f1(v.proxyV8?.tier)} | ${v.uploader.toFixed(0)} | ${f1(v.uploaderV8?.heap)} | ${f1(v.uploaderV8?.external)} |`,
+        `| ${k} | ${v.proxy.toFixed(0)} | ${f1(v.proxyV8?.heap)} | ${f1(v.proxyV8?.external)} | ${f1(v.proxyV8?.tier)} | ${v.uploader.toFixed(0)} | ${f1(v.uploaderV8?.heap)} | ${f1(v.uploaderV8?.external)} | ${(v.proxy + v.uploader).toFixed(0)} |`,
       );
     }
     say();

@@ -5,6 +5,7 @@
 // queued image. With `--with-imgproxy` (the all-in-one image) it also runs imgproxy itself on
 // 127.0.0.1:8081. When any of them exits, the others are stopped and this exits with the first
 // one's code; SIGTERM and SIGINT are passed on to all, so each can finish what it has in flight.
+// With UPLOADER_IN_PROXY=true the proxy and the uploader run in this process (in-process.mjs).
 //
 // Process managers should run `node scripts/start-all.mjs` itself: npm does not pass signals on
 // (see the parent check at the end, which covers it anyway).
@@ -94,14 +95,13 @@ if (!config.redisUrlSet) {
   env = { ...process.env, REDIS_URL: ownRedis.url };
 }
 
-const services = {
-  proxy: { command: process.execPath, args: [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env },
-  uploader: {
-    command: process.execPath,
-    args: [...SERVICE_NODE_FLAGS, 'apps/uploader/dist/index.js'],
-    env: env.METRICS_BIND ? { ...env, METRICS_BIND: uploaderMetricsBind(env.METRICS_BIND) } : env,
-  },
-};
+const uploaderEnv = env.METRICS_BIND ? { ...env, METRICS_BIND: uploaderMetricsBind(env.METRICS_BIND) } : env;
+const services = config.uploaderInProxy
+  ? {}
+  : {
+      proxy: { command: process.execPath, args: [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env },
+      uploader: { command: process.execPath, args: [...SERVICE_NODE_FLAGS, 'apps/uploader/dist/index.js'], env: uploaderEnv },
+    };
 if (withImgproxy) {
   // imgproxy reads IMGPROXY_BIND too: it listens inside, the proxy outside (as the Go tool did).
   // IMGPROXY_URL's default, http://127.0.0.1:8081, is where the proxy finds it.
@@ -117,4 +117,11 @@ for (const [name, { command, args, env: childEnv }] of Object.entries(services))
     onExit(name, 127, null);
   });
   child.on('exit', (code, signal) => onExit(name, code, signal));
+}
+if (config.uploaderInProxy) {
+  // UPLOADER_IN_PROXY: both services in this process, which then runs with the services' flags
+  const { startInProcess } = await import('./in-process.mjs');
+  const unit = startInProcess(env, uploaderEnv);
+  children.set('proxy and uploader', unit);
+  unit.on('exit', (code, signal) => onExit('proxy and uploader', code, signal));
 }

@@ -1,9 +1,8 @@
 import '@imgproxy-cache/shared/require-node';
 import cluster from 'node:cluster';
 import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain, tuneGarbageCollection } from '@imgproxy-cache/shared';
-import { Pool } from 'undici';
 import { serveAsWorker, supervise } from './cluster.js';
-import { waitForImgproxy } from './health.js';
+import { imgproxyReady, serveProxy } from './main.js';
 import { startProxy } from './server.js';
 
 // Entry point: configuration from the environment, wait for imgproxy, serve, stop on signals.
@@ -17,24 +16,19 @@ async function main(): Promise<void> {
 
   if (cluster.isWorker) return worker(config, logger.child({ worker: cluster.worker!.id }));
 
-  const probe = new Pool(config.proxy.imgproxyUrl.origin, { connections: 1 });
-  const ready = await waitForImgproxy(probe, config.proxy.imgproxyBasePath, config.proxy.healthCheckTimeoutSec, logger);
-  await probe.close();
-  if (!ready) {
-    logger.fatal(
-      { imgproxyUrl: config.proxy.imgproxyUrl.href },
-      `imgproxy did not become healthy within ${config.proxy.healthCheckTimeoutSec}s (HEALTH_CHECK_TIMEOUT_IN_SEC); is it running at IMGPROXY_URL?`,
-    );
-    process.exitCode = 1;
-    return;
-  }
-
   if (config.proxy.workers > 1) {
+    if (!(await imgproxyReady(config, logger))) {
+      process.exitCode = 1;
+      return;
+    }
     process.exit(await supervise(config, logger));
   }
 
-  const proxy = await startProxy(config, logger);
-  logger.info({ port: proxy.port, imgproxyUrl: config.proxy.imgproxyUrl.href }, `Proxy listening on ${config.proxy.bind.host ?? ''}:${proxy.port}`);
+  const proxy = await serveProxy(config, logger);
+  if (!proxy) {
+    process.exitCode = 1;
+    return;
+  }
 
   exitOnSignal(logger, { stopping: 'Shutting down: finishing in-flight responses', stopped: 'Proxy stopped' }, () => proxy.close(config.shutdownTimeoutMs));
 }

@@ -70,6 +70,8 @@ export interface Config {
   redisUrlSet: boolean;
   /** DATA_DIR: where npm start's own Redis keeps its files and socket */
   dataDir: string;
+  /** UPLOADER_IN_PROXY: npm start runs the uploader in the proxy's process */
+  uploaderInProxy: boolean;
   /** PAYLOAD_REDIS_URL: a second Redis for the teed bytes; undefined = REDIS_URL holds them */
   payloadRedisUrl: string | undefined;
   shutdownTimeoutMs: number;
@@ -206,7 +208,7 @@ export const VARIABLES = [
   {
     name: 'PROXY_WORKERS',
     default: '1',
-    roles: ['proxy'],
+    roles: ['proxy', 'npm start'],
     description:
       'Processes serving the proxy port (Node cluster); `0` means one per CPU core. Above 1, the first process only supervises: it waits for imgproxy, starts the workers (replacing any that dies), serves `METRICS_BIND` with their metrics summed, and stops them all on SIGTERM. More workers use more cores and more memory (each holds its own connections and recent keys); on a small host shared with imgproxy, keep 1.',
   },
@@ -236,6 +238,13 @@ export const VARIABLES = [
     roles: ['npm start'],
     description:
       'Where `npm start` (and the all-in-one image, where it is `/data`) keeps the Redis it runs itself when `REDIS_URL` is not set: its append-only file (fsync every second) and its Unix socket (no TCP port). One `npm start` per directory.',
+  },
+  {
+    name: 'UPLOADER_IN_PROXY',
+    default: 'false',
+    roles: ['npm start'],
+    description:
+      "`npm start` (and the all-in-one image) runs the uploader inside the proxy's process instead of a process of its own: one Node process's memory instead of three (bench/PROFILE.md), for small machines. Uploads then share the proxy's event loop and `UPLOAD_NICE` does not apply; `PROXY_WORKERS` must be 1. The separate `proxy` and `uploader` services (compose, scaling out) are not affected.",
   },
   {
     name: 'REDIS_CLUSTER',
@@ -608,6 +617,7 @@ export function loadConfig(env: Env, role: Role): Config {
     redisCluster,
     redisUrlSet: (env.REDIS_URL ?? '').trim() !== '',
     dataDir: raw('DATA_DIR'),
+    uploaderInProxy: bool('UPLOADER_IN_PROXY'),
     payloadRedisUrl: raw('PAYLOAD_REDIS_URL') === '' ? undefined : redisUrl('PAYLOAD_REDIS_URL'),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 0),
     metricsBind,
@@ -672,6 +682,9 @@ export function loadConfig(env: Env, role: Role): Config {
   const beyond = uploadShards?.filter((n) => n >= config.queue.shards) ?? [];
   if (role === 'uploader' && beyond.length > 0) {
     problems.push(`UPLOAD_SHARDS names shards ${beyond.join(', ')}, but QUEUE_SHARDS=${config.queue.shards} has shards 0 to ${config.queue.shards - 1}`);
+  }
+  if (role === 'npm start' && config.uploaderInProxy && config.proxy.workers > 1) {
+    problems.push(`UPLOADER_IN_PROXY=true runs the proxy in one process: PROXY_WORKERS must be 1, got ${config.proxy.workers}`);
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
