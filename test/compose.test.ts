@@ -276,7 +276,7 @@ describe.runIf(engine || process.env.CI)('the all-in-one image beside an S3 serv
       expect(served.type).toBe('image/png');
       await landed(await bucketUrl(cacheKeyOf(path!)), served.body);
       // UPLOADER_IN_PROXY: the proxy and the uploader in start-all's own process, none of their own
-      const processes = await docker(['top', aioId, '-eo', 'args']);
+      const processes = await docker(['top', aioId, '-eo', 'pid,args']);
       expect(processes).toMatch(/scripts\/service\.mjs all-in-one/);
       expect(processes).not.toMatch(/apps\/(proxy|uploader)\/dist/);
     },

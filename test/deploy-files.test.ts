@@ -200,6 +200,10 @@ describe('Dockerfile', () => {
     expect(allInOne).toMatch(/^VOLUME \/data$/m);
     expect(allInOne).toMatch(/^USER imgproxy-cache$/m);
     expect(allInOne).toMatch(/^CMD \["all-in-one"\]$/m);
-    expect(dockerfile).toMatch(/^COPY scripts\/service\.mjs scripts\/start-all\.mjs scripts\/own-redis\.mjs scripts\/node-flags\.mjs scripts\/$/m);
+    // one Node process for the proxy and the uploader there (scripts/in-process.mjs)
+    expect(allInOne).toMatch(/^ENV .*UPLOADER_IN_PROXY=true/m);
+    expect(dockerfile).toMatch(
+      /^COPY scripts\/service\.mjs scripts\/start-all\.mjs scripts\/in-process\.mjs scripts\/own-redis\.mjs scripts\/node-flags\.mjs scripts\/$/m,
+    );
   });
 });
