@@ -107,6 +107,15 @@ describe.runIf(engine || process.env.CI)('docker compose up, as users start it',
       await landed(`${example.bucketUrl}${cacheKeyOf(example.path)}`, served.body);
       // nothing but the images is readable anonymously
       expect((await get(example.bucketUrl.replace(/\/processed\/$/, '/'))).status).toBe(403);
+      // the services allocate with jemalloc (the image's LD_PRELOAD)
+      for (const service of ['proxy', 'uploader']) {
+        const container = containers.find((c) => c.service === service)!;
+        // every node process in it (PID 1 is compose's init, the service its child)
+        const maps = 'for p in /proc/[0-9]*; do [ "$(readlink $p/exe)" = /usr/local/bin/node ] && grep -c libjemalloc $p/maps; done; true';
+        const counts = (await docker(['exec', container.name, 'sh', '-c', maps])).trim().split('\n');
+        expect(counts.length).toBeGreaterThan(0);
+        for (const count of counts) expect(Number(count)).toBeGreaterThan(0);
+      }
     },
     5 * MINUTE,
   );
@@ -279,6 +288,8 @@ describe.runIf(engine || process.env.CI)('the all-in-one image beside an S3 serv
       const processes = await docker(['top', aioId, '-eo', 'pid,args']);
       expect(processes).toMatch(/scripts\/service\.mjs all-in-one/);
       expect(processes).not.toMatch(/apps\/(proxy|uploader)\/dist/);
+      // and its allocations go to jemalloc (LD_PRELOAD): a path that does not resolve only warns
+      expect(await docker(['exec', aioId, 'grep', '-c', 'libjemalloc', '/proc/1/maps'])).not.toMatch(/^0/);
     },
     2 * MINUTE,
   );

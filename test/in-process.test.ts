@@ -8,8 +8,8 @@ import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js
 import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
 import { type Service, spawnService } from './support/service.js';
 
-// UPLOADER_IN_PROXY=true: `npm start` runs the proxy and the uploader in its own process, for a
-// small machine: one Node process instead of three, the same lines, the same stop.
+// UPLOADER_IN_PROXY=true (npm start's default): the proxy and the uploader in npm start's own
+// process, for a small machine: one Node process instead of three, the same lines, the same stop.
 
 const ALL = ['scripts/start-all.mjs'];
 
@@ -90,7 +90,34 @@ describe('npm start with UPLOADER_IN_PROXY=true', () => {
     expect(all.output()).not.toMatch(/\n\s+at /); // no stack trace
   });
 
-  it('refuses PROXY_WORKERS above 1, naming both variables, exit 2', async () => {
+  it('is the default; with PROXY_WORKERS above 1 the uploader gets a process of its own', async () => {
+    stub = await startImgproxyStub();
+    const bucket = `b-${randomUUID().slice(0, 8)}`;
+    const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
+    await createBucket(s3, bucket);
+    s3.destroy();
+    const env = {
+      IMGPROXY_URL: stub.url,
+      IMGPROXY_BIND: '127.0.0.1:0',
+      REDIS_URL: inject('redisUrl'),
+      S3_BUCKET: bucket,
+      S3_REGION: 'us-east-1',
+      S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
+    };
+    const defaults = spawnService(ALL, env);
+    running.push(defaults);
+    await defaults.line(/Uploader started/);
+    expect(childrenOf(defaults.child.pid!)).toEqual([]);
+
+    const workers = spawnService(ALL, { ...env, PROXY_WORKERS: '2' });
+    running.push(workers);
+    await workers.line(/Uploader started/);
+    const commands = childrenOf(workers.child.pid!).map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    expect(commands.some((c) => c.includes('apps/uploader/dist/index.js'))).toBe(true);
+    expect(commands.some((c) => c.includes('apps/proxy/dist/index.js'))).toBe(true);
+  });
+
+  it('refuses PROXY_WORKERS above 1 when asked for explicitly, naming both variables, exit 2', async () => {
     const all = run({ PROXY_WORKERS: '2', REDIS_URL: inject('redisUrl') });
     expect(await all.exited()).toBe(2);
     expect(all.output()).toMatch(

@@ -142,9 +142,10 @@ describe('start-up', () => {
     s3.destroy();
   });
 
-  it('npm start stops both services when one of them exits', async () => {
+  it('npm start with a process each (UPLOADER_IN_PROXY=false) stops both services when one of them exits', async () => {
     stub = await startImgproxyStub();
     const all = run(ALL, {
+      UPLOADER_IN_PROXY: 'false',
       IMGPROXY_URL: stub.url,
       IMGPROXY_BIND: '127.0.0.1:0',
       REDIS_URL: inject('redisUrl'),

@@ -241,10 +241,10 @@ export const VARIABLES = [
   },
   {
     name: 'UPLOADER_IN_PROXY',
-    default: 'false',
+    default: 'true',
     roles: ['npm start'],
     description:
-      "`npm start` (and the all-in-one image) runs the uploader inside the proxy's process instead of a process of its own: one Node process's memory instead of three (bench/PROFILE.md), for small machines. Uploads then share the proxy's event loop and `UPLOAD_NICE` does not apply; `PROXY_WORKERS` must be 1. The separate `proxy` and `uploader` services (compose, scaling out) are not affected.",
+      "`npm start` (and the all-in-one image) runs the uploader inside its own process, beside the proxy, instead of a process each: about half the memory and less CPU per image (bench/PROFILE.md), for one small machine. Uploads then share the proxy's event loop, so `UPLOAD_NICE` does not apply. `false` runs them as two processes, as it does by default when `PROXY_WORKERS` is above 1 (`true` with it is refused). The separate `proxy` and `uploader` services (compose, scaling out) are not affected.",
   },
   {
     name: 'REDIS_CLUSTER',
@@ -330,7 +330,7 @@ export const VARIABLES = [
   },
   {
     name: 'ENQUEUE_GATHER_MS',
-    default: '10',
+    default: '50',
     roles: ['proxy'],
     description:
       'How long a complete image waits for others to be handed off to Redis with it: the images of a shard completed within this window go in one round trip (their bytes and dedup checks), then their jobs in one `addBulk`, which costs the proxy, Redis and the uploaders much less per image than one by one (bench/PROFILE.md). The client has its response already; a new request for the image meanwhile goes to imgproxy without being copied. At most 64 images or 4 MiB go in one batch. `0` still gathers the images completed in the same turn of the event loop.',
@@ -408,7 +408,7 @@ export const VARIABLES = [
     default: '10',
     roles: ['uploader'],
     description:
-      'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (`npm start`, one host, the all-in-one image), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Niceness only ranks processes inside one scheduling group: separate containers, systemd units and login sessions (autogroup) each get their own share, so there give the uploader fewer CPU shares instead (docker-compose.yml does; `CPUWeight=` for systemd).',
+      'CPU niceness the uploader gives itself at start (0–19; `0` leaves it as started). Uploads can wait a moment, responses cannot: where the uploader shares cores with the proxy and imgproxy (one host; `npm start` and the all-in-one image with `UPLOADER_IN_PROXY=false`), it only takes CPU they leave idle, and catches up when load drops (the backlog bound keeps Redis safe meanwhile). Niceness only ranks processes inside one scheduling group: separate containers, systemd units and login sessions (autogroup) each get their own share, so there give the uploader fewer CPU shares instead (docker-compose.yml does; `CPUWeight=` for systemd).',
   },
   {
     name: 'UPLOAD_LOCK_MS',
@@ -684,7 +684,10 @@ export function loadConfig(env: Env, role: Role): Config {
     problems.push(`UPLOAD_SHARDS names shards ${beyond.join(', ')}, but QUEUE_SHARDS=${config.queue.shards} has shards 0 to ${config.queue.shards - 1}`);
   }
   if (role === 'npm start' && config.uploaderInProxy && config.proxy.workers > 1) {
-    problems.push(`UPLOADER_IN_PROXY=true runs the proxy in one process: PROXY_WORKERS must be 1, got ${config.proxy.workers}`);
+    // several proxy processes: the uploader in one of its own, unless asked otherwise
+    if ((env.UPLOADER_IN_PROXY ?? '').trim() !== '') {
+      problems.push(`UPLOADER_IN_PROXY=true runs the proxy in one process: PROXY_WORKERS must be 1, got ${config.proxy.workers}`);
+    } else config.uploaderInProxy = false;
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
