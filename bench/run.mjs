@@ -223,7 +223,7 @@ async function startStack(shape, upstream, extraEnv = {}) {
   };
   const pids = {};
   const children = [];
-  const inProcess = shape === 'npm start' && env.UPLOADER_IN_PROXY === 'true';
+  const inProcess = shape === 'npm start' && env.UPLOADER_IN_PROXY !== 'false';
   if (inProcess) {
     // one process: start-all runs both services itself
     const all = procs.start(`stack ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'scripts/start-all.mjs'], env, { cwd: ROOT });
@@ -389,6 +389,11 @@ async function measure(pids, load, stack) {
   };
 }
 
+/** How our proxy compares with the minimal one; in one process it cannot be told from the uploader. */
+const versusFloor = (r, floor) =>
+  r.cpuMsPerImage.proxy === undefined
+    ? ' (proxy and uploader in one process)'
+    : ` (proxy ${f2(r.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy)`;
 const sum = (cpu) => Object.values(cpu).reduce((a, b) => a + b, 0);
 const f1 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
 const f2 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(2));
@@ -484,7 +489,7 @@ async function pacedRuns() {
     await settle();
     const ours = await measure({ ...stack.pids, redis: redisChild.pid }, () => paced(stack.url, rate, PACED_SECONDS), stack);
     say(
-      `| ${rate} | imgproxy-cache (proxy ${f2(ours.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy) | ${ours.images} | ${f1(ours.p99)} | ${cpuCell(ours)} | ${f2(ours.redisMsPerImage)} | ${f1(ours.commandsPerImage)} |`,
+      `| ${rate} | imgproxy-cache${versusFloor(ours, floor)} | ${ours.images} | ${f1(ours.p99)} | ${cpuCell(ours)} | ${f2(ours.redisMsPerImage)} | ${f1(ours.commandsPerImage)} |`,
     );
     details.push([rate, ours]);
     rssAfter[`paced ${rate}/s`] = await stack.rss();
@@ -496,7 +501,7 @@ async function pacedRuns() {
       await settle();
       const r = await measure({ ...other.pids, redis: redisChild.pid }, () => paced(other.url, rate, PACED_SECONDS), other);
       say(
-        `| ${rate} | imgproxy-cache, ${name} (proxy ${f2(r.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy) | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
+        `| ${rate} | imgproxy-cache, ${name}${versusFloor(r, floor)} | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
       );
       rssAfter[`paced ${rate}/s, ${name}`] = await other.rss();
       await other.stop();
@@ -520,7 +525,7 @@ async function pacedRuns() {
     const loops = {};
     for (const mode of ['sigv4', 'sdk', 'unsigned']) loops[mode] = putLoop(mode, rate, PACED_SECONDS);
     say(
-      `| ${rate} | PUT loops: SigV4 + undici ${f2(loops.sigv4.cpuMsPerPut)}, AWS SDK ${f2(loops.sdk.cpuMsPerPut)}, unsigned ${f2(loops.unsigned.cpuMsPerPut)}; uploader ${f2(ours.cpuMsPerImage.uploader / loops.sigv4.cpuMsPerPut)}× SigV4 + undici | ${loops.sigv4.puts} | | | | |`,
+      `| ${rate} | PUT loops: SigV4 + undici ${f2(loops.sigv4.cpuMsPerPut)}, AWS SDK ${f2(loops.sdk.cpuMsPerPut)}, unsigned ${f2(loops.unsigned.cpuMsPerPut)}${ours.cpuMsPerImage.uploader === undefined ? '' : `; uploader ${f2(ours.cpuMsPerImage.uploader / loops.sigv4.cpuMsPerPut)}× SigV4 + undici`} | ${loops.sigv4.puts} | | | | |`,
     );
   }
   say();
@@ -621,9 +626,7 @@ async function hits() {
     });
     await requestAll(stack.url, imagePaths, times);
     const before = await stack.metrics();
-    const r = await measure({ proxy: stack.pids.proxy, uploader: stack.pids.uploader, bucket: bucket.child.pid, redis: redisChild.pid }, () =>
-      wrk(stack.url, false, SECONDS, imagesFile),
-    );
+    const r = await measure({ ...stack.pids, bucket: bucket.child.pid, redis: redisChild.pid }, () => wrk(stack.url, false, SECONDS, imagesFile));
     const after = await stack.metrics();
     const hitsServed = (after.hits ?? 0) - (before.hits ?? 0);
     const fromMemory = (after.memory ?? 0) - (before.memory ?? 0);
