@@ -38,9 +38,9 @@ function countWrites(r: Redis): () => number {
   return () => writes;
 }
 
-async function start(gatherMs: number) {
+async function start(gatherMs: number, env: Record<string, string> = {}) {
   redis = await spawnRedisServer();
-  const loaded = loadConfig({ REDIS_URL: redis.url }, 'proxy');
+  const loaded = loadConfig({ REDIS_URL: redis.url, ...env }, 'proxy');
   const config = { ...loaded, proxy: { ...loaded.proxy, enqueueGatherMs: gatherMs } };
   client = createProducerRedis(redis.url);
   await new Promise<void>((resolve) => client!.once('ready', () => resolve()));
@@ -65,6 +65,11 @@ describe('the batched hand-off', () => {
     for (const p of paths) expect(await client!.exists(`${prefix}:${cacheKeyOf(p)}`)).toBe(p === '/img/2' ? 0 : 1);
     // and an image already queued is found so in a batch, as one by one
     expect(await enqueuer!.enqueue(image('/img/0'))).toBe('already-queued');
+  });
+
+  it('gives an image its window on top of the shortest ENQUEUE_TIMEOUT_MS', async () => {
+    await start(50, { ENQUEUE_TIMEOUT_MS: '10', ENQUEUE_WAIT_MS: '0' });
+    expect(await enqueuer!.enqueue(image('/short-timeout'))).toBe('queued');
   });
 
   it('sends a full batch at once, whatever the window', async () => {

@@ -63,7 +63,7 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     tally,
     recent,
     // the longest a hand-off runs: waiting for Redis, then one last attempt
-    handOffMs: config.proxy.enqueueWaitMs + config.proxy.enqueueTimeoutMs,
+    handOffMs: config.proxy.enqueueWaitMs + config.proxy.enqueueTimeoutMs + config.proxy.enqueueGatherMs,
     track: (work: Promise<unknown>) => inflight.track(work),
     onOutcome: deps.onOutcome,
     metrics: deps.metrics,

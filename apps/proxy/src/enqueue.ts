@@ -205,8 +205,9 @@ export class RedisEnqueuer implements Enqueuer {
    * doubled.
    */
   private async untilHandedOff(image: TeedImage, held: Held): Promise<EnqueueOutcome> {
-    const { enqueueTimeoutMs } = this.config.proxy;
-    const deadline = this.now() + Math.max(this.waitMs, enqueueTimeoutMs);
+    const { enqueueTimeoutMs, enqueueGatherMs } = this.config.proxy;
+    // the window an image waits for others to go with it comes on top of either bound
+    const deadline = this.now() + Math.max(this.waitMs, enqueueTimeoutMs) + enqueueGatherMs;
     for (;;) {
       const away = [this.redis, this.payloadRedis].find((r) => r.status !== 'ready');
       if (away) {

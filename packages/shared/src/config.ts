@@ -333,7 +333,7 @@ export const VARIABLES = [
     default: '50',
     roles: ['proxy'],
     description:
-      'How long a complete image waits for others to be handed off to Redis with it: the images of a shard completed within this window go in one round trip (their bytes and dedup checks), then their jobs in one `addBulk`, which costs the proxy, Redis and the uploaders much less per image than one by one (bench/PROFILE.md). The client has its response already; a new request for the image meanwhile goes to imgproxy without being copied. At most 64 images or 4 MiB go in one batch. `0` still gathers the images completed in the same turn of the event loop.',
+      'How long a complete image waits for others to be handed off to Redis with it: the images of a shard completed within this window go in one round trip (their bytes and dedup checks), then their jobs in one `addBulk`, which costs the proxy, Redis and the uploaders much less per image than one by one (bench/PROFILE.md). The client has its response already; a new request for the image meanwhile goes to imgproxy without being copied. At most 64 images or 4 MiB go in one batch; the window comes on top of `ENQUEUE_WAIT_MS` and `ENQUEUE_TIMEOUT_MS`. `0` still gathers the images completed in the same turn of the event loop.',
   },
   {
     name: 'ENQUEUE_TIMEOUT_MS',
