@@ -105,7 +105,7 @@ describe('start-up', () => {
     expect(proxy.output()).toMatch(/imgproxy did not become healthy within 1s/);
   });
 
-  it('logs the original lines, serves and caches, and stops on SIGTERM with exit 0', async () => {
+  it('logs the original lines, serves and caches, and stops on SIGTERM with exit 0 (npm start with a process each)', async () => {
     stub = await startImgproxyStub();
     stub.healthy = false; // not ready yet: the proxy must wait
     const bucket = `b-${randomUUID().slice(0, 8)}`;
@@ -122,7 +122,8 @@ describe('start-up', () => {
       S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
       S3_REGION: 'us-east-1',
     };
-    const all = run(ALL, env);
+    // one process (UPLOADER_IN_PROXY, the default) is test/in-process.test.ts
+    const all = run(ALL, { ...env, UPLOADER_IN_PROXY: 'false' });
     await all.line(/Waiting for imgproxy to be ready\.\.\./);
     stub.healthy = true;
     await all.line(/imgproxy is ready/);
