@@ -4,15 +4,20 @@
 import { EventEmitter } from 'node:events';
 import { serveProxy } from '../apps/proxy/dist/main.js';
 import { startUploaderService } from '../apps/uploader/dist/main.js';
-import { configOrExit, createLogger, StartupError, tuneGarbageCollection } from '../packages/shared/dist/index.js';
+import { ConfigError, createLogger, loadConfig, StartupError, tuneGarbageCollection } from '../packages/shared/dist/index.js';
+
+/** The role's configuration, or undefined once its problems are said (as configOrExit says them). */
+function configFor(env, role) {
+  try {
+    return loadConfig(env, role);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`imgproxy-cache ${role}: ${error.message}`);
+    return undefined;
+  }
+}
 
 export function startInProcess(proxyEnv, uploaderEnv) {
-  const proxyConfig = configOrExit(proxyEnv, 'proxy');
-  const uploaderConfig = configOrExit(uploaderEnv, 'uploader');
-  const proxyLogger = createLogger('proxy', proxyConfig.logLevel);
-  const uploaderLogger = createLogger('uploader', uploaderConfig.logLevel);
-  tuneGarbageCollection();
-
   const unit = new EventEmitter();
   unit.exitCode = null;
   unit.signalCode = null;
@@ -21,6 +26,18 @@ export function startInProcess(proxyEnv, uploaderEnv) {
     unit.exitCode = code;
     unit.emit('exit', code, null);
   };
+  const proxyConfig = configFor(proxyEnv, 'proxy');
+  const uploaderConfig = configFor(uploaderEnv, 'uploader');
+  if (!proxyConfig || !uploaderConfig) {
+    // exit 2 as the services would, once start-all listens: it then stops its Redis too
+    unit.kill = () => true;
+    setImmediate(() => exit(2));
+    return unit;
+  }
+  const proxyLogger = createLogger('proxy', proxyConfig.logLevel);
+  const uploaderLogger = createLogger('uploader', uploaderConfig.logLevel);
+  tuneGarbageCollection();
+
   const starting = new AbortController();
   let proxy;
   let uploader;

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, inject, it } from 'vitest';
@@ -115,6 +117,28 @@ describe('npm start with UPLOADER_IN_PROXY=true', () => {
     const commands = childrenOf(workers.child.pid!).map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
     expect(commands.some((c) => c.includes('apps/uploader/dist/index.js'))).toBe(true);
     expect(commands.some((c) => c.includes('apps/proxy/dist/index.js'))).toBe(true);
+  });
+
+  it("stops with exit 2 on a service's bad configuration, and stops the Redis it started", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'imgproxy-cache-inproc-'));
+    // the proxy's own rule: read-through needs a bucket (and the uploader needs one too)
+    const all = run({ DATA_DIR: dataDir, CACHE_READ_THROUGH: 'true', IMGPROXY_BIND: '127.0.0.1:0' });
+    expect(await all.exited()).toBe(2);
+    expect(all.output()).toMatch(/^imgproxy-cache proxy: Invalid configuration:\n {2}- CACHE_READ_THROUGH=true needs S3_BUCKET/m);
+    expect(all.output()).toMatch(/^imgproxy-cache uploader: Invalid configuration:\n {2}- S3_BUCKET is required/m);
+    expect(all.output()).toMatch(/Redis is starting/); // it had started one
+    const redisOfIt = () =>
+      readdirSync('/proc')
+        .filter((e) => /^\d+$/.test(e))
+        .some((e) => {
+          try {
+            return readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(dataDir);
+          } catch {
+            return false;
+          }
+        });
+    expect(redisOfIt()).toBe(false);
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('refuses PROXY_WORKERS above 1 when asked for explicitly, naming both variables, exit 2', async () => {
