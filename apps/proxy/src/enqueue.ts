@@ -15,6 +15,7 @@ import {
   shardQueueNames,
   storeMode,
   type Teed,
+  type TeeRequest,
   UPLOAD_JOB_NAME,
   type UploadJobData,
   uploadJobOptions,
@@ -90,12 +91,6 @@ export interface EnqueuerOptions {
 }
 
 class TimeoutError extends Error {}
-
-interface TeeRequest {
-  id: string;
-  payload: Buffer;
-  opts: { ttlSec: number; backlogMaxBytes: number; objectGone?: boolean };
-}
 
 /** A batch goes at once when it holds this many images or bytes (a pipeline is one write). */
 const BATCH_MAX_IMAGES = 64;

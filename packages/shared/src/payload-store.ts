@@ -29,6 +29,13 @@ export interface StoreOptions {
   objectGone?: boolean;
 }
 
+/** One image to tee: its cache key, its encoded payload, and how to store it. */
+export interface TeeRequest {
+  id: string;
+  payload: Buffer;
+  opts: StoreOptions;
+}
+
 interface Commands {
   icTee(...args: (string | number | Buffer)[]): Promise<[JobState, StoreResult]>;
   icJobState(...args: string[]): Promise<JobState>;
@@ -77,7 +84,7 @@ export class PayloadStore {
    * `tee` for several images in one round trip: every SET and script in one pipeline (one write;
    * the images of one shard share its hash slot). Each image gets its own result or error.
    */
-  async teeMany(images: readonly { id: string; payload: Buffer; opts: StoreOptions }[]): Promise<(Teed | Error)[]> {
+  async teeMany(images: readonly TeeRequest[]): Promise<(Teed | Error)[]> {
     const k = this.keys;
     const pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> & Pick<Commands, 'icTee'>;
     for (const { id, payload, opts } of images) {
