@@ -7,6 +7,7 @@ import { request } from 'undici';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { freePort } from './support/free-port.js';
 import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js';
+import { childrenOf, commandsOfChildren } from './support/proc.js';
 import { createBucket, testS3Client, waitForObjectBytes } from './support/s3.js';
 import { type Service, spawnService } from './support/service.js';
 import { waitFor } from './support/wait.js';
@@ -105,7 +106,10 @@ describe('start-up', () => {
     expect(proxy.output()).toMatch(/imgproxy did not become healthy within 1s/);
   });
 
-  it('logs the original lines, serves and caches, and stops on SIGTERM with exit 0 (npm start with a process each)', async () => {
+  it.each([
+    ['a process each', 'false'],
+    ['one process', 'true'],
+  ])('npm start (%s: UPLOADER_IN_PROXY=%s) logs the original lines, serves and caches, and stops on SIGTERM with exit 0', async (_, inProxy) => {
     stub = await startImgproxyStub();
     stub.healthy = false; // not ready yet: the proxy must wait
     const bucket = `b-${randomUUID().slice(0, 8)}`;
@@ -122,15 +126,18 @@ describe('start-up', () => {
       S3_ENDPOINT: `http://127.0.0.1:${inject('s3rverPort')}`,
       S3_REGION: 'us-east-1',
     };
-    // one process (UPLOADER_IN_PROXY, the default) is test/in-process.test.ts
-    const all = run(ALL, { ...env, UPLOADER_IN_PROXY: 'false' });
+    const all = run(ALL, { ...env, UPLOADER_IN_PROXY: inProxy });
     await all.line(/Waiting for imgproxy to be ready\.\.\./);
     stub.healthy = true;
     await all.line(/imgproxy is ready/);
     await all.line(/Proxy listening/);
     await all.line(/Uploader started/);
+    // start-all's own process runs both, or a child each
+    const children = commandsOfChildren(all.child.pid!).filter((c) => c.includes('/dist/'));
+    if (inProxy === 'true') expect(children).toEqual([]);
+    else expect(children.map((c) => /apps\/(proxy|uploader)\/dist/.exec(c)?.[1]).sort()).toEqual(['proxy', 'uploader']);
 
-    const path = '/sig/rs:fill:300:300/plain/https://example.com/cat.jpg@png';
+    const path = `/sig/rs:fill:300:300/plain/https://example.com/cat-${inProxy}.jpg@png`;
     const res = await request(`http://127.0.0.1:${port}${path}`);
     expect(Buffer.from(await res.body.arrayBuffer()).equals(stub.imageFor(path))).toBe(true);
     await waitForObjectBytes(s3, bucket, `processed/${cacheKeyOf(path)}`, stub.imageFor(path));
@@ -160,18 +167,6 @@ describe('start-up', () => {
 });
 
 describe('PROXY_WORKERS', () => {
-  /** pids of the processes whose parent is `pid` */
-  const childrenOf = (pid: number) =>
-    readdirSync('/proc')
-      .filter((e) => /^\d+$/.test(e))
-      .filter((e) => {
-        try {
-          return Number(readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid;
-        } catch {
-          return false;
-        }
-      })
-      .map(Number);
   const metric = (text: string, name: string) =>
     text
       .split('\n')
