@@ -483,28 +483,23 @@ async function pacedRuns() {
   for (const rate of RATES) {
     const floor = await measure({ proxy: minimal.child.pid }, () => paced(minimal.url, rate, PACED_SECONDS));
     say(`| ${rate} | minimal Node proxy | ${floor.images} | ${f1(floor.p99)} | ${cpuCell(floor)} | | |`);
-    const stack = await startStack('npm start', upstream.url);
-    warm(stack.url);
-    await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 300_000, 100);
-    await settle();
-    const ours = await measure({ ...stack.pids, redis: redisChild.pid }, () => paced(stack.url, rate, PACED_SECONDS), stack);
-    say(
-      `| ${rate} | imgproxy-cache${versusFloor(ours, floor)} | ${ours.images} | ${f1(ours.p99)} | ${cpuCell(ours)} | ${f2(ours.redisMsPerImage)} | ${f1(ours.commandsPerImage)} |`,
-    );
-    details.push([rate, ours]);
-    rssAfter[`paced ${rate}/s`] = await stack.rss();
-    await stack.stop();
-    for (const [name, env] of VARIANTS) {
-      const other = await startStack('npm start', upstream.url, env);
-      warm(other.url);
-      await until(async () => (await other.backlog()) === 0, 'the warm-up uploads', 300_000, 100);
+    // the build's defaults first, then each of BENCH_VARIANTS
+    let ours;
+    for (const [name, env] of [[undefined, {}], ...VARIANTS]) {
+      const stack = await startStack('npm start', upstream.url, env);
+      warm(stack.url);
+      await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 300_000, 100);
       await settle();
-      const r = await measure({ ...other.pids, redis: redisChild.pid }, () => paced(other.url, rate, PACED_SECONDS), other);
+      const r = await measure({ ...stack.pids, redis: redisChild.pid }, () => paced(stack.url, rate, PACED_SECONDS), stack);
       say(
-        `| ${rate} | imgproxy-cache, ${name}${versusFloor(r, floor)} | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
+        `| ${rate} | imgproxy-cache${name ? `, ${name}` : ''}${versusFloor(r, floor)} | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
       );
-      rssAfter[`paced ${rate}/s, ${name}`] = await other.rss();
-      await other.stop();
+      rssAfter[`paced ${rate}/s${name ? `, ${name}` : ''}`] = await stack.rss();
+      await stack.stop();
+      if (!name) {
+        ours = r;
+        details.push([rate, r]);
+      }
     }
     if (go) {
       const peer = await startGoPeer(go);
