@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // What one bucket read must cost: GETs of stored ~30 KB images, 32 in flight, for a while. Prints
 // its own CPU per GET (all threads) and its rate as one JSON line. Modes:
-//   ours      the proxy's BucketReader.lookup (our SigV4, undici, the read's deadline, headers kept)
+//   ours      the proxy's BucketReader.lookup (the process's S3Client, the read's deadline, headers kept)
 //   sdk-sign  the same GET signed with the SDK's @smithy/signature-v4, sent with an undici Pool
 //   unsigned  the same GET without a signature (the floor)
 // Usage: node bench/get-loop.mjs <mode> <endpoint> <bucket> <keys file> <seconds>
@@ -18,7 +18,7 @@ if (mode === 'ours') {
   const { BucketClient, loadConfig } = await import('../packages/shared/dist/index.js');
   const { BucketReader } = await import('../apps/proxy/dist/bucket-reader.js');
   const config = loadConfig({ S3_BUCKET: bucket, S3_ENDPOINT: endpoint, S3_REGION: 'us-east-1', IMGPROXY_URL: 'http://127.0.0.1:1' }, 'proxy');
-  const reader = new BucketReader(new BucketClient(config.s3, { connections: 16, credentials: async () => credentials }), '', 1000, 20 * 2 ** 20);
+  const reader = new BucketReader(new BucketClient(config.s3, { sockets: 16, credentials: async () => credentials }), '', 1000, 20 * 2 ** 20);
   get = async (key) => {
     const found = await reader.lookup(key, 'GET');
     if (typeof found !== 'object') throw new Error(found);

@@ -2,7 +2,8 @@
 // What one upload must cost: PUTs of ~30 KB images with Content-MD5 and If-None-Match: *, at a
 // fixed rate, new keys, `concurrency` at most in flight. Prints its own CPU per PUT (all threads)
 // as one JSON line. Modes:
-//   sdk       @aws-sdk/client-s3 PutObject, configured as the uploader's S3 client was
+//   ours      the uploader's own: S3ObjectStore.put through the process's S3Client (the floor of an upload)
+//   sdk       @aws-sdk/client-s3 PutObject with a plain client (checksums WHEN_REQUIRED, no handler of ours)
 //   sigv4     signed with the SDK's @smithy/signature-v4, sent with an undici Pool
 //   unsigned  the same PUT without a signature (the floor)
 // Usage: node bench/put-loop.mjs <mode> <endpoint> <bucket> <rate> <seconds> [warm-up PUTs]
@@ -18,7 +19,15 @@ const credentials = { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'bench', sec
 const run = Math.random().toString(36).slice(2, 8);
 
 let put;
-if (mode === 'sdk') {
+if (mode === 'ours') {
+  const { BucketClient, loadConfig } = await import('../packages/shared/dist/index.js');
+  const { S3ObjectStore } = await import('../apps/uploader/dist/s3-store.js');
+  const config = loadConfig({ S3_BUCKET: bucket, S3_ENDPOINT: endpoint, S3_REGION: 'us-east-1' }, 'uploader');
+  const store = new S3ObjectStore(new BucketClient(config.s3, { sockets: 16, credentials: async () => credentials }), '');
+  const hex = md5s.map((m) => Buffer.from(m, 'base64').toString('hex'));
+  put = (key, i) =>
+    store.put({ key, body: bodies[i % 16], contentType: 'image/webp', cacheControl: null, contentDisposition: null, md5: hex[i % 16], ifAbsent: true });
+} else if (mode === 'sdk') {
   const { PutObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
   const client = new S3Client({
     endpoint,

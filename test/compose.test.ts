@@ -249,7 +249,7 @@ describe.runIf(engine || process.env.CI)('the all-in-one image beside an S3 serv
     const config = loadConfig({ ...env, S3_ENDPOINT: `http://127.0.0.1:${s3.getMappedPort(9000)}` }, 'setup-bucket');
     const client = new BucketClient(config.s3, { credentials: async () => credentials });
     await setupBucket(client, { ...config.s3, waitMs: 10_000, say: () => undefined });
-    await client.close();
+    client.close();
     // its Redis writes the queue's append-only file here, as in the /data volume
     chmodSync(dataDir, 0o777);
     const aio = await new GenericContainer(tag)

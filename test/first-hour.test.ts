@@ -161,7 +161,7 @@ describe('a Redis that may evict keys', () => {
 });
 
 describe('wrong S3 credentials', () => {
-  it('the uploader names S3’s error code at start, and its /readyz fails', async () => {
+  it('the uploader names S3’s error code at start, and its /readyz fails with the reason', async () => {
     const admin = await freePort();
     const uploader = run(UPLOADER, {
       ...(await bucket()),
@@ -176,7 +176,11 @@ describe('wrong S3 credentials', () => {
     );
     const readyz = await request(`http://127.0.0.1:${admin}/readyz`);
     expect(readyz.statusCode).toBe(503);
-    expect(await readyz.body.json()).toEqual({ ready: false, checks: { redis: true, s3: false, shards: true } });
+    expect(await readyz.body.json()).toEqual({
+      ready: false,
+      checks: { redis: true, s3: false, shards: true },
+      reasons: { s3: expect.stringMatching(/^GetObject 403 InvalidAccessKeyId: /) },
+    });
   });
 
   it('with the right keys, /readyz passes', async () => {

@@ -1,5 +1,5 @@
-import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { admin, sample } from './support/admin.js';
 import { freePort } from './support/free-port.js';
 import { type Stack, type StackOptions, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
@@ -12,20 +12,6 @@ afterEach(async () => {
   stack = undefined;
 });
 const start = async (options?: StackOptions) => (stack = await startStack(options));
-
-async function admin(port: number, path: string): Promise<{ status: number; text: string }> {
-  const res = await request(`http://127.0.0.1:${port}${path}`);
-  return { status: res.statusCode, text: await res.body.text() };
-}
-
-/** The value of one sample line of a Prometheus exposition, or undefined. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) return Number(line.split(' ').at(-1));
-  }
-  return undefined;
-}
 
 describe('proxy metrics and health', () => {
   it('counts requests, bytes and every cache decision', async () => {
@@ -78,7 +64,11 @@ describe('proxy metrics and health', () => {
     expect(sample(text, 'imgproxy_cache_cache_decisions_total', { outcome: 'redis-down' })).toBe(1);
     const ready = await admin(s.proxy.admin!.port, '/readyz');
     expect(ready.status).toBe(503);
-    expect(JSON.parse(ready.text)).toEqual({ ready: false, checks: { serving: true, imgproxy: true, redis: false } });
+    expect(JSON.parse(ready.text)).toEqual({
+      ready: false,
+      checks: { serving: true, imgproxy: true, redis: false },
+      reasons: { redis: expect.stringMatching(/^REDIS_URL: (connecting|reconnecting) \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)$/) },
+    });
   });
 
   it('is live, and ready only while imgproxy is healthy', async () => {
@@ -90,6 +80,7 @@ describe('proxy metrics and health', () => {
     const notReady = await admin(port, '/readyz');
     expect(notReady.status).toBe(503);
     expect(JSON.parse(notReady.text).checks).toEqual({ serving: true, imgproxy: false, redis: true });
+    expect(JSON.parse(notReady.text).reasons).toEqual({ imgproxy: "imgproxy's /health answered 500" });
   });
 });
 
@@ -116,7 +107,11 @@ describe('uploader metrics and health', () => {
     expect(await admin(port, '/readyz')).toEqual({ status: 200, text: '{"ready":true,"checks":{"redis":true,"s3":true,"shards":true}}\n' });
 
     s.tap.fault = () => ({ kind: 'status', status: 503, code: 'ServiceUnavailable' });
-    expect(JSON.parse((await admin(port, '/readyz')).text)).toEqual({ ready: false, checks: { redis: true, s3: false, shards: true } });
+    expect(JSON.parse((await admin(port, '/readyz')).text)).toEqual({
+      ready: false,
+      checks: { redis: true, s3: false, shards: true },
+      reasons: { s3: 'GetObject 503 ServiceUnavailable: ServiceUnavailable' },
+    });
   });
 });
 

@@ -203,10 +203,17 @@ describe('an S3 outage under load', () => {
     const retryLines = s.logs.filter((l) => l.msg === 'Upload failed; will retry');
     expect(retryLines.length).toBeGreaterThanOrEqual(1);
     expect(retryLines.length).toBeLessThanOrEqual(5); // one per 10 s for the one cause
-    // each attempt is a PUT and the S3 client's one retry of it: a failed attempt is two refusals
-    const refusedByKey = new Map<string, number>();
-    for (const r of s.tap.requests) if (r.method === 'PUT' && r.status === 500) refusedByKey.set(r.url, (refusedByKey.get(r.url) ?? 0) + 1);
-    const failedAttempts = [...refusedByKey.values()].reduce((n, refusals) => n + Math.floor(refusals / 2), 0);
+    // each attempt is a PutObject, sent once or twice (the SDK retries while its retry quota lasts,
+    // under the same invocation id): a failed attempt is an invocation whose every request was refused
+    const refusedInvocations = new Set<string>();
+    const answered = new Set<string>();
+    for (const r of s.tap.requests) {
+      if (r.method !== 'PUT') continue;
+      const invocation = String(r.headers['amz-sdk-invocation-id']);
+      if (r.status === 500) refusedInvocations.add(invocation);
+      else answered.add(invocation);
+    }
+    const failedAttempts = [...refusedInvocations].filter((id) => !answered.has(id)).length;
     const { values } = await s.uploader!.metrics.uploads.get();
     expect(values.find((v) => v.labels.result === 'retried')?.value).toBe(failedAttempts);
     expect(failedAttempts).toBeGreaterThan(50);

@@ -43,10 +43,9 @@ describe('setup-bucket', () => {
     const config = loadConfig(envFor('fresh-bucket'), 'uploader');
     const client = new BucketClient(config.s3, { credentials: async () => s3.credentials });
     for (const key of ['processed/abc', 'private/abc']) {
-      const put = await client.send({ operation: 'PutObject', method: 'PUT', key, body: Buffer.from(key), headers: { 'content-type': 'image/png' } });
-      expect(put.status).toBe(200);
+      expect(await client.putObject({ key, body: Buffer.from(key), contentType: 'image/png' })).toBe('written');
     }
-    await client.close();
+    client.close();
     const open = await fetch(`${s3.endpoint}/fresh-bucket/processed/abc`);
     expect(open.status).toBe(200);
     expect(await open.text()).toBe('processed/abc');

@@ -1,6 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf, crc32Of, encodePayload, redisKeys, UPLOAD_JOB_NAME, type UploadJobData, uploadJobOptions } from '@imgproxy-cache/shared';
 import { afterEach, describe, expect, it } from 'vitest';
+import { admin, sample } from './support/admin.js';
 import { type Stack, type StackOptions, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -211,6 +212,42 @@ describe('the uploader', () => {
     await s.get(path);
     expect(await s.outcomeOf(path, 2)).toBe('requeued');
     expect((await s.waitForObject(path)).body.equals(s.stub.imageFor(path))).toBe(true);
+  });
+
+  it.each([
+    [
+      '301 PermanentRedirect with S3’s error body (a bucket in another region)',
+      { status: 301, code: 'PermanentRedirect', headers: { 'x-amz-bucket-region': 'eu-west-1' } },
+    ],
+    [
+      '307 TemporaryRedirect without a body (a gateway)',
+      { status: 307, code: 'TemporaryRedirect', bare: true, headers: { location: 'http://elsewhere.example/' } },
+    ],
+  ])('never takes a redirect for a store: %s fails the job with what to set, counts no upload, and /readyz says why', async (_, redirect) => {
+    const s = await start({ env: { UPLOAD_ATTEMPTS: '2', UPLOAD_BACKOFF_MS: '10', CACHE_RECENT_KEYS: '0' } });
+    // a wrong endpoint redirects every request, the probe's too
+    s.tap.fault = () => ({ kind: 'status', message: 'The bucket you are attempting to access must be addressed using the specified endpoint.', ...redirect });
+    const path = '/sig/plain/https://example.com/redirected.jpg@png';
+    expect((await s.get(path)).status).toBe(200);
+    const reason = await failedReason(s, cacheKeyOf(path));
+    expect(reason).toMatch(
+      new RegExp(
+        `^PutObject ${redirect.status} ${redirect.code}: S3 redirects this bucket .*: the image was not stored; set S3_ENDPOINT \\(now ${s.tap.endpoint.replace(/\./g, '\\.')}\\) and S3_REGION \\(now us-east-1\\) to the bucket's own$`,
+      ),
+    );
+    expect(s.tap.requests.filter(isPutOf(cacheKeyOf(path)))).toHaveLength(2);
+    expect(await s.redis.exists(redisKeys(s.queue.name).uploaded(cacheKeyOf(path)))).toBe(0);
+    expect(s.logs.filter((l) => String(l.msg).startsWith('Uploaded to S3'))).toEqual([]);
+    const { text } = await admin(s.uploader!.admin!.port, '/metrics');
+    expect(sample(text, 'imgproxy_cache_uploads_total', { result: 'uploaded' })).toBe(0);
+    const ready = await admin(s.uploader!.admin!.port, '/readyz');
+    expect(ready.status).toBe(503);
+    expect(JSON.parse(ready.text)).toMatchObject({
+      checks: { s3: false },
+      reasons: { s3: expect.stringMatching(new RegExp(`^GetObject ${redirect.status} ${redirect.code}: .*S3_ENDPOINT`)) },
+    });
+    s.tap.fault = undefined;
+    expect(await s.keys()).toEqual([]);
   });
 
   it('once the queue ran dry, lets the images of the next UPLOAD_GATHER_MS wait, to take them together', async () => {

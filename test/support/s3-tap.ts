@@ -15,7 +15,8 @@ export interface TapRequest {
 }
 
 export type Fault =
-  | { kind: 'status'; status: number; code: string; message?: string }
+  /** an S3 error answer; `bare`: no body (a HEAD's, or a gateway's redirect) */
+  | { kind: 'status'; status: number; code: string; message?: string; headers?: Record<string, string>; bare?: boolean }
   | { kind: 'drop' }
   /** keep the request until `until` settles, then forward it, unless its client has gone */
   | { kind: 'hold'; until: Promise<void> };
@@ -31,7 +32,8 @@ export interface S3Tap {
   close(): Promise<void>;
 }
 
-export async function startS3Tap(targetPort: number): Promise<S3Tap> {
+/** `conditional`: refuse an `If-None-Match: *` PUT of an existing key, as s3rver does not (a real S3 server does it itself). */
+export async function startS3Tap(targetPort: number, { conditional = true } = {}): Promise<S3Tap> {
   const tap: S3Tap = {
     endpoint: '',
     requests: [],
@@ -54,9 +56,11 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
       return;
     }
     if (fault?.kind === 'status') {
-      const body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>${fault.message ?? fault.code}</Message></Error>`;
+      const body = fault.bare
+        ? ''
+        : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>${fault.message ?? fault.code}</Message></Error>`;
       req.resume();
-      res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+      res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), ...fault.headers });
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
@@ -71,7 +75,7 @@ export async function startS3Tap(targetPort: number): Promise<S3Tap> {
       });
       return;
     }
-    if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
+    if (conditional && req.method === 'PUT' && req.headers['if-none-match'] === '*') {
       req.pause();
       void exists(req.url ?? '/').then((found) => {
         if (!found) return forward(req, res);

@@ -44,12 +44,12 @@ export async function startS3rver(port = 0, directory?: string): Promise<TestS3>
   };
 }
 
-export function testS3Client(endpoint: string): S3Client {
+export function testS3Client(endpoint: string, credentials = S3RVER_CREDENTIALS): S3Client {
   return new S3Client({
     endpoint,
     region: 'us-east-1',
     forcePathStyle: true,
-    credentials: S3RVER_CREDENTIALS,
+    credentials,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
@@ -82,10 +82,12 @@ export async function getObject(client: S3Client, bucket: string, key: string): 
 }
 
 /**
- * Waits until the object holds exactly `expected`. s3rver acknowledges a PUT before its file is
- * flushed and serves a file still being written (its putObject resolves on the hashing
- * transform's 'finish'), so a reader can briefly see a partial object; waiting for the exact bytes
- * checks the contract without that race. A wrong object that stays wrong makes this time out.
+ * Waits until the object holds exactly `expected`, with its metadata. s3rver acknowledges a PUT
+ * before its file is flushed and serves a file still being written (its putObject resolves on the
+ * hashing transform's 'finish'), and writes an object's metadata after its bytes (serving
+ * binary/octet-stream meanwhile), so a reader can briefly see a partial object; waiting for the
+ * exact bytes and a Content-Type (every stored image has one) checks the contract without that
+ * race. A wrong object that stays wrong makes this time out.
  */
 export async function waitForObjectBytes(client: S3Client, bucket: string, key: string, expected: Buffer, timeoutMs = 15_000): Promise<StoredObject> {
   let last: StoredObject | undefined;
@@ -94,7 +96,7 @@ export async function waitForObjectBytes(client: S3Client, bucket: string, key: 
     return await waitFor(
       async () => {
         last = await getObject(client, bucket, key);
-        return last?.body.equals(expected) ? last : undefined;
+        return last?.body.equals(expected) && last.contentType !== 'binary/octet-stream' ? last : undefined;
       },
       { what: `object ${key}`, timeoutMs },
     );

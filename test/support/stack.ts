@@ -85,6 +85,16 @@ export interface StackOptions {
   cluster?: string;
   /** the queue name (default: one of the test's own) */
   queueName?: string;
+  /** the S3 server behind the tap: s3rver (default), or Ceph RGW, a real S3 implementation */
+  s3?: 's3rver' | 'rgw';
+}
+
+/** Where the stack's S3 server listens, and the keys it takes. */
+export function s3Target(kind: 's3rver' | 'rgw' = 's3rver'): { port: number; credentials: { accessKeyId: string; secretAccessKey: string } } {
+  if (kind === 's3rver') return { port: inject('s3rverPort'), credentials: S3RVER_CREDENTIALS };
+  const rgw = inject('rgw');
+  if (!rgw) throw new Error('Ceph RGW is not running (see test/support/global-setup.ts)');
+  return { port: rgw.port, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } };
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -93,8 +103,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const bucket = `b-${id}`;
   const queueName = options.queueName ?? `t-${id}`;
   const stub = await startImgproxyStub(options.stub);
-  const tap = await startS3Tap(inject('s3rverPort'));
-  const s3 = testS3Client(`http://127.0.0.1:${inject('s3rverPort')}`);
+  const target = s3Target(options.s3);
+  const tap = await startS3Tap(target.port, { conditional: options.s3 !== 'rgw' });
+  const s3 = testS3Client(`http://127.0.0.1:${target.port}`, target.credentials);
   await createBucket(s3, bucket);
 
   const env = {
@@ -126,12 +137,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     // one outcome per response: why it was not cached, or what the hand-off to Redis did
     onOutcome: (outcome, path) => outcomes.push({ outcome, path }),
     enqueuerOptions: options.enqueuerOptions,
-    s3Credentials: S3RVER_CREDENTIALS,
+    s3Credentials: target.credentials,
   });
   const newUploader = (overrides: Partial<Config['uploader']> = {}) =>
     startUploader({
       config: { ...uploaderConfig, uploader: { ...uploaderConfig.uploader, ...overrides } },
-      store: new S3ObjectStore(new BucketClient(uploaderConfig.s3, { credentials: async () => S3RVER_CREDENTIALS }), uploaderConfig.s3.folder),
+      store: new S3ObjectStore(new BucketClient(uploaderConfig.s3, { credentials: async () => target.credentials }), uploaderConfig.s3.folder),
       logger: createLogger('uploader', uploaderConfig.logLevel, sink),
     });
   const uploader = options.noUploader ? undefined : await newUploader();

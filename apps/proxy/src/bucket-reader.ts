@@ -1,4 +1,4 @@
-import { type BucketClient, objectKeyOf } from '@imgproxy-cache/shared';
+import { type BucketClient, type ObjectInfo, objectKeyOf } from '@imgproxy-cache/shared';
 
 // The proxy's reads of the bucket: a stored image served before asking imgproxy (read-through)
 // or when imgproxy fails (stale). A read never fails a request: past its deadline, or on any
@@ -13,9 +13,6 @@ export interface StoredImage {
 
 export type Lookup = StoredImage | 'absent' | 'unavailable';
 
-/** The stored headers a hit is served with, as S3 returns them. */
-const SERVED = ['content-type', 'cache-control', 'content-disposition', 'content-length', 'etag', 'last-modified'];
-
 export class BucketReader {
   constructor(
     private readonly client: BucketClient,
@@ -26,29 +23,31 @@ export class BucketReader {
 
   /** One request (GET, or HEAD for a HEAD), done within S3_READ_TIMEOUT_MS or given up. */
   async lookup(cacheKey: string, method: 'GET' | 'HEAD'): Promise<Lookup> {
+    const key = objectKeyOf(this.folder, cacheKey);
+    const limits = { signal: AbortSignal.timeout(this.timeoutMs), maxBytes: this.maxBytes, deadline: 'S3_READ_TIMEOUT_MS' };
     try {
-      const { status, headers, body } = await this.client.send({
-        operation: method === 'GET' ? 'GetObject' : 'HeadObject',
-        method,
-        key: objectKeyOf(this.folder, cacheKey),
-        timeoutMs: this.timeoutMs,
-        signal: AbortSignal.timeout(this.timeoutMs),
-        retry: false,
-        maxBodyBytes: this.maxBytes,
-      });
-      if (status === 404) return 'absent';
-      if (status !== 200) return 'unavailable';
-      const served: Record<string, string> = {};
-      for (const name of SERVED) {
-        const value = headers[name];
-        if (value !== undefined) served[name] = Array.isArray(value) ? value.join(', ') : value;
+      if (method === 'HEAD') {
+        const info = await this.client.headObject(key, limits);
+        return info ? { status: 200, body: Buffer.alloc(0), headers: servedHeaders(info) } : 'absent';
       }
-      if (method === 'GET') served['content-length'] = String(body.length);
-      return { status: 200, body, headers: served };
+      const found = await this.client.getObject(key, limits);
+      return found ? { status: 200, body: found.body, headers: servedHeaders(found.info) } : 'absent';
     } catch {
       return 'unavailable';
     }
   }
+}
+
+/** The stored headers a hit is served with, as S3 returns them. */
+function servedHeaders(info: ObjectInfo): Record<string, string> {
+  const served: Record<string, string> = {};
+  if (info.contentType !== undefined) served['content-type'] = info.contentType;
+  if (info.cacheControl !== undefined) served['cache-control'] = info.cacheControl;
+  if (info.contentDisposition !== undefined) served['content-disposition'] = info.contentDisposition;
+  if (info.size >= 0) served['content-length'] = String(info.size);
+  if (info.etag !== undefined) served.etag = info.etag;
+  if (info.lastModified !== undefined) served['last-modified'] = info.lastModified.toUTCString();
+  return served;
 }
 
 /**

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { type AdminServer, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
+import { type AdminServer, type Check, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
 import { purgeRoutes, standalonePurger } from './purge.js';
 import type { RunningProxy } from './server.js';
@@ -18,7 +18,7 @@ interface ListeningMessage {
 interface ReadyzMessage {
   type: typeof READYZ;
   id: number;
-  checks?: Record<string, boolean>;
+  checks?: Record<string, Check>;
 }
 
 /** Runs in the primary until SIGTERM/SIGINT; resolves the exit code. */
@@ -105,12 +105,12 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
     const aggregator = new AggregatorRegistry();
     let nextId = 0;
     const ask = (worker: Worker, id: number) =>
-      new Promise<Record<string, boolean> | undefined>((resolve) => {
+      new Promise<Record<string, Check> | undefined>((resolve) => {
         const timer = setTimeout(() => done(undefined), 2_000);
         const onMessage = (message: ReadyzMessage) => {
           if (message?.type === READYZ && message.id === id) done(message.checks);
         };
-        function done(checks: Record<string, boolean> | undefined) {
+        function done(checks: Record<string, Check> | undefined) {
           clearTimeout(timer);
           worker.off('message', onMessage);
           resolve(checks);
@@ -133,7 +133,9 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
       async () => {
         const id = nextId++;
         const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
-        const all = (name: string) => answers.every((a) => a?.[name] === true);
+        // true when every worker says so, else the first worker's reason
+        const all = (name: string): Check =>
+          answers.every((a) => a?.[name] === true) ? true : (answers.find((a) => typeof a?.[name] === 'string')?.[name] ?? false);
         return {
           serving: !stopping,
           workers: answers.length === count && answers.every(Boolean),

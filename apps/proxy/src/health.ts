@@ -1,8 +1,8 @@
 import type { Logger } from '@imgproxy-cache/shared';
 import type { Dispatcher } from 'undici';
 
-/** One probe of imgproxy's `/health` (200 `imgproxy is running`); never throws. */
-export async function imgproxyHealthy(upstream: Dispatcher, basePath: string, timeoutMs: number): Promise<boolean> {
+/** One probe of imgproxy's `/health` (200 `imgproxy is running`): true, or why not; never throws. */
+export async function imgproxyHealth(upstream: Dispatcher, basePath: string, timeoutMs: number): Promise<true | string> {
   try {
     const { statusCode, body } = await upstream.request({
       method: 'GET',
@@ -12,10 +12,15 @@ export async function imgproxyHealthy(upstream: Dispatcher, basePath: string, ti
       signal: AbortSignal.timeout(timeoutMs),
     });
     await body.dump();
-    return statusCode === 200;
-  } catch {
-    return false;
+    return statusCode === 200 || `imgproxy's /health answered ${statusCode}`;
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    return `imgproxy's /health did not answer: ${e.code ?? e.name}`;
   }
+}
+
+export async function imgproxyHealthy(upstream: Dispatcher, basePath: string, timeoutMs: number): Promise<boolean> {
+  return (await imgproxyHealth(upstream, basePath, timeoutMs)) === true;
 }
 
 /**

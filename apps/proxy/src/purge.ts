@@ -127,9 +127,8 @@ export class Purger {
       await this.redis.del(keys.uploaded(key));
     }
     const objectKey = objectKeyOf(this.config.s3.folder, key);
-    const head = await this.bucket.send({ operation: 'HeadObject', method: 'HEAD', key: objectKey });
-    if (head.status === 200) {
-      await this.bucket.send({ operation: 'DeleteObject', method: 'DELETE', key: objectKey });
+    if ((await this.bucket.headObject(objectKey)) !== undefined) {
+      await this.bucket.deleteObject(objectKey);
       report.object = true;
     }
     await this.redis.publish(purgeChannel(this.config.queue.name), key);
@@ -216,7 +215,7 @@ export function standalonePurger(config: Config, onError: (error: Error) => void
   const cluster = config.redisCluster;
   const redis = createWorkerRedis(config.redisUrl, { cluster, onError });
   const payloadRedis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { cluster, onError }) : redis;
-  const bucket = new BucketClient(config.s3, { connections: 2 });
+  const bucket = new BucketClient(config.s3, { sockets: 2 });
   const purger = new Purger(config, redis, payloadRedis, bucket);
   return {
     purger,
@@ -224,7 +223,7 @@ export function standalonePurger(config: Config, onError: (error: Error) => void
     async close() {
       await purger.close();
       for (const r of new Set([redis, payloadRedis])) r.disconnect();
-      await bucket.close();
+      bucket.close();
     },
   };
 }

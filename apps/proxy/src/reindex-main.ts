@@ -10,7 +10,7 @@ async function main(): Promise<void> {
   if (process.argv.length > 2) throw new StartupError('usage: npm run reindex (it reads S3_BUCKET, S3_FOLDER and REDIS_URL)');
   const logger = createLogger('reindex', 'warn');
   const redis = createWorkerRedis(config.redisUrl, { cluster: config.redisCluster });
-  const bucket = new BucketClient(config.s3, { connections: 16 });
+  const bucket = new BucketClient(config.s3, { sockets: 16 });
   try {
     await connectChecked([{ client: redis, holds: 'queue', variable: 'REDIS_URL' }], logger, AbortSignal.timeout(10_000)).catch((error: Error) => {
       throw error.name === 'TimeoutError' || error.name === 'AbortError' ? new StartupError('Redis (REDIS_URL) did not answer within 10 s') : error;
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     }
   } finally {
     redis.disconnect();
-    await bucket.close();
+    bucket.close();
   }
 }
 

@@ -31,9 +31,9 @@ export async function reindex(options: {
     const cacheKey = objectKey.slice(folder.length);
     if (!/^[0-9a-f]{32}$/.test(cacheKey)) return; // not one of ours
     try {
-      const { status, headers } = await bucket.send({ operation: 'HeadObject', method: 'HEAD', key: objectKey });
-      const tag = headers['x-amz-meta-source-tag'];
-      if (status !== 200) progress.failed += 1;
+      const info = await bucket.headObject(objectKey);
+      const tag = info?.metadata['source-tag'];
+      if (info === undefined) progress.failed += 1;
       else if (typeof tag === 'string' && /^[0-9a-f]{32}$/.test(tag)) {
         await index.addTag(tag, cacheKey);
         progress.indexed += 1;

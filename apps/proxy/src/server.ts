@@ -18,6 +18,7 @@ import {
   type Readiness,
   type Redis,
   rateLimited,
+  redisCheck,
   refuseEvictingRedis,
   SourceIndex,
   startAdminServer,
@@ -29,7 +30,7 @@ import { BucketReader } from './bucket-reader.js';
 import { CaptureTally } from './capture.js';
 import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js';
 import type { CacheOutcome } from './forward.js';
-import { imgproxyHealthy } from './health.js';
+import { imgproxyHealth } from './health.js';
 import type { Inflight } from './inflight.js';
 import { MemoryTier } from './memory-tier.js';
 import { Purger, purgeChannel, purgeRoutes } from './purge.js';
@@ -87,6 +88,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     pipelining: 1,
   });
   const redisClients: Redis[] = [];
+  const redisChecked: { client: Redis; variable: string }[] = [];
   let closeEnqueuer: () => Promise<void> = async () => {};
   let connections: { redis: Redis; payloadRedis: Redis } | undefined;
   let subscriber: Redis | undefined;
@@ -116,6 +118,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     const redis = createProducerRedis(config.redisUrl, { onError, cluster });
     const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError, cluster }) : redis;
     redisClients.push(...new Set([redis, payloadRedis]));
+    redisChecked.push({ client: redis, variable: 'REDIS_URL' });
+    if (payloadRedis !== redis) redisChecked.push({ client: payloadRedis, variable: 'PAYLOAD_REDIS_URL' });
     connections = { redis, payloadRedis };
     // Purged images are forgotten by every proxy (purge.ts announces them).
     subscriber = createSubscriberRedis(config.redisUrl, { onError, cluster });
@@ -155,7 +159,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   // The bucket, when one is configured: stored images answer for a failing imgproxy, and with
   // CACHE_READ_THROUGH before asking it.
   const credentials = options.s3Credentials;
-  const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { connections: 16, credentials: credentials && (async () => credentials) }) : undefined;
+  const bucketClient = config.s3.bucket ? new BucketClient(config.s3, { sockets: 16, credentials: credentials && (async () => credentials) }) : undefined;
   const bucket = bucketClient ? new BucketReader(bucketClient, config.s3.folder, config.proxy.s3ReadTimeoutMs, config.proxy.cacheMaxBytes) : undefined;
   const { listener, inflight, flights } = createApp({ config, upstream, enqueuer, logger, onOutcome, metrics, tally, bucket, memory, recent, sources });
   const headersTimeout = config.proxy.clientHeadersTimeoutMs;
@@ -177,7 +181,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     await closeEnqueuer();
     subscriber?.disconnect();
     await purger?.close();
-    await bucketClient?.close();
+    bucketClient?.close();
     for (const r of redisClients) r.disconnect();
     await upstream.close();
   };
@@ -193,8 +197,8 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
   // not cache: an orchestrator should know), and not stopping (a balancer stops sending at once).
   const readiness = async () => ({
     serving: !drain.stopping,
-    imgproxy: await imgproxyHealthy(upstream, config.proxy.imgproxyBasePath, 1_000),
-    redis: options.enqueuer !== undefined || redisClients.every((r) => r.status === 'ready'),
+    imgproxy: await imgproxyHealth(upstream, config.proxy.imgproxyBasePath, 1_000),
+    redis: options.enqueuer !== undefined || redisCheck(redisChecked),
   });
   let admin: AdminServer | undefined;
   try {

@@ -53,12 +53,11 @@ function readList(file: string): string[] {
 
 /** The bucket through the uploaders' own client: a HEAD per object, or a listing of the folder. */
 function bucketOf(config: Config): { bucket: WarmBucket; close(): Promise<void> } {
-  const client = new BucketClient(config.s3, { connections: 16 });
+  const client = new BucketClient(config.s3, { sockets: 16 });
   const bucket: WarmBucket = {
     async exists(key) {
       try {
-        const { status } = await client.send({ operation: 'HeadObject', method: 'HEAD', key, timeoutMs: 10_000 });
-        return status === 200;
+        return (await client.headObject(key, { signal: AbortSignal.timeout(10_000) })) !== undefined;
       } catch {
         return undefined;
       }
@@ -68,7 +67,7 @@ function bucketOf(config: Config): { bucket: WarmBucket; close(): Promise<void> 
       return keys && new Set(keys);
     },
   };
-  return { bucket, close: () => client.close() };
+  return { bucket, close: async () => client.close() };
 }
 
 /** The proxy's count of images it skipped (backlog full, Redis away), from its /metrics. */

@@ -27,15 +27,20 @@ export async function startUploaderService(config: Config, logger: Logger, optio
     const { failed } = lowerPriority(config.uploader.nice);
     if (failed.length > 0) logger.warn({ nice: config.uploader.nice, failed }, 'Could not lower the CPU priority of some threads (UPLOAD_NICE)');
   }
-  const client = new BucketClient(config.s3, { connections: config.uploader.concurrency });
+  const client = new BucketClient(config.s3, { sockets: config.uploader.concurrency });
   const store = new S3ObjectStore(client, config.s3.folder);
 
   // A bucket that does not exist is a configuration error. Keys S3 refuses are said at once (and
   // /readyz fails until they work); S3 down is left to the uploads, which retry.
   const probe = await store.probe();
   if (probe.code === 'NoSuchBucket') {
-    await client.close();
+    client.close();
     throw new StartupError(`S3_BUCKET "${config.s3.bucket}" does not exist at S3_ENDPOINT ${config.s3.endpoint}`);
+  }
+  // a bucket that answers elsewhere for good: every upload would be refused
+  if (probe.code === 'PermanentRedirect') {
+    client.close();
+    throw new StartupError(probe.message ?? 'S3 redirects the bucket: set S3_ENDPOINT and S3_REGION to its own');
   }
   if (!probe.ok) {
     const why = REFUSED_KEYS.has(probe.code ?? '') ? 'S3 refuses the credentials' : 'Could not check the bucket at start; uploads will retry';
@@ -46,7 +51,7 @@ export async function startUploaderService(config: Config, logger: Logger, optio
   try {
     uploader = await startUploader({ config, store, logger, signal: options.signal });
   } catch (error) {
-    await client.close();
+    client.close();
     if (options.signal.aborted) return undefined; // stopped before Redis answered
     throw error;
   }
@@ -64,7 +69,7 @@ export async function startUploaderService(config: Config, logger: Logger, optio
     uploader,
     async close(timeoutMs) {
       await uploader.close(timeoutMs);
-      await client.close();
+      client.close();
     },
   };
 }

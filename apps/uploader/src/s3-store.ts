@@ -1,4 +1,4 @@
-import { type BucketClient, S3OperationError, s3Error } from '@imgproxy-cache/shared';
+import { type BucketClient, S3OperationError } from '@imgproxy-cache/shared';
 
 // The bucket as the uploader sees it: look at an object, write one, and say whether S3 accepts
 // our requests at all. Errors carry one-line reasons an operator can act on
@@ -61,40 +61,36 @@ export class S3ObjectStore implements ObjectStore {
     this.bucket = client.bucket;
   }
 
-  /** `timeoutMs` bounds each attempt (a health check must answer quickly). */
+  /** `timeoutMs` bounds the probe (a health check must answer quickly). */
   async probe(timeoutMs?: number): Promise<Probe> {
     try {
-      const { status, body } = await this.client.send({ operation: 'GetObject', method: 'GET', key: `${this.folder}${PROBE_KEY}`, timeoutMs });
-      if (status !== 404) return { ok: true };
-      const { code, message } = s3Error('GetObject', status, body);
-      return { ok: ACCEPTED.has(code) || code === 'NotFound', code, message };
+      const signal = timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs);
+      await this.client.getObject(`${this.folder}${PROBE_KEY}`, { signal, maxBytes: 0 });
+      return { ok: true };
     } catch (error) {
       const e = error as S3OperationError;
-      return { ok: ACCEPTED.has(e.code), code: e.code, message: e.message };
+      // a 3xx: the bucket answers elsewhere, and every upload would be refused
+      return { ok: !e.redirect && (ACCEPTED.has(e.code) || e.code === 'TooLarge'), code: e.code, message: e.message };
     }
   }
 
   async head(key: string): Promise<StoredObject | undefined> {
-    const { status, headers } = await this.client.send({ operation: 'HeadObject', method: 'HEAD', key });
-    if (status === 404) return undefined;
-    const etag = String(headers.etag ?? '')
-      .replace(/"/g, '')
-      .toLowerCase();
-    const length = Number(headers['content-length']);
-    return { size: Number.isFinite(length) ? length : -1, md5: /^[0-9a-f]{32}$/.test(etag) ? etag : undefined };
+    const info = await this.client.headObject(key);
+    if (info === undefined) return undefined;
+    const etag = (info.etag ?? '').replace(/"/g, '').toLowerCase();
+    return { size: info.size, md5: /^[0-9a-f]{32}$/.test(etag) ? etag : undefined };
   }
 
-  async put(request: PutRequest): Promise<'written' | 'exists'> {
-    const headers: Record<string, string> = { 'content-md5': Buffer.from(request.md5, 'hex').toString('base64') };
-    if (request.contentType) headers['content-type'] = request.contentType;
-    if (request.cacheControl) headers['cache-control'] = request.cacheControl;
-    if (request.contentDisposition) headers['content-disposition'] = request.contentDisposition;
-    if (request.ifAbsent) headers['if-none-match'] = '*';
-    if (request.sourceTag) headers['x-amz-meta-source-tag'] = request.sourceTag;
-    const { status, body } = await this.client.send({ operation: 'PutObject', method: 'PUT', key: request.key, headers, body: request.body });
-    // 412: the object is there already (written before, or by another uploader just now).
-    if (status === 412 && request.ifAbsent) return 'exists';
-    if (status === 404 || status === 412) throw s3Error('PutObject', status, body);
-    return 'written';
+  put(request: PutRequest): Promise<'written' | 'exists'> {
+    return this.client.putObject({
+      key: request.key,
+      body: request.body,
+      contentType: request.contentType,
+      cacheControl: request.cacheControl,
+      contentDisposition: request.contentDisposition,
+      md5: request.md5,
+      metadata: request.sourceTag ? { 'source-tag': request.sourceTag } : undefined,
+      ifAbsent: request.ifAbsent,
+    });
   }
 }

@@ -9,7 +9,7 @@ import { SetupError, setupBucket } from './setup-bucket.js';
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'setup-bucket');
   const { bucket, folder, endpoint, region, requestTimeoutMs } = config.s3;
-  const client = new BucketClient(config.s3, { connections: 1 });
+  const client = new BucketClient(config.s3, { sockets: 1 });
   const say = (line: string) => console.log(`imgproxy-cache setup-bucket: ${line} (${endpoint})`);
   try {
     await setupBucket(client, { bucket, folder, region, waitMs: requestTimeoutMs, say });
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     }
     throw error;
   } finally {
-    await client.close();
+    client.close();
   }
 }
 

@@ -39,18 +39,12 @@ export function publicReadPolicy(bucket: string, folder: string): string {
 export async function setupBucket(client: BucketClient, { bucket, folder, region, waitMs, say }: BucketSetup): Promise<'created' | 'existed'> {
   const status = await headBucket(client, waitMs, say);
   if (status === 403) throw new SetupError(`S3 refuses HeadBucket for ${bucket} (403): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`);
-  if (status === 301) throw new SetupError(`bucket ${bucket} is in another region than S3_REGION=${region}`);
+  if (status >= 300 && status < 400)
+    throw new SetupError(`S3 redirects bucket ${bucket} (${status}): it is in another region than S3_REGION=${region}, or behind another S3_ENDPOINT`);
   let outcome: 'created' | 'existed' = 'existed';
   if (status === 404) {
-    // outside us-east-1 (and Tigris's `auto`) the region is named in the request
-    const body =
-      region === 'us-east-1' || region === 'auto'
-        ? undefined
-        : Buffer.from(
-            `<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>${region}</LocationConstraint></CreateBucketConfiguration>`,
-          );
     try {
-      await client.send({ operation: 'CreateBucket', method: 'PUT', key: '', body });
+      await client.createBucket(region);
       outcome = 'created';
     } catch (error) {
       // created meanwhile by another run: fine; owned by someone else: not
@@ -60,14 +54,7 @@ export async function setupBucket(client: BucketClient, { bucket, folder, region
     throw new SetupError(`HeadBucket ${bucket} answered ${status}`);
   }
   say(outcome === 'created' ? `created bucket ${bucket}` : `bucket ${bucket} exists`);
-  await client.send({
-    operation: 'PutBucketPolicy',
-    method: 'PUT',
-    key: '',
-    query: { policy: '' },
-    headers: { 'content-type': 'application/json' },
-    body: Buffer.from(publicReadPolicy(bucket, folder)),
-  });
+  await client.putBucketPolicy(publicReadPolicy(bucket, folder));
   say(`anyone may read ${bucket}/${folder}* (bucket policy)`);
   return outcome;
 }
@@ -78,11 +65,9 @@ async function headBucket(client: BucketClient, waitMs: number, say: (line: stri
   let waiting = false;
   for (;;) {
     try {
-      const timeoutMs = Math.max(100, Math.min(5_000, deadline - Date.now()));
-      return (await client.send({ operation: 'HeadBucket', method: 'HEAD', key: '', timeoutMs, retry: false })).status;
+      return await client.headBucket(AbortSignal.timeout(Math.max(100, Math.min(5_000, deadline - Date.now()))));
     } catch (error) {
       if (!(error instanceof S3OperationError)) throw error;
-      if (error.status !== undefined) return error.status;
       if (Date.now() >= deadline) throw new SetupError(`S3 did not answer within ${waitMs} ms (S3_REQUEST_TIMEOUT_MS): ${error.message}`);
       if (!waiting) say(`waiting for S3 (${error.code})`);
       waiting = true;

@@ -1,5 +1,6 @@
 import {
   type AdminServer,
+  type Check,
   type Config,
   connectChecked,
   createRegistry,
@@ -9,6 +10,7 @@ import {
   QueueRegistry,
   type Redis,
   rateLimited,
+  redisCheck,
   shardQueueNames,
   startAdminServer,
   type UploaderMetrics,
@@ -71,6 +73,8 @@ export async function startUploader({
   const connection: Redis = createWorkerRedis(config.redisUrl, { onError, cluster });
   const payloadRedis: Redis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { onError, cluster }) : connection;
   const connections = [...new Set([connection, payloadRedis])];
+  const checked = [{ client: connection, variable: 'REDIS_URL' }];
+  if (payloadRedis !== connection) checked.push({ client: payloadRedis, variable: 'PAYLOAD_REDIS_URL' });
   try {
     await connectChecked(
       [
@@ -172,8 +176,8 @@ export async function startUploader({
   // Ready when Redis and S3 answer, and every shard worker takes its jobs.
   const admin = config.metricsBind
     ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
-        redis: connections.every((c) => c.status === 'ready'),
-        s3: (await store.probe(Math.min(config.s3.requestTimeoutMs, 3_000))).ok,
+        redis: redisCheck(checked),
+        s3: await s3Check(store, Math.min(config.s3.requestTimeoutMs, 3_000)),
         shards: watchdog.stuckWorkers.length === 0,
       })).catch(async (error: Error) => {
         clearInterval(poll);
@@ -221,4 +225,10 @@ export async function startUploader({
       for (const c of connections) c.disconnect();
     },
   };
+}
+
+/** /readyz's S3 check: true, or the probe's one-line reason (the operation, status and code). */
+async function s3Check(store: ObjectStore, timeoutMs: number): Promise<Check> {
+  const probe = await store.probe(timeoutMs);
+  return probe.ok ? true : (probe.message ?? probe.code ?? false);
 }

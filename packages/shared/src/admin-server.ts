@@ -10,8 +10,11 @@ import { listen } from './startup.js';
 // that orchestrators and the compose file use, as a Hono app; a service may add routes of its own
 // (the proxy's purge). Kept off the public port on purpose.
 
-/** name → ok; the service is ready when every check passes */
-export type Readiness = () => Promise<Record<string, boolean>>;
+/** A check's result: true, or false and (when known) why not, in one line without secrets. */
+export type Check = boolean | string;
+
+/** name → result; the service is ready when every check is true */
+export type Readiness = () => Promise<Record<string, Check>>;
 
 /** A prom-client Registry, or the cluster primary's view of its workers' metrics. */
 export interface MetricsSource {
@@ -47,9 +50,12 @@ export function adminApp(registry: MetricsSource, readiness: Readiness, routes?:
   app.get('/livez', (c) => c.text('ok\n', 200, NO_STORE));
   app.get('/readyz', async (c) => {
     try {
-      const checks = await readiness();
-      const ready = Object.values(checks).every(Boolean);
-      return c.body(`${JSON.stringify({ ready, checks })}\n`, ready ? 200 : 503, { ...NO_STORE, 'content-type': 'application/json' });
+      const results = Object.entries(await readiness());
+      const checks = Object.fromEntries(results.map(([name, result]) => [name, result === true]));
+      const reasons = Object.fromEntries(results.filter(([, result]) => typeof result === 'string'));
+      const ready = results.every(([, result]) => result === true);
+      const answer = Object.keys(reasons).length > 0 ? { ready, checks, reasons } : { ready, checks };
+      return c.body(`${JSON.stringify(answer)}\n`, ready ? 200 : 503, { ...NO_STORE, 'content-type': 'application/json' });
     } catch (error) {
       return c.body(`${JSON.stringify({ ready: false, error: (error as Error).message })}\n`, 503, { ...NO_STORE, 'content-type': 'application/json' });
     }

@@ -29,6 +29,8 @@ export interface Config {
     checksumMode: ChecksumMode;
     conditionalWrites: boolean;
     requestTimeoutMs: number;
+    /** S3_STORAGE_CLASS: sent on every upload; '' leaves it to the bucket */
+    storageClass: string;
   };
   proxy: {
     bind: BindAddress;
@@ -159,6 +161,13 @@ export const VARIABLES = [
     roles: ['uploader'],
     description:
       'Create objects with `If-None-Match: *`: a new image costs one request, and an object already there is never overwritten blindly (on 412 the uploader looks at it: same bytes count as done, different ones are replaced and logged). Turn off for providers that reject the header; each upload then looks first (HEAD) and writes after.',
+  },
+  {
+    name: 'S3_STORAGE_CLASS',
+    default: '',
+    roles: ['uploader'],
+    description:
+      'Storage class of the stored images, sent with every upload (`STANDARD_IA`, `INTELLIGENT_TIERING`, `GLACIER_IR` on AWS; `STANDARD_IA` on R2). Empty: the bucket’s own default. `GLACIER` and `DEEP_ARCHIVE` are refused: their objects cannot be read without a restore, and pages read images from the bucket. A class the provider does not know fails each upload with a reason naming this variable.',
   },
   {
     name: 'S3_REQUEST_TIMEOUT_MS',
@@ -572,6 +581,13 @@ export function loadConfig(env: Env, role: Role): Config {
     }
     return seeds.join(',');
   };
+  const storageClass = (): string => {
+    const value = raw('S3_STORAGE_CLASS').trim();
+    if (value !== '' && !/^[A-Za-z0-9_-]+$/.test(value)) problems.push(`S3_STORAGE_CLASS must be a storage class name (STANDARD_IA, ...), got "${value}"`);
+    else if (/^(GLACIER|DEEP_ARCHIVE)$/i.test(value))
+      problems.push(`S3_STORAGE_CLASS=${value} is refused: its objects cannot be read without a restore, and pages read images from the bucket`);
+    return value;
+  };
   const shardsValue = raw('UPLOAD_SHARDS');
   let uploadShards: number[] | undefined;
   if (shardsValue !== '') {
@@ -590,6 +606,7 @@ export function loadConfig(env: Env, role: Role): Config {
       checksumMode: oneOf('S3_CHECKSUM_MODE', ['WHEN_REQUIRED', 'WHEN_SUPPORTED'] as const, (v) => v.toUpperCase()),
       conditionalWrites: bool('S3_CONDITIONAL_WRITES'),
       requestTimeoutMs: int('S3_REQUEST_TIMEOUT_MS', 100),
+      storageClass: storageClass(),
     },
     proxy: {
       bind: bind ?? { host: undefined, port: 8080 },

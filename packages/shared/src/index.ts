@@ -1,5 +1,4 @@
 export * from './admin-server.js';
-export * from './bucket-list.js';
 export * from './cache-key.js';
 export * from './config.js';
 export * from './dedup.js';
@@ -14,7 +13,7 @@ export * from './payload-store.js';
 export * from './queue.js';
 export * from './redis.js';
 export * from './redis-keys.js';
-export * from './s3-client.js';
+export * from './s3/index.js';
 export * from './service.js';
 export * from './shards.js';
 export * from './source-index.js';

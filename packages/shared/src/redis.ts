@@ -63,8 +63,28 @@ function connect(url: string, options: StandaloneOptions, { cluster, onError }: 
   } else {
     redis = new Standalone(redisTarget(url), { ...options, retryStrategy });
   }
-  redis.on('error', (error: Error) => onError?.(error));
+  redis.on('error', (error: Error) => {
+    lastErrors.set(redis, error.message);
+    onError?.(error);
+  });
+  redis.on('ready', () => lastErrors.delete(redis));
   return redis;
+}
+
+/** The last connection error of each connection, until it is ready again: /readyz says it. */
+const lastErrors = new WeakMap<Redis, string>();
+
+/**
+ * /readyz's check of some connections: true when each is ready, else why not (the variable, the
+ * connection's state and its last error; ioredis's messages name the address, never the password).
+ */
+export function redisCheck(connections: readonly { client: Redis; variable: string }[]): true | string {
+  for (const { client, variable } of connections) {
+    if (client.status === 'ready') continue;
+    const error = lastErrors.get(client);
+    return `${variable}: ${client.status}${error ? ` (${error})` : ''}`;
+  }
+  return true;
 }
 
 /**
