@@ -3,7 +3,9 @@
 // fixed rate, new keys, `concurrency` at most in flight. Prints its own CPU per PUT (all threads)
 // as one JSON line. Modes:
 //   ours      the uploader's own: S3ObjectStore.put through the process's S3Client (the floor of an upload)
-//   sdk       @aws-sdk/client-s3 PutObject with a plain client (checksums WHEN_REQUIRED, no handler of ours)
+//   sdk       @aws-sdk/client-s3 PutObject with a plain client (checksums WHEN_REQUIRED, its middleware
+//             cache, the SDK's own request handler)
+//   sdk-nocache  the same without the middleware cache
 //   sigv4     signed with the SDK's @smithy/signature-v4, sent with an undici Pool
 //   unsigned  the same PUT without a signature (the floor)
 // Usage: node bench/put-loop.mjs <mode> <endpoint> <bucket> <rate> <seconds> [warm-up PUTs]
@@ -27,7 +29,7 @@ if (mode === 'ours') {
   const hex = md5s.map((m) => Buffer.from(m, 'base64').toString('hex'));
   put = (key, i) =>
     store.put({ key, body: bodies[i % 16], contentType: 'image/webp', cacheControl: null, contentDisposition: null, md5: hex[i % 16], ifAbsent: true });
-} else if (mode === 'sdk') {
+} else if (mode === 'sdk' || mode === 'sdk-nocache') {
   const { PutObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
   const client = new S3Client({
     endpoint,
@@ -37,7 +39,7 @@ if (mode === 'ours') {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 2,
-    cacheMiddleware: true,
+    cacheMiddleware: mode === 'sdk',
   });
   put = (key, i) =>
     client.send(

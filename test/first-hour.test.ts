@@ -160,6 +160,29 @@ describe('a Redis that may evict keys', () => {
   });
 });
 
+describe('a bucket in another region', () => {
+  it('the uploader stops at start with one line naming where S3 points and S3_ENDPOINT/S3_REGION, exit 2', async () => {
+    // AWS answers a bucket addressed at another region's endpoint with 301 PermanentRedirect: no
+    // server here does, so a scripted one answers it
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Endpoint>images.s3.eu-west-1.amazonaws.com</Endpoint></Error>';
+    const s3: Server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(301, { 'content-type': 'application/xml', 'x-amz-bucket-region': 'eu-west-1' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    await new Promise<void>((resolve) => s3.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => s3.close(resolve)));
+    const endpoint = `http://127.0.0.1:${(s3.address() as AddressInfo).port}`;
+    const uploader = run(UPLOADER, { S3_BUCKET: 'images', S3_ENDPOINT: endpoint, S3_REGION: 'us-east-1', REDIS_URL: inject('redisUrl') });
+    expect(await uploader.exited()).toBe(2);
+    expect(uploader.output()).toContain(
+      `GetObject 301 PermanentRedirect: S3 redirects this bucket (at images.s3.eu-west-1.amazonaws.com, in region eu-west-1); set S3_ENDPOINT (now ${endpoint}) and S3_REGION (now us-east-1) to the bucket's own`,
+    );
+    expect(uploader.output()).not.toMatch(STACK_LINE);
+  });
+});
+
 describe('wrong S3 credentials', () => {
   it('the uploader names S3’s error code at start, and its /readyz fails with the reason', async () => {
     const admin = await freePort();

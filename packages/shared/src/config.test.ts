@@ -40,6 +40,18 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('takes a storage class by name, and refuses the archive classes whose objects cannot be read', () => {
+    expect(loadConfig({ S3_BUCKET: 'b', S3_STORAGE_CLASS: 'STANDARD_IA' }, 'uploader').s3.storageClass).toBe('STANDARD_IA');
+    expect(loadConfig({ S3_BUCKET: 'b' }, 'uploader').s3.storageClass).toBe('');
+    expect(problemsOf({ S3_BUCKET: 'b', S3_STORAGE_CLASS: 'GLACIER' }, 'uploader')).toEqual([
+      'S3_STORAGE_CLASS=GLACIER is refused: its objects cannot be read without a restore, and pages read images from the bucket',
+    ]);
+    expect(problemsOf({ S3_BUCKET: 'b', S3_STORAGE_CLASS: 'deep_archive' }, 'uploader')).toHaveLength(1);
+    expect(problemsOf({ S3_BUCKET: 'b', S3_STORAGE_CLASS: 'STANDARD\r\nx-evil: 1' }, 'uploader')).toEqual([
+      'S3_STORAGE_CLASS must be a storage class name (STANDARD_IA, ...), got "STANDARD\r\nx-evil: 1"',
+    ]);
+  });
+
   it('requires S3_BUCKET for the uploader only', () => {
     expect(problemsOf({}, 'uploader')).toEqual(['S3_BUCKET is required']);
     expect(problemsOf({}, 'proxy')).toEqual([]);
