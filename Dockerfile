@@ -6,7 +6,7 @@
 # BuildKit needs no frontend image.
 
 ARG NODE_IMAGE=node:24.11.1-bookworm-slim
-ARG IMGPROXY_IMAGE=ghcr.io/imgproxy/imgproxy:v3.31.4
+ARG IMGPROXY_IMAGE=ghcr.io/imgproxy/imgproxy:v4.0.12
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

@@ -51,13 +51,16 @@ function landed(url: string, bytes: Buffer, timeoutMs = 60_000): Promise<true> {
 const newPaths = (tag: string, n: number) =>
   Array.from({ length: n }, (_, i) => `/unsafe/rs:fit:${100 + i}:${100 + i}/plain/https://example.com/${tag}-${i}.jpg@png`);
 
-describe.runIf(engine || process.env.CI)('docker compose up, as users start it', () => {
+describe.runIf(engine || process.env.CI)('docker compose up --build, as users start it, with an override file laid over', () => {
   const project = `icc${randomUUID().slice(0, 6)}`;
   const dir = mkdtempSync(join(tmpdir(), 'imgproxy-cache-compose-'));
   const envFile = join(dir, '.env');
+  // what users lay over the file: settings of their own for some services (docker-compose 1.x then
+  // reaches the services in another order than the file's)
+  const override = join(dir, 'docker-compose.override.yml');
   let composeBin: string[] = [];
   const compose = (args: string[], timeoutMs = 5 * MINUTE) =>
-    run(composeBin[0]!, [...composeBin.slice(1), '-p', project, '-f', 'docker-compose.yml', '--env-file', envFile, ...args], { timeoutMs });
+    run(composeBin[0]!, [...composeBin.slice(1), '-p', project, '-f', 'docker-compose.yml', '-f', override, '--env-file', envFile, ...args], { timeoutMs });
   const logsOf = (container: string) => docker(['logs', container], { timeoutMs: 30_000 });
   const uploaders = async () => (await projectContainers(project)).filter((c) => c.service === 'uploader');
   /** every service up and healthy (s3-init done), `uploader` times */
@@ -82,6 +85,15 @@ describe.runIf(engine || process.env.CI)('docker compose up, as users start it',
     composeBin = await composeCommand();
     await ensureThirdPartyImages();
     writeFileSync(envFile, readFileSync(`${ROOT}/.env.example`));
+    writeFileSync(
+      override,
+      ['services:', '  s3-init:', '    environment:', '      LOG_LEVEL: debug', '  uploader:', '    environment:', '      UPLOAD_CONCURRENCY: "4"', ''].join(
+        '\n',
+      ),
+    );
+    // as on a fresh machine: our image is built by `up --build`, whichever service of ours compose
+    // reaches first, never pulled (the build cache stays, so it is quick)
+    await docker(['rmi', '--no-prune', 'imgproxy-cache:local']).catch(() => undefined);
     await compose(['up', '-d', '--build'], 15 * MINUTE);
   }, 20 * MINUTE);
 

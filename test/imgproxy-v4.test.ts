@@ -1,41 +1,12 @@
-import { createHash } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StubReply } from './support/imgproxy-stub.js';
+import { IMGPROXY4_CSP } from './support/imgproxy-stub.js';
 import { type Stack, type StackOptions, startStack } from './support/stack.js';
 
-// imgproxy 4 turns IMGPROXY_USE_ETAG and IMGPROXY_USE_LAST_MODIFIED on by default: every image
-// carries an ETag and a Last-Modified, and a conditional request for an unchanged image is answered
-// 304 with no body. The proxy passes both ways through untouched, stores the complete 200s with
-// their headers, and never a 304.
-
-const LAST_MODIFIED = 'Wed, 21 Oct 2026 07:28:00 GMT';
-
-/** imgproxy 4's answers: ETag and Last-Modified on each image; 304 to a matching condition. */
-function asImgproxy4(s: Stack): void {
-  s.stub.on('/', (req: IncomingMessage): StubReply => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const body = s.stub.imageFor(path);
-    const etag = `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"`;
-    const cacheControl = 'max-age=31536000, public';
-    const ifNoneMatch = req.headers['if-none-match'];
-    const ifModifiedSince = req.headers['if-modified-since'];
-    const current = ifNoneMatch ? ifNoneMatch === etag : ifModifiedSince !== undefined && Date.parse(ifModifiedSince) >= Date.parse(LAST_MODIFIED);
-    if (current) return { status: 304, headers: { etag, 'last-modified': LAST_MODIFIED, 'cache-control': cacheControl } };
-    return {
-      status: 200,
-      headers: {
-        'content-type': 'image/png',
-        'cache-control': cacheControl,
-        'content-disposition': 'inline; filename="image.png"',
-        etag,
-        'last-modified': LAST_MODIFIED,
-      },
-      body,
-    };
-  });
-}
+// imgproxy 4 (the stand-in's `version: 4`, imgproxy-stub.ts) sends the source's ETag and
+// Last-Modified on every image and answers a conditional request 304 while the source is unchanged.
+// The proxy passes both ways through untouched, stores the complete 200s with their headers, never a
+// 304 or an error.
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -44,8 +15,7 @@ afterEach(async () => {
 });
 
 const start = async (options: StackOptions = {}) => {
-  stack = await startStack({ ...options, env: { CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0', ...options.env } });
-  asImgproxy4(stack);
+  stack = await startStack({ ...options, stub: { version: 4 }, env: { CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0', ...options.env } });
   return stack;
 };
 
@@ -57,10 +27,14 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     const path = '/sig/rs:fit:300:300/plain/https://example.com/v4.jpg@png';
     const first = await s.get(path);
     expect(first.status).toBe(200);
-    expect(first.headers).toMatchObject({ etag: expect.stringMatching(/^"[0-9a-f]{16}"$/), 'last-modified': LAST_MODIFIED });
+    expect(first.headers).toMatchObject({
+      etag: s.stub.etagFor(path),
+      'last-modified': s.stub.sourceOf(path).lastModified,
+      'content-security-policy': IMGPROXY4_CSP,
+    });
     expect(await s.outcomeOf(path)).toBe('queued');
     const stored = await s.waitForObject(path);
-    expect(stored).toMatchObject({ contentType: 'image/png', cacheControl: 'max-age=31536000, public', contentDisposition: 'inline; filename="image.png"' });
+    expect(stored).toMatchObject({ contentType: 'image/png', cacheControl: 'max-age=31536000, public', contentDisposition: 'inline; filename="v4.png"' });
   });
 
   it('hands a 304 to the client as it came, and stores nothing for it: the object stays the 200 it was', async () => {
@@ -74,8 +48,9 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     const byTag = await s.get(path, { headers: { 'if-none-match': etag } });
     expect(byTag.status).toBe(304);
     expect(byTag.body.length).toBe(0);
-    expect(byTag.headers).toMatchObject({ etag, 'last-modified': LAST_MODIFIED });
-    const byDate = await s.get(path, { headers: { 'if-modified-since': LAST_MODIFIED } });
+    const lastModified = s.stub.sourceOf(path).lastModified;
+    expect(byTag.headers).toMatchObject({ etag, 'last-modified': lastModified, 'content-security-policy': IMGPROXY4_CSP });
+    const byDate = await s.get(path, { headers: { 'if-modified-since': lastModified } });
     expect(byDate.status).toBe(304);
     expect(await s.outcomeOf(path, 2)).toBe('status');
     expect(await s.outcomeOf(path, 3)).toBe('status');
@@ -121,5 +96,40 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     const older = await s.get(path, { headers: { 'if-modified-since': 'Thu, 01 Jan 2015 00:00:00 GMT' } });
     expect({ status: older.status, same: older.body.equals(s.stub.imageFor(path)) }).toEqual({ status: 200, same: true });
     expect(s.stub.requests.filter((r) => r.url === path).length).toBe(rendered);
+  });
+
+  it.each([
+    ['a source 404 is passed through', 404, 404],
+    ['a source 403 is passed through', 403, 403],
+    ['a source 503 is a 502', 503, 502],
+  ])('%s, with its CSP and no Cache-Control, and nothing is stored', async (_name, sourceStatus, status) => {
+    const s = await start();
+    const path = `/sig/plain/https://example.com/v4-source-${sourceStatus}.jpg@png`;
+    s.stub.sourceOf(path).status = sourceStatus;
+    const reply = await s.get(path);
+    expect(reply.status).toBe(status);
+    expect(reply.headers['content-security-policy']).toBe(IMGPROXY4_CSP);
+    expect(reply.headers['cache-control']).toBeUndefined();
+    expect(await s.outcomeOf(path)).toBe('status');
+    await s.drained();
+    expect(putsOf(s, path)).toHaveLength(0);
+  });
+
+  it('a stored image answers STALE, with the MISS’s validators and CSP, when the source fails later', async () => {
+    const s = await start();
+    const path = '/sig/plain/https://example.com/v4-stale.jpg@png';
+    const first = await s.get(path);
+    await s.waitForObject(path);
+    await s.drained();
+    s.stub.sourceOf(path).status = 500;
+    const stale = await s.get(path);
+    expect(stale.status).toBe(200);
+    expect(stale.headers).toMatchObject({
+      'x-cache': 'STALE',
+      etag: first.headers.etag,
+      'last-modified': first.headers['last-modified'],
+      'content-security-policy': IMGPROXY4_CSP,
+    });
+    expect(stale.body.equals(first.body)).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import { type BucketClient, type ObjectInfo, objectKeyOf } from '@imgproxy-cache/shared';
+import { type BucketClient, objectKeyOf, servedHeadersOf } from '@imgproxy-cache/shared';
 
 // The proxy's reads of the bucket: a stored image served before asking imgproxy (read-through)
 // or when imgproxy fails (stale). A read never fails a request: past its deadline, or on any
@@ -8,7 +8,10 @@ export interface StoredImage {
   status: 200;
   /** the object's bytes (none for HEAD) */
   body: Buffer;
+  /** what it is served with: the MISS's headers (stored-object.ts) */
   headers: Record<string, string>;
+  /** S3's ETag of the object, which tells one object from another (bucket-truth.ts) */
+  objectEtag: string | undefined;
 }
 
 export type Lookup = StoredImage | 'absent' | 'unavailable';
@@ -28,44 +31,12 @@ export class BucketReader {
     try {
       if (method === 'HEAD') {
         const info = await this.client.headObject(key, limits);
-        return info ? { status: 200, body: Buffer.alloc(0), headers: servedHeaders(info) } : 'absent';
+        return info ? { status: 200, body: Buffer.alloc(0), headers: servedHeadersOf(info), objectEtag: info.etag } : 'absent';
       }
       const found = await this.client.getObject(key, limits);
-      return found ? { status: 200, body: found.body, headers: servedHeaders(found.info) } : 'absent';
+      return found ? { status: 200, body: found.body, headers: servedHeadersOf(found.info), objectEtag: found.info.etag } : 'absent';
     } catch {
       return 'unavailable';
     }
   }
-}
-
-/** The stored headers a hit is served with, as S3 returns them. */
-function servedHeaders(info: ObjectInfo): Record<string, string> {
-  const served: Record<string, string> = {};
-  if (info.contentType !== undefined) served['content-type'] = info.contentType;
-  if (info.cacheControl !== undefined) served['cache-control'] = info.cacheControl;
-  if (info.contentDisposition !== undefined) served['content-disposition'] = info.contentDisposition;
-  if (info.size >= 0) served['content-length'] = String(info.size);
-  if (info.etag !== undefined) served.etag = info.etag;
-  if (info.lastModified !== undefined) served['last-modified'] = info.lastModified.toUTCString();
-  return served;
-}
-
-/**
- * Whether the client's copy is current (RFC 9110 §13.2.2): `If-None-Match` names the stored ETag
- * (weak comparison); without it, `If-Modified-Since` is no earlier than the stored Last-Modified.
- */
-export function notModified(
-  conditions: { ifNoneMatch?: string | undefined; ifModifiedSince?: string | undefined },
-  stored: { etag?: string | undefined; lastModified?: string | undefined },
-): boolean {
-  const { ifNoneMatch, ifModifiedSince } = conditions;
-  if (ifNoneMatch) {
-    if (!stored.etag) return false;
-    const bare = (tag: string) => tag.trim().replace(/^W\//, '');
-    return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((tag) => bare(tag) === bare(stored.etag!));
-  }
-  if (!ifModifiedSince || !stored.lastModified) return false;
-  const since = Date.parse(ifModifiedSince);
-  const modified = Date.parse(stored.lastModified);
-  return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
 }

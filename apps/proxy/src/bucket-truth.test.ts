@@ -3,11 +3,12 @@ import type { BucketReader, Lookup } from './bucket-reader.js';
 import { BucketTruth, confirmation } from './bucket-truth.js';
 import { type MemoryEntry, MemoryTier } from './memory-tier.js';
 
-const headers = { 'cache-control': 'max-age=3600', etag: '"abc"' };
-const found = (etag?: string): Lookup => ({ status: 200, body: Buffer.alloc(0), headers: etag === undefined ? {} : { etag } });
+const headers = { 'cache-control': 'max-age=3600', etag: '"imgproxy-etag"' };
+/** what a HEAD found: S3's ETag of the object (imgproxy's, served, is another matter) */
+const found = (objectEtag?: string): Lookup => ({ status: 200, body: Buffer.alloc(0), headers: { etag: '"imgproxy-etag"' }, objectEtag });
 
 describe('confirmation (what the bucket said of an image in memory)', () => {
-  const entry = { headers } as unknown as MemoryEntry;
+  const entry = { headers, objectEtag: '"abc"' } as unknown as MemoryEntry;
   it.each([
     [found('"abc"'), 'present'],
     [found('W/"abc"'), 'present'],
@@ -32,7 +33,7 @@ describe('BucketTruth', () => {
   it('asks once per window, however many hits, and never while an answer is awaited', async () => {
     let now = 0;
     const memory = new MemoryTier(1 << 20, undefined, () => now);
-    memory.put('k', Buffer.from('x'), headers, { inBucket: true });
+    memory.put('k', Buffer.from('x'), headers, { inBucket: true, objectEtag: '"abc"' });
     const { reader, asked } = bucket();
     const truth = new BucketTruth(memory, reader, { windowMs: 1000, restore: () => true, now: () => now });
     const entry = memory.get('k')!;
@@ -71,10 +72,10 @@ describe('BucketTruth', () => {
       asked.at(-1)!(answer);
       await settle();
     };
-    memory.put('had', Buffer.from('x'), headers, { inBucket: true });
+    memory.put('had', Buffer.from('x'), headers, { inBucket: true, objectEtag: '"abc"' });
     memory.put('never', Buffer.from('x'), headers);
-    memory.put('other', Buffer.from('x'), headers, { inBucket: true });
-    memory.put('down', Buffer.from('x'), headers, { inBucket: true });
+    memory.put('other', Buffer.from('x'), headers, { inBucket: true, objectEtag: '"abc"' });
+    memory.put('down', Buffer.from('x'), headers, { inBucket: true, objectEtag: '"abc"' });
     await ask('had', 'absent');
     await ask('never', 'absent');
     await ask('other', found('"new"'));
@@ -91,7 +92,7 @@ describe('BucketTruth', () => {
   it('an answer about an entry purged meanwhile changes nothing', async () => {
     let now = 0;
     const memory = new MemoryTier(1 << 20, undefined, () => now);
-    memory.put('k', Buffer.from('x'), headers, { inBucket: true });
+    memory.put('k', Buffer.from('x'), headers, { inBucket: true, objectEtag: '"abc"' });
     const restored: string[] = [];
     const { reader, asked } = bucket();
     const truth = new BucketTruth(memory, reader, { windowMs: 10, restore: (key) => restored.push(key) > 0, now: () => now });

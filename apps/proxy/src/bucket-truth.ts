@@ -1,6 +1,6 @@
 import type { ProxyMetrics } from '@imgproxy-cache/shared';
 import type { BucketReader, Lookup } from './bucket-reader.js';
-import type { MemoryEntry, MemoryTier } from './memory-tier.js';
+import { etagOf, type MemoryEntry, type MemoryTier } from './memory-tier.js';
 
 // Memory trusts the bucket for a bounded time (CACHE_MEMORY_CONFIRM_MS): pages load images from
 // the bucket and fall back to the proxy, so an image the bucket lost (a lifecycle rule, a hand
@@ -21,14 +21,15 @@ export interface BucketTruthOptions {
   now?: () => number;
 }
 
-/** The bucket's answer to a HEAD for an entry. A different ETag is another writer's object. */
+/** The bucket's answer to a HEAD for an entry. A different S3 ETag is another writer's object. */
 export function confirmation(entry: MemoryEntry, found: Lookup): Confirmation {
   if (found === 'absent') return 'missing';
   if (found === 'unavailable') return 'error'; // an outage is not a deletion
-  const theirs = found.headers.etag;
-  const ours = entry.headers.etag;
-  if (theirs === undefined || ours === undefined) return 'present';
-  return bareTag(theirs) === bareTag(ours) ? 'present' : 'replaced';
+  const theirs = found.objectEtag;
+  if (theirs === undefined) return 'present';
+  // an image handed off: the ETag S3 makes of a single PUT
+  entry.objectEtag ??= etagOf(entry.body);
+  return bareTag(theirs) === bareTag(entry.objectEtag) ? 'present' : 'replaced';
 }
 
 const bareTag = (tag: string) => tag.trim().replace(/^W\//, '');
@@ -60,13 +61,15 @@ export class BucketTruth {
 
   private async confirm(cacheKey: string, entry: MemoryEntry): Promise<void> {
     // bounded by S3_READ_TIMEOUT_MS; never fails
-    const result = confirmation(entry, await this.bucket.lookup(cacheKey, 'HEAD'));
+    const found = await this.bucket.lookup(cacheKey, 'HEAD');
+    const result = confirmation(entry, found);
     this.metrics?.memoryConfirmations.inc({ result });
     // purged, evicted or replaced while the bucket answered: its answer is about another entry
     if (!this.memory.holds(cacheKey, entry)) return;
     switch (result) {
       case 'present':
         entry.inBucket = true;
+        if (typeof found === 'object') entry.objectEtag = found.objectEtag ?? entry.objectEtag;
         entry.checkedAt = this.now();
         return;
       case 'replaced':

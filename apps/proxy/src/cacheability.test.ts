@@ -32,6 +32,8 @@ const rows: Row[] = [
   ['Cache-Control: max-age=0', { headers: { ...ok, 'cache-control': 'max-age=0, public' } }, 'cache-control'],
   ['Cache-Control: MAX-AGE=0 in capitals', { headers: { ...ok, 'cache-control': 'Public, MAX-AGE=0' } }, 'cache-control'],
   ['Cache-Control: s-maxage=0', { headers: { ...ok, 'cache-control': 'public, s-maxage=0' } }, 'cache-control'],
+  // the bucket is a shared cache: s-maxage is its lifetime, whatever max-age says (RFC 9111 §5.2.2.10)
+  ['Cache-Control: max-age=0, s-maxage=600', { headers: { ...ok, 'cache-control': 'max-age=0, s-maxage=600' } }, 'cache'],
   ['Cache-Control: max-age=10 (short is still storable)', { headers: { ...ok, 'cache-control': 'max-age=10, public' } }, 'cache'],
   ['fallback image (Fallback-Image: 1)', { headers: { ...ok, 'fallback-image': '1' } }, 'fallback-image'],
   ['text/plain (e.g. /health)', { headers: { ...ok, 'content-type': 'text/plain' } }, 'content-type'],

@@ -1,3 +1,4 @@
+import { sharedStorable } from '@imgproxy-cache/shared';
 import { contentTypeOfFormat, requestedFormat } from './imgproxy-format.js';
 
 // Whether a response from imgproxy may be stored in the bucket under the MD5 of its path. This is
@@ -10,7 +11,7 @@ import { contentTypeOfFormat, requestedFormat } from './imgproxy-format.js';
 export type SkipReason =
   | 'method' // only GET: HEAD and OPTIONS answer 200 with no body (a 0-byte object over a good key)
   | 'status' // only 200: never 304 (no body), errors, or 206
-  | 'cache-control' // imgproxy or the origin forbids storing (no-store, no-cache, private, max-age=0)
+  | 'cache-control' // a shared cache may not keep it (no-store, no-cache, private, a zero s-maxage, or max-age without s-maxage)
   | 'fallback-image' // imgproxy served its fallback image: the real image may exist later
   | 'content-type' // not an image (imgproxy's /health and other text answers)
   | 'content-encoding' // the bytes are encoded for one client
@@ -50,7 +51,8 @@ export function decideAtHeaders(facts: ResponseFacts): Decision {
   const { headers } = facts;
   if (facts.method !== 'GET') return skip('method');
   if (facts.status !== 200) return skip('status');
-  if (forbidsStoring(header(headers, 'cache-control'))) return skip('cache-control');
+  // the bucket is a shared cache: RFC 9111's rules for one (http-cache.ts)
+  if (!sharedStorable(header(headers, 'cache-control'))) return skip('cache-control');
   if (headers['fallback-image'] !== undefined) return skip('fallback-image');
   if (!CACHEABLE_TYPE.test(header(headers, 'content-type') ?? '')) return skip('content-type');
   const encoding = header(headers, 'content-encoding')?.trim().toLowerCase();
@@ -102,31 +104,6 @@ export function contentLength(headers: ResponseFacts['headers']): number | undef
 function header(headers: ResponseFacts['headers'], name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
-}
-
-/** RFC 9111 §5.2.2: any of these means a shared cache must not store (or must revalidate) it. */
-function forbidsStoring(cacheControl: string | undefined): boolean {
-  if (!cacheControl) return false;
-  // imgproxy sends the same Cache-Control on nearly every response: parse it once
-  if (cacheControl === lastCacheControl) return lastVerdict;
-  lastCacheControl = cacheControl;
-  lastVerdict = parseForbidsStoring(cacheControl);
-  return lastVerdict;
-}
-
-let lastCacheControl: string | undefined;
-let lastVerdict = false;
-
-function parseForbidsStoring(cacheControl: string): boolean {
-  for (const directive of cacheControl.toLowerCase().split(',')) {
-    const [name = '', value] = directive
-      .trim()
-      .split('=', 2)
-      .map((s) => s.trim());
-    if (name === 'no-store' || name === 'no-cache' || name === 'private') return true;
-    if ((name === 'max-age' || name === 's-maxage') && Number(value?.replace(/"/g, '')) === 0) return true;
-  }
-  return false;
 }
 
 function varyTokens(vary: string | undefined): string[] {

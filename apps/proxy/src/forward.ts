@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { cacheKeyOf, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex } from '@imgproxy-cache/shared';
+import { cacheKeyOf, type Logger, notModified, notModifiedHeaders, type ProxyMetrics, rawPathOf, type SourceIndex } from '@imgproxy-cache/shared';
 import { type Dispatcher, errors } from 'undici';
-import { notModified, type StoredImage } from './bucket-reader.js';
+import type { StoredImage } from './bucket-reader.js';
 import { type Decision, decideAtHeaders } from './cacheability.js';
 import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
@@ -314,13 +314,6 @@ function serveFromMemory(req: IncomingMessage, res: ServerResponse, entry: Memor
   res.end(req.method === 'HEAD' ? undefined : entry.body);
 }
 
-/** What a 304 keeps of the stored headers (RFC 9110 §15.4.5). */
-function notModifiedHeaders(headers: Record<string, string | undefined>, xCache: 'HIT' | 'STALE'): OutgoingHttpHeaders {
-  const kept: OutgoingHttpHeaders = { 'x-cache': xCache };
-  for (const name of ['etag', 'cache-control', 'last-modified']) if (headers[name]) kept[name] = headers[name];
-  return kept;
-}
-
 /** imgproxy failed: answers with the stored image if memory or the bucket has one (not for OPTIONS). */
 async function answerStale(
   flight: Flight,
@@ -332,8 +325,8 @@ async function answerStale(
 ): Promise<boolean> {
   if (!options.stored || !cacheKey || absent) return false;
   const entry = options.stored.memory.enabled ? options.stored.inMemory(cacheKey) : undefined;
-  const found = entry
-    ? ({ status: 200, body: entry.body, headers: entry.headers } as const)
+  const found: StoredImage | 'absent' | 'unavailable' = entry
+    ? { status: 200, body: entry.body, headers: entry.headers, objectEtag: entry.objectEtag }
     : await options.stored.read(cacheKey, rawPathOf(req.url ?? '/'), req.method as 'GET' | 'HEAD', 'stale');
   if (typeof found !== 'object') return false;
   options.metrics?.hits.inc({ tier: entry ? 'memory' : 'bucket' });

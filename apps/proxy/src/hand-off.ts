@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { crc32Of, encodePayload, type Logger, type ProxyMetrics, rateLimited, type SourceIndex } from '@imgproxy-cache/shared';
+import {
+  crc32Of,
+  encodePayload,
+  type Logger,
+  type ProxyMetrics,
+  rateLimited,
+  type SourceIndex,
+  type StoredHeader,
+  storedHeadersOf,
+} from '@imgproxy-cache/shared';
 import { contentLength, decideAtEnd } from './cacheability.js';
 import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
@@ -68,6 +77,7 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
       contentType: single(headers['content-type']),
       cacheControl: single(headers['cache-control']),
       contentDisposition: single(headers['content-disposition']),
+      headers: otherStoredHeaders(headers),
       size: received,
       crc32: crc32Of(body),
       receivedAt,
@@ -87,7 +97,7 @@ export function handOff(teed: Teed, deps: HandOffDeps): void {
       if (rememberMs) {
         deps.recent.remember(cacheKey, rememberMs, outcome === 'uploaded' ? 'uploaded' : 'queued');
         // the uploaders have it (or the bucket does): the bytes after the payload's header
-        deps.stored?.handedOff(cacheKey, path, payload.subarray(payload.length - received), headers, teed.since, receivedAt);
+        deps.stored?.handedOff(cacheKey, path, payload.subarray(payload.length - received), headers, teed.since);
         // not awaited: the index is for purges, never in the way of a hand-off
         deps.sources?.add(path, cacheKey).then(
           (result) => deps.metrics?.sourceIndex.inc({ result }),
@@ -132,4 +142,10 @@ export function handOffAgain(cacheKey: string, entry: MemoryEntry, deps: HandOff
 export function single(value: string | string[] | undefined): string | null {
   if (value === undefined) return null;
   return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** The stored headers beyond the three the payload names on their own (content type, cache control, disposition). */
+function otherStoredHeaders(headers: IncomingHttpHeaders): Partial<Record<StoredHeader, string>> {
+  const { 'content-type': _type, 'cache-control': _cacheControl, 'content-disposition': _disposition, ...others } = storedHeadersOf(headers);
+  return others;
 }

@@ -1,27 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { etagOf, lifetimeMs, MemoryTier } from './memory-tier.js';
+import { etagOf, MemoryTier } from './memory-tier.js';
 
 const image = (bytes: number, fill = 1) => Buffer.alloc(bytes, fill);
 const CC = { 'cache-control': 'max-age=3600, public' };
-
-describe('lifetimeMs (what a shared cache may keep)', () => {
-  it.each([
-    ['max-age=3600, public', 3_600_000],
-    ['public, max-age=60, s-maxage=10', 10_000], // s-maxage is the shared caches' own
-    ['max-age="30"', 30_000],
-    ['immutable', Number.POSITIVE_INFINITY],
-    [undefined, Number.POSITIVE_INFINITY],
-    ['no-store', undefined],
-    ['private, max-age=600', undefined],
-    ['no-cache', undefined],
-    ['public, NO-CACHE', undefined],
-    ['max-age=0', undefined],
-    ['max-age=60, s-maxage=0', undefined],
-    ['max-age=soon', undefined],
-  ])('%s → %s', (cacheControl, expected) => {
-    expect(lifetimeMs(cacheControl)).toBe(expected);
-  });
-});
 
 describe('MemoryTier', () => {
   it('holds at most its bound in bytes, and lets the least recently used go first', () => {

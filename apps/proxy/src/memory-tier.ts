@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
+import { sharedLifetimeMs } from '@imgproxy-cache/shared';
 
 // Stored images held in the proxy's memory (CACHE_MEMORY_BYTES), so that a hot image is served
 // without a trip to the bucket. Least recently used first out, bounded in bytes. Filled by bucket
@@ -16,8 +17,10 @@ export interface MemoryEntry {
   /** the raw request path it was stored for */
   path: string;
   body: Buffer;
-  /** the stored headers it is served with (content-type, cache-control, etag, ...) */
+  /** the stored headers it is served with (content-type, cache-control, imgproxy's etag, ...) */
   headers: Record<string, string>;
+  /** S3's ETag of the object (the bucket's word on it); made from the bytes when first needed */
+  objectEtag: string | undefined;
   /** when it stops being fresh (ms since the epoch; Infinity: no limit) */
   expires: number;
   /** body and headers, as counted against the bound */
@@ -38,30 +41,12 @@ export interface Origin {
   inBucket?: boolean;
   /** the raw request path */
   path?: string;
+  /** S3's ETag of the object it was read from */
+  objectEtag?: string;
 }
 
 /** Bytes an entry is counted for beyond its body: its headers, the map's and the object's own. */
 const OVERHEAD = 512;
-
-/**
- * How long a shared cache may keep a response with this Cache-Control (RFC 9111 §5.2.2):
- * undefined when it may not (no-store, private, no-cache, a zero lifetime); Infinity without a limit.
- */
-export function lifetimeMs(cacheControl: string | undefined): number | undefined {
-  if (cacheControl === undefined || cacheControl.trim() === '') return Number.POSITIVE_INFINITY;
-  let maxAge: number | undefined;
-  let sMaxAge: number | undefined;
-  for (const part of cacheControl.toLowerCase().split(',')) {
-    const [name = '', value] = part.trim().split('=', 2) as [string, string | undefined];
-    if (name === 'no-store' || name === 'private' || name === 'no-cache') return undefined;
-    const seconds = value === undefined ? Number.NaN : Number(value.replace(/^"|"$/g, ''));
-    if (name === 'max-age') maxAge = seconds;
-    if (name === 's-maxage') sMaxAge = seconds;
-  }
-  const seconds = sMaxAge ?? maxAge; // s-maxage is the shared caches' own
-  if (seconds === undefined) return Number.POSITIVE_INFINITY;
-  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
-}
 
 export class MemoryTier {
   private readonly entries = new Map<string, MemoryEntry>();
@@ -118,16 +103,16 @@ export class MemoryTier {
 
   /** Keeps an image if its Cache-Control allows it and it fits. Returns whether it was kept. */
   put(key: string, body: Buffer, headers: Record<string, string>, origin: Origin = {}): boolean {
-    const { since = this.purges, inBucket = false, path = '' } = origin;
+    const { since = this.purges, inBucket = false, path = '', objectEtag } = origin;
     if (!this.enabled || since !== this.purges) return false;
-    const lifetime = lifetimeMs(headers['cache-control']);
+    const lifetime = sharedLifetimeMs(headers['cache-control']);
     if (lifetime === undefined) return false;
     const size = body.length + OVERHEAD;
     if (size > this.maxBytes) return false;
     const old = this.entries.get(key);
     if (old) this.remove(key, old);
     const now = this.now();
-    this.entries.set(key, { path, body, headers, expires: now + lifetime, size, inBucket, checkedAt: now });
+    this.entries.set(key, { path, body, headers, objectEtag, expires: now + lifetime, size, inBucket, checkedAt: now });
     this.held += size;
     for (const [oldest, entry] of this.entries) {
       if (this.held <= this.maxBytes) break;

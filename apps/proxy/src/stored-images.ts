@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ProxyMetrics } from '@imgproxy-cache/shared';
+import { keptHeaders, type ProxyMetrics, storedHeadersOf } from '@imgproxy-cache/shared';
 import type { BucketReader, Lookup } from './bucket-reader.js';
 import { BucketTruth, type BucketTruthOptions } from './bucket-truth.js';
-import { etagOf, type MemoryEntry, type MemoryTier } from './memory-tier.js';
+import type { MemoryEntry, MemoryTier } from './memory-tier.js';
 
 // The stored images as the proxy reaches them: its memory first, the bucket after. Concurrent GETs
 // of one key share one bucket read; a GET that finds the image keeps it in memory, and so, with
@@ -30,13 +30,12 @@ export class StoredImages {
   }
 
   /**
-   * A fresh image in memory, about to be served (a hit or a stale answer): its ETag made if it
-   * came from a hand-off, and the bucket asked about it once the window since its last word ran out.
+   * A fresh image in memory, about to be served (a hit or a stale answer): the bucket is asked
+   * about it once the window since its last word ran out.
    */
   inMemory(cacheKey: string): MemoryEntry | undefined {
     const entry = this.memory.get(cacheKey);
     if (entry === undefined) return undefined;
-    if (entry.headers.etag === undefined) entry.headers.etag = etagOf(entry.body);
     this.truth?.check(cacheKey, entry);
     return entry;
   }
@@ -51,7 +50,7 @@ export class StoredImages {
     }
     const since = this.memory.mark();
     const read = this.measured(cacheKey, 'GET', purpose).then((found) => {
-      if (typeof found === 'object') this.memory.put(cacheKey, found.body, found.headers, { since, inBucket: true, path });
+      if (typeof found === 'object') this.memory.put(cacheKey, found.body, found.headers, { since, inBucket: true, path, objectEtag: found.objectEtag });
       return found;
     });
     this.reading.set(cacheKey, read);
@@ -66,17 +65,13 @@ export class StoredImages {
     return this.memory.mark();
   }
 
-  /** A complete image handed to the uploaders: it is served from memory from now on, unless a purge came since `since`. */
-  handedOff(cacheKey: string, path: string, body: Buffer, headers: IncomingHttpHeaders, since: number, receivedAt: number): void {
+  /**
+   * A complete image handed to the uploaders: it is served from memory from now on, with the
+   * headers the uploader stores with it (the MISS's: stored-object.ts), unless a purge came since `since`.
+   */
+  handedOff(cacheKey: string, path: string, body: Buffer, headers: IncomingHttpHeaders, since: number): void {
     if (!this.memory.enabled || !this.keepHandedOff) return;
-    // Last-Modified: when this proxy had it whole (the object's own is its upload, a moment later)
-    const stored: Record<string, string> = { 'content-length': String(body.length), 'last-modified': new Date(receivedAt).toUTCString() };
-    // the headers the uploader stores with the object
-    for (const name of ['content-type', 'cache-control', 'content-disposition']) {
-      const value = headers[name];
-      if (value !== undefined) stored[name] = Array.isArray(value) ? value.join(', ') : value;
-    }
-    this.memory.put(cacheKey, body, stored, { since, path });
+    this.memory.put(cacheKey, body, { ...keptHeaders(storedHeadersOf(headers)), 'content-length': String(body.length) }, { since, path });
   }
 
   /** A purge: gone from memory, and no read already on its way brings it back. */

@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { decodePayload, type JobStates, type Logger, objectKeyOf, type PayloadStore, sourceTagOfPath, type UploadJobData } from '@imgproxy-cache/shared';
+import {
+  decodePayload,
+  type JobStates,
+  type Logger,
+  objectFieldsOfPayload,
+  objectKeyOf,
+  type PayloadStore,
+  sourceTagOfPath,
+  type UploadJobData,
+} from '@imgproxy-cache/shared';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { type ObjectStore, type PutRequest, S3OperationError, type StoredObject } from './s3-store.js';
 
@@ -93,14 +102,17 @@ export function createProcessor(deps: ProcessorDeps) {
     const digest = createHash('md5').update(bytes).digest('hex');
 
     const key = objectKeyOf(deps.folder, cacheKey);
+    // imgproxy's headers, validators and CSP among them; a payload of an earlier proxy has three
+    const objectFields = objectFieldsOfPayload(meta);
+    const sourceTag = sourceTagOfPath(path, deps.baseUrl);
     const object = {
       key,
       body: bytes,
-      contentType: meta.contentType,
-      cacheControl: meta.cacheControl,
-      contentDisposition: meta.contentDisposition,
+      contentType: objectFields.contentType ?? null,
+      cacheControl: objectFields.cacheControl ?? null,
+      contentDisposition: objectFields.contentDisposition ?? null,
+      metadata: sourceTag ? { ...objectFields.metadata, 'source-tag': sourceTag } : objectFields.metadata,
       md5: digest,
-      sourceTag: sourceTagOfPath(path, deps.baseUrl),
     };
     let result: UploadResult;
     if (deps.conditionalWrites) {

@@ -20,8 +20,8 @@ export interface PutRequest {
   contentDisposition: string | null;
   /** hex MD5 of body */
   md5: string;
-  /** the tag of the image's source (image-source.ts), for CDNs in front of the bucket and `npm run reindex` */
-  sourceTag?: string;
+  /** x-amz-meta-*: imgproxy's other headers (stored-object.ts), and the source tag (image-source.ts) for CDNs and `npm run reindex` */
+  metadata: Record<string, string>;
   /** refuse to overwrite an existing object (If-None-Match: *) */
   ifAbsent: boolean;
 }
@@ -89,7 +89,7 @@ export class S3ObjectStore implements ObjectStore {
       cacheControl: request.cacheControl,
       contentDisposition: request.contentDisposition,
       md5: request.md5,
-      metadata: request.sourceTag ? { 'source-tag': request.sourceTag } : undefined,
+      metadata: request.metadata,
       ifAbsent: request.ifAbsent,
     });
   }

@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib';
+import type { StoredHeader } from './http-cache.js';
 
 // What the proxy stores in Redis for one image: its metadata and its bytes in one value. The
 // metadata travels with the bytes, not in the job, so that bytes stored again for an existing job
@@ -21,6 +22,11 @@ export interface PayloadMeta {
   receivedAt: number;
   /** X-Request-ID of the request that teed these bytes */
   requestId?: string;
+  /**
+   * imgproxy's other headers the image is stored and served with (http-cache.ts): its validators,
+   * CSP and Vary; absent in payloads of earlier proxies (the three above are all they kept).
+   */
+  headers?: Partial<Record<StoredHeader, string>>;
 }
 
 /** Lowercase hex CRC-32 of an image's bytes. */

@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// Stands in for imgproxy's image where no registry can be reached, with the parts of it that the
-// compose file and the all-in-one image use: `imgproxy` serves on IMGPROXY_BIND (":8080"),
-// `imgproxy health` checks it, signatures are checked when IMGPROXY_KEY and IMGPROXY_SALT are
-// set (403 otherwise), and images come with imgproxy's headers (IMGPROXY_TTL, IMGPROXY_USE_ETAG).
-// The image for a path is a PNG of its own, the same every time.
+// Stands in for imgproxy's image (4.0.12, the one the compose file pins) where no registry can be
+// reached, with the parts of it that the compose file and the all-in-one image use: `imgproxy`
+// serves on IMGPROXY_BIND (":8080"), `imgproxy health` checks it, signatures are checked when
+// IMGPROXY_KEY and IMGPROXY_SALT are set (403 otherwise), and images come with imgproxy 4's headers:
+// IMGPROXY_TTL, the source's ETag and Last-Modified (on unless IMGPROXY_ETAG_ENABLED or
+// IMGPROXY_LAST_MODIFIED_ENABLED is false, 4.0.0–4.0.12's names), a 304 while they match, a
+// Content-Security-Policy on every answer, no Cache-Control on errors. The image for a path is a PNG
+// of its own, the same every time.
 import { createHash, createHmac } from 'node:crypto';
 import { createServer, get } from 'node:http';
 import { makePng } from './png.mjs';
@@ -15,7 +18,7 @@ const [, host, port] = /^(.*):(\d+)$/.exec(bind) ?? [];
 const TYPES = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', webp: 'image/webp', avif: 'image/avif', gif: 'image/gif' };
 
 if (command === 'version') {
-  console.log('3.31.4 (imgproxy-cache test stand-in)');
+  console.log('4.0.12 (imgproxy-cache test stand-in)');
   process.exit(0);
 }
 if (command === 'health') {
@@ -44,12 +47,25 @@ function signed(path) {
   return signature === expected;
 }
 
+const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+/** the sources never change here: one date for all of them */
+const SOURCE_LAST_MODIFIED = 'Thu, 01 Jan 2026 00:00:00 GMT';
+
+/** The source part of an imgproxy path (`/plain/<url>@fmt`, or the last segment without its extension). */
+const sourceOf = (path) =>
+  /\/plain\/(.+?)(?:@[a-z0-9]+)?$/.exec(path)?.[1] ??
+  path
+    .split('/')
+    .at(-1)
+    .replace(/\.[a-z0-9]+$/, '');
+
 function serve() {
   const ttl = Number(env.IMGPROXY_TTL ?? 31536000);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const text = (status, body) => {
-      res.writeHead(status, { 'content-type': 'text/plain', 'cache-control': 'no-cache' });
+      // imgproxy 4.0.6+ sends no Cache-Control on errors, and its CSP on every answer
+      res.writeHead(status, { 'content-type': 'text/plain', 'content-security-policy': CSP, ...(status < 400 ? { 'cache-control': 'no-cache' } : {}) });
       res.end(body);
     };
     if (path === '/health') return text(200, 'imgproxy is running');
@@ -60,13 +76,26 @@ function serve() {
     if (!signed(path)) return text(403, 'Invalid signature');
     const format = (/@([a-z0-9]+)$/.exec(path) ?? /\.([a-z0-9]+)$/.exec(path))?.[1] ?? 'png';
     const body = makePng(path, 48, 48);
+    const source = sourceOf(path);
+    const validators = {};
+    if (env.IMGPROXY_ETAG_ENABLED !== 'false') validators.etag = `"${createHash('md5').update(source).digest('hex')}"`;
+    if (env.IMGPROXY_LAST_MODIFIED_ENABLED !== 'false') validators['last-modified'] = SOURCE_LAST_MODIFIED;
+    const cacheControl = ttl > 0 ? `max-age=${ttl}, public` : 'no-cache';
+    if (validators.etag && req.headers['if-none-match'] === validators.etag) {
+      res.writeHead(304, { 'cache-control': cacheControl, 'content-security-policy': CSP, ...validators });
+      return res.end();
+    }
     const headers = {
       'content-type': TYPES[format] ?? 'image/png',
       'content-length': body.length,
-      'cache-control': ttl > 0 ? `max-age=${ttl}, public` : 'no-cache',
-      'content-disposition': `inline; filename="image.${format}"`,
+      'cache-control': cacheControl,
+      'content-disposition': `inline; filename="${source
+        .split('/')
+        .at(-1)
+        .replace(/\.[a-z0-9]+$/, '')}.${format}"`,
+      'content-security-policy': CSP,
+      ...validators,
     };
-    if (env.IMGPROXY_USE_ETAG === 'true') headers.etag = `"${createHash('md5').update(body).digest('hex')}"`;
     res.writeHead(200, headers);
     res.end(body);
   });
