@@ -16,7 +16,7 @@ const url = new URL(endpoint);
 let get;
 if (mode === 'ours') {
   const { BucketClient, loadConfig } = await import('../packages/shared/dist/index.js');
-  const { BucketReader } = await import('../apps/proxy/dist/bucket-reader.js');
+  const { BucketReader } = await import('../apps/proxy/dist/stored/bucket-reader.js');
   const config = loadConfig({ S3_BUCKET: bucket, S3_ENDPOINT: endpoint, S3_REGION: 'us-east-1', IMGPROXY_URL: 'http://127.0.0.1:1' }, 'proxy');
   const reader = new BucketReader(new BucketClient(config.s3, { sockets: 16, credentials: async () => credentials }), '', 1000, 20 * 2 ** 20);
   get = async (key) => {

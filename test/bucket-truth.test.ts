@@ -1,7 +1,7 @@
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf, redisKeys } from '@imgproxy-cache/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RunningProxy } from '../apps/proxy/src/server.js';
+import type { RunningProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { type Reply, type Stack, type StackOptions, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 

@@ -3,7 +3,7 @@ import { cacheKeyOf, createLogger, loadConfig, QueueRegistry, queuePrefix, shard
 import calculateSlot from 'cluster-key-slot';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningProxy, startProxy } from '../apps/proxy/src/server.js';
+import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { startRedisCluster, type TestCluster } from './support/redis-cluster.js';
 import { type Stack, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';

@@ -1,6 +1,6 @@
 import { cacheKeyOf, crc32Of, createLogger, createProducerRedis, encodePayload, loadConfig, type Redis, redisKeys } from '@imgproxy-cache/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RedisEnqueuer, type TeedImage } from '../apps/proxy/src/enqueue.js';
+import { RedisEnqueuer, type TeedImage } from '../apps/proxy/src/handoff/enqueue.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
 
 // The batched hand-off (ENQUEUE_GATHER_MS) against a real Redis: the images completed within the

@@ -2,7 +2,7 @@ import { cacheKeyOf, createLogger, redisKeys, SourceIndex, sourceOfInput } from 
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { purgeChannel } from '../apps/proxy/src/purge.js';
-import { type RunningProxy, startProxy } from '../apps/proxy/src/server.js';
+import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';
 import { type Service, spawnService } from './support/service.js';
 import { type Stack, startStack } from './support/stack.js';

@@ -1,9 +1,9 @@
 import '@imgproxy-cache/shared/require-node';
 import cluster from 'node:cluster';
 import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain, tuneGarbageCollection } from '@imgproxy-cache/shared';
-import { serveAsWorker, supervise } from './cluster.js';
 import { imgproxyReady, serveProxy } from './main.js';
-import { startProxy } from './server.js';
+import { serveAsWorker, supervise } from './server/cluster.js';
+import { startProxy } from './server/start-proxy.js';
 
 // Entry point: configuration from the environment, wait for imgproxy, serve, stop on signals.
 // With PROXY_WORKERS > 1 this process supervises that many workers (cluster.ts), each serving.

@@ -1,7 +1,7 @@
 import type { Config, Logger } from '@imgproxy-cache/shared';
 import { Pool } from 'undici';
-import { waitForImgproxy } from './health.js';
-import { type RunningProxy, startProxy } from './server.js';
+import { waitForImgproxy } from './imgproxy/health.js';
+import { type RunningProxy, startProxy } from './server/start-proxy.js';
 
 // The proxy as a service: imgproxy waited for, then served. Run by its own process (index.ts), or
 // inside `npm start`'s with the uploader (UPLOADER_IN_PROXY).

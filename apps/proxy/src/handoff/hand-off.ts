@@ -10,13 +10,13 @@ import {
   type StoredHeader,
   storedHeadersOf,
 } from '@imgproxy-cache/shared';
-import { contentLength, decideAtEnd } from './cacheability.js';
-import type { CaptureTally } from './capture.js';
+import type { CaptureTally } from '../coalescing/capture.js';
+import { contentLength, decideAtEnd } from '../serving/cacheability.js';
+import type { CacheOutcome } from '../serving/forward.js';
+import type { MemoryEntry } from '../stored/memory-tier.js';
+import type { StoredImages } from '../stored/stored-images.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
-import type { CacheOutcome } from './forward.js';
-import type { MemoryEntry } from './memory-tier.js';
 import type { RecentKeys } from './recent-keys.js';
-import type { StoredImages } from './stored-images.js';
 
 // A complete, cacheable body handed to the uploaders (enqueue.ts), after the clients have it.
 

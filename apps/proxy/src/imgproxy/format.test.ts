@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { requestedFormat } from './imgproxy-format.js';
+import { requestedFormat } from './format.js';
 
 describe('requestedFormat', () => {
   it.each([

@@ -6,16 +6,16 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { type Config, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceTagOfPath } from '@imgproxy-cache/shared';
 import { type Context, Hono } from 'hono';
 import type { Dispatcher } from 'undici';
-import type { BucketReader } from './bucket-reader.js';
-import { CaptureTally } from './capture.js';
-import type { Enqueuer } from './enqueue.js';
-import { type CacheOutcome, type ForwardOptions, forward, sendError } from './forward.js';
-import { handOffAgain } from './hand-off.js';
-import { Inflight } from './inflight.js';
-import { MemoryTier } from './memory-tier.js';
-import { RecentKeys } from './recent-keys.js';
+import { CaptureTally } from '../coalescing/capture.js';
+import type { Enqueuer } from '../handoff/enqueue.js';
+import { handOffAgain } from '../handoff/hand-off.js';
+import { Inflight } from '../handoff/inflight.js';
+import { RecentKeys } from '../handoff/recent-keys.js';
+import { type CacheOutcome, type ForwardOptions, forward, sendError } from '../serving/forward.js';
+import type { BucketReader } from '../stored/bucket-reader.js';
+import { MemoryTier } from '../stored/memory-tier.js';
+import { StoredImages } from '../stored/stored-images.js';
 import { checkTarget } from './request-target.js';
-import { StoredImages } from './stored-images.js';
 
 export interface ProxyDeps {
   config: Config;

@@ -25,16 +25,16 @@ import {
 } from '@imgproxy-cache/shared';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { Pool } from 'undici';
-import { createApp } from './app.js';
-import { BucketReader } from './bucket-reader.js';
-import { CaptureTally } from './capture.js';
-import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from './enqueue.js';
-import type { CacheOutcome } from './forward.js';
-import { imgproxyHealth } from './health.js';
-import type { Inflight } from './inflight.js';
-import { MemoryTier } from './memory-tier.js';
-import { Purger, purgeChannel, purgeRoutes } from './purge.js';
-import { RecentKeys } from './recent-keys.js';
+import { CaptureTally } from '../coalescing/capture.js';
+import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from '../handoff/enqueue.js';
+import type { Inflight } from '../handoff/inflight.js';
+import { RecentKeys } from '../handoff/recent-keys.js';
+import { createApp } from '../http/app.js';
+import { imgproxyHealth } from '../imgproxy/health.js';
+import { Purger, purgeChannel, purgeRoutes } from '../purge.js';
+import type { CacheOutcome } from '../serving/forward.js';
+import { BucketReader } from '../stored/bucket-reader.js';
+import { MemoryTier } from '../stored/memory-tier.js';
 
 export interface RunningProxy {
   server: Server;

@@ -1,8 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { type AdminServer, type Check, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
-import { purgeRoutes, standalonePurger } from './purge.js';
-import type { RunningProxy } from './server.js';
+import { purgeRoutes, standalonePurger } from '../purge.js';
+import type { RunningProxy } from './start-proxy.js';
 
 // PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no
 // images: it starts the workers, replaces one that dies, answers METRICS_BIND for all of them
