@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
-// The dedup rule (packages/shared/src/dedup.ts) against real BullMQ jobs in every state: one row
+// The dedup rule (packages/shared/src/contract/dedup.ts) against real BullMQ jobs in every state: one row
 // per state of the image's job and whether its bytes are in Redis, a real request through the
 // proxy, then what Redis holds.
 

@@ -4,6 +4,7 @@ import {
   BucketClient,
   type Config,
   cacheKeyOf,
+  checkTarget,
   createUploadQueue,
   createWorkerRedis,
   JobStates,
@@ -19,7 +20,6 @@ import {
 } from '@imgproxy-cache/shared';
 import { Job, type Queue } from 'bullmq';
 import { bearerAuth } from 'hono/bearer-auth';
-import { checkTarget } from './http/request-target.js';
 
 // Purge: an image forgotten everywhere, so that its next request renders it anew: its object in
 // the bucket, its uploaded marker, a job waiting for it and its bytes, and every proxy's memory of

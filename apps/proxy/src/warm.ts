@@ -1,6 +1,5 @@
-import { cacheKeyOf, objectKeyOf, rawPathOf } from '@imgproxy-cache/shared';
+import { cacheKeyOf, decideAtHeaders, objectKeyOf, rawPathOf } from '@imgproxy-cache/shared';
 import type { Dispatcher } from 'undici';
-import { decideAtHeaders } from './serving/cacheability.js';
 
 // Warming the bucket: each path of a list is requested through the proxy (so signing, coalescing,
 // the dedup rule, the hand-off and the uploaders work as for users), then confirmed in the bucket.

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import {
+  contentLength,
   crc32Of,
+  decideAtEnd,
   encodePayload,
   type Logger,
   type ProxyMetrics,
@@ -11,7 +13,6 @@ import {
   storedHeadersOf,
 } from '@imgproxy-cache/shared';
 import type { CaptureTally } from '../coalescing/capture.js';
-import { contentLength, decideAtEnd } from '../serving/cacheability.js';
 import type { CacheOutcome } from '../serving/forward.js';
 import type { MemoryEntry } from '../stored/memory-tier.js';
 import type { StoredImages } from '../stored/stored-images.js';

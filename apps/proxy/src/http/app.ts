@@ -3,7 +3,7 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 // Imported before the adapter exists, so the constant is a plain Response the adapter recognises
 // (made after getRequestListener swaps the global Response, it would be a lightweight one).
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { type Config, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceTagOfPath } from '@imgproxy-cache/shared';
+import { type Config, checkTarget, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceTagOfPath } from '@imgproxy-cache/shared';
 import { type Context, Hono } from 'hono';
 import type { Dispatcher } from 'undici';
 import { CaptureTally } from '../coalescing/capture.js';
@@ -15,7 +15,6 @@ import { type CacheOutcome, type ForwardOptions, forward, sendError } from '../s
 import type { BucketReader } from '../stored/bucket-reader.js';
 import { MemoryTier } from '../stored/memory-tier.js';
 import { StoredImages } from '../stored/stored-images.js';
-import { checkTarget } from './request-target.js';
 
 export interface ProxyDeps {
   config: Config;

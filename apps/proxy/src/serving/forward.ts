@@ -1,6 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { cacheKeyOf, type Logger, notModified, notModifiedHeaders, type ProxyMetrics, rawPathOf, type SourceIndex } from '@imgproxy-cache/shared';
+import {
+  cacheKeyOf,
+  type Decision,
+  decideAtHeaders,
+  type Logger,
+  notModified,
+  notModifiedHeaders,
+  type ProxyMetrics,
+  rawPathOf,
+  requestedFormat,
+  type SourceIndex,
+} from '@imgproxy-cache/shared';
 import { type Dispatcher, errors } from 'undici';
 import type { CaptureTally } from '../coalescing/capture.js';
 import { Flight } from '../coalescing/flight.js';
@@ -8,11 +19,9 @@ import type { EnqueueOutcome, Enqueuer } from '../handoff/enqueue.js';
 import { handOff, single } from '../handoff/hand-off.js';
 import type { RecentKeys } from '../handoff/recent-keys.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../http/headers.js';
-import { requestedFormat } from '../imgproxy/format.js';
 import type { StoredImage } from '../stored/bucket-reader.js';
 import type { MemoryEntry } from '../stored/memory-tier.js';
 import type { StoredImages } from '../stored/stored-images.js';
-import { type Decision, decideAtHeaders } from './cacheability.js';
 
 // One request: from memory or the bucket when they hold the image (read-through), else from imgproxy,
 // streamed to the client byte for byte as it arrives, or from the bucket again when imgproxy fails

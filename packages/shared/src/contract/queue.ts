@@ -1,6 +1,6 @@
 import { type JobsOptions, Queue } from 'bullmq';
-import type { Config } from './config.js';
-import type { Redis } from './redis.js';
+import type { Config } from '../config.js';
+import type { Redis } from '../redis/connect.js';
 import { queuePrefix } from './redis-keys.js';
 
 // The contract between the proxy (which makes the upload jobs) and the uploaders (which run

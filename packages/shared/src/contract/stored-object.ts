@@ -1,6 +1,6 @@
+import type { ObjectInfo } from '../s3/bucket.js';
 import { STORED_HEADERS, type StoredHeader } from './http-cache.js';
 import type { PayloadMeta } from './payload.js';
-import type { ObjectInfo } from './s3/bucket.js';
 
 // How imgproxy's headers travel with a stored object, and come back as a HIT's: Content-Type,
 // Cache-Control and Content-Disposition as the object's own (what the bucket's public URL serves

@@ -1,4 +1,4 @@
-import type { Redis } from './redis.js';
+import type { Redis } from '../redis/connect.js';
 import { BULL_PREFIX } from './redis-keys.js';
 
 // QUEUE_SHARDS: an image's job and bytes go to one of N queues, each with a hash tag of its own,

@@ -1,5 +1,5 @@
-import { sharedStorable } from '@imgproxy-cache/shared';
-import { contentTypeOfFormat, requestedFormat } from '../imgproxy/format.js';
+import { sharedStorable } from './http-cache.js';
+import { contentTypeOfFormat, requestedFormat } from './imgproxy-format.js';
 
 // Whether a response from imgproxy may be stored in the bucket under the MD5 of its path. This is
 // the heart of the contract ("every complete 200 lands; nothing else ever does"); every rule is

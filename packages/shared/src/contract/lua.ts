@@ -1,11 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Redis } from './redis.js';
+import type { Redis } from '../redis/connect.js';
 
 // Our Lua scripts, each in its own file under packages/shared/commands (`<name>-<keys>.lua`, with
 // a header naming every KEYS and ARGV entry, as BullMQ keeps its own). `--- @include "x"` pulls in
 // `commands/includes/x.lua` once. Each script becomes the ioredis command `ic<Name>`.
 
-const DIR = new URL('../commands/', import.meta.url);
+const DIR = new URL('../../commands/', import.meta.url);
 const INCLUDE = /^--- @include "([A-Za-z]+)"$/gm;
 
 export interface Script {

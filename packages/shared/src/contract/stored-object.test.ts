@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ObjectInfo } from './s3/bucket.js';
+import type { ObjectInfo } from '../s3/bucket.js';
 import { objectFieldsOf, objectFieldsOfPayload, servedHeadersOf } from './stored-object.js';
 
 // imgproxy's headers on their way into an object and back out as a HIT's.

@@ -1,4 +1,4 @@
-import { type Config, ConfigError, loadConfig, type Role } from './config.js';
+import { type Config, ConfigError, loadConfig, type Role } from '../config.js';
 import type { Logger } from './logger.js';
 import { StartupError } from './startup.js';
 

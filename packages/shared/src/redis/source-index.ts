@@ -1,6 +1,6 @@
-import { sourceOfPath } from './image-source.js';
-import type { Redis } from './redis.js';
-import { BULL_PREFIX } from './redis-keys.js';
+import { sourceOfPath } from '../contract/image-source.js';
+import { BULL_PREFIX } from '../contract/redis-keys.js';
+import type { Redis } from './connect.js';
 
 // Source → stored keys: a Redis set per source tag, under QUEUE_NAME's hash tag (one slot on a
 // cluster), written by the proxy as it hands an image off and read by purge-by-source. Lost with

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { normalizeFolder } from '../config.js';
 import { cacheKeyOf, objectKeyOf, rawPathOf } from './cache-key.js';
-import { normalizeFolder } from './config.js';
 
 // The seed's Elixir client signs img_path and hashes "/" <> signature <> img_path. The expected
 // values below were computed with openssl and md5sum, not with this code.

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { JOB_STATES, type JobState, type StoreMode, storeMode } from './dedup.js';
-import { defineScripts } from './lua.js';
-import type { Redis } from './redis.js';
-import type { RedisKeys } from './redis-keys.js';
+import { JOB_STATES, type JobState, type StoreMode, storeMode } from '../contract/dedup.js';
+import { defineScripts } from '../contract/lua.js';
+import type { RedisKeys } from '../contract/redis-keys.js';
+import type { Redis } from './connect.js';
 
 // The teed images in Redis, and their accounting. Every change to a payload goes through one of
 // the scripts in packages/shared/commands, so that the backlog counter (the bytes waiting for

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { requestedFormat } from './format.js';
+import { requestedFormat } from './imgproxy-format.js';
 
 describe('requestedFormat', () => {
   it.each([

@@ -1,10 +1,10 @@
 import type { Server } from 'node:http';
 import { Cluster } from 'ioredis';
-import type { BindAddress } from './config.js';
+import type { BindAddress } from '../config.js';
+import type { Redis } from '../redis/connect.js';
+import { evictionProblem } from '../redis/connect.js';
 import type { Logger } from './logger.js';
 import { rateLimited } from './logger.js';
-import type { Redis } from './redis.js';
-import { evictionProblem } from './redis.js';
 
 // What stops a service at start with one line and exit code 2 (runMain): an address in use, a
 // Redis that would lose jobs. Configuration errors (ConfigError) stop it the same way.
