@@ -14,6 +14,7 @@ COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
 COPY packages/shared/package.json packages/shared/
 COPY apps/proxy/package.json apps/proxy/
 COPY apps/uploader/package.json apps/uploader/
+COPY apps/cli/package.json apps/cli/
 COPY test/package.json test/
 RUN npm ci --no-audit --no-fund
 COPY packages packages
@@ -38,6 +39,8 @@ COPY --from=build /app/apps/proxy/package.json apps/proxy/
 COPY --from=build /app/apps/proxy/dist apps/proxy/dist
 COPY --from=build /app/apps/uploader/package.json apps/uploader/
 COPY --from=build /app/apps/uploader/dist apps/uploader/dist
+COPY --from=build /app/apps/cli/package.json apps/cli/
+COPY --from=build /app/apps/cli/dist apps/cli/dist
 COPY scripts/service.mjs scripts/start-all.mjs scripts/in-process.mjs scripts/own-redis.mjs scripts/node-flags.mjs scripts/
 USER node
 EXPOSE 8080 9464 3000

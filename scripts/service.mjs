@@ -9,9 +9,9 @@ const services = {
   uploader: '../apps/uploader/dist/index.js',
   dashboard: '../apps/uploader/dist/dashboard-main.js',
   // one-shot commands
-  purge: '../apps/proxy/dist/purge-main.js',
-  warm: '../apps/proxy/dist/warm-main.js',
-  reindex: '../apps/proxy/dist/reindex-main.js',
+  purge: '../apps/cli/dist/purge.js',
+  warm: '../apps/cli/dist/warm.js',
+  reindex: '../apps/cli/dist/reindex.js',
   // the bucket of a local S3 server (the compose file's s3-init)
   'setup-bucket': '../apps/uploader/dist/setup-bucket-main.js',
   all: './start-all.mjs',

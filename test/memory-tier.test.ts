@@ -1,8 +1,7 @@
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { cacheKeyOf, createLogger } from '@imgproxy-cache/shared';
+import { cacheKeyOf, createLogger, purgeChannel } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { purgeChannel } from '../apps/proxy/src/purge.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { etagOf } from '../apps/proxy/src/stored/memory-tier.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';

@@ -22,7 +22,7 @@ const ENTRY_POINTS = [
   ['apps/proxy/dist/index.js'],
   ['apps/uploader/dist/index.js'],
   ['apps/uploader/dist/dashboard-main.js'],
-  ['apps/proxy/dist/purge-main.js', '0123456789abcdef0123456789abcdef'],
+  ['apps/cli/dist/purge.js', '0123456789abcdef0123456789abcdef'],
   ['apps/uploader/dist/setup-bucket-main.js'],
   ['scripts/start-all.mjs'],
   ['scripts/service.mjs', 'proxy'],

@@ -1,7 +1,6 @@
-import { cacheKeyOf, createLogger, redisKeys, SourceIndex, sourceOfInput } from '@imgproxy-cache/shared';
+import { cacheKeyOf, createLogger, purgeChannel, redisKeys, SourceIndex, sourceOfInput } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { purgeChannel } from '../apps/proxy/src/purge.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';
 import { type Service, spawnService } from './support/service.js';
@@ -36,7 +35,7 @@ const variants = (url: string) => [
 const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
 function purgeCli(s: Stack, args: string[]): Service {
-  const service = spawnService(['apps/proxy/dist/purge-main.js', ...args], {
+  const service = spawnService(['apps/cli/dist/purge.js', ...args], {
     REDIS_URL: s.config.redisUrl,
     QUEUE_NAME: s.config.queue.name,
     S3_BUCKET: s.bucket,
@@ -126,7 +125,7 @@ describe('purge every variant of a source', () => {
     const tag = (sourceOfInput(SOURCES[1]!) as { tag: string }).tag;
     expect((await index.keys(tag)).length).toBe(4);
     await s.redis.del(index.key(tag)); // the index lost, the bucket kept
-    const rebuild = spawnService(['apps/proxy/dist/reindex-main.js'], {
+    const rebuild = spawnService(['apps/cli/dist/reindex.js'], {
       REDIS_URL: s.config.redisUrl,
       QUEUE_NAME: s.config.queue.name,
       S3_BUCKET: s.bucket,

@@ -1,7 +1,6 @@
-import { cacheKeyOf, createLogger, redisKeys } from '@imgproxy-cache/shared';
+import { cacheKeyOf, createLogger, purgeChannel, redisKeys } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { purgeChannel } from '../apps/proxy/src/purge.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import type { CacheOutcome } from '../apps/proxy/src/serving/forward.js';
 import { objectExists, S3RVER_CREDENTIALS } from './support/s3.js';
@@ -37,7 +36,7 @@ async function purgeOver(s: Stack, target: string, token = TOKEN) {
 }
 
 function cli(s: Stack, args: string[]) {
-  return spawnService(['apps/proxy/dist/purge-main.js', ...args], {
+  return spawnService(['apps/cli/dist/purge.js', ...args], {
     REDIS_URL: s.config.redisUrl,
     QUEUE_NAME: s.config.queue.name,
     S3_BUCKET: s.bucket,

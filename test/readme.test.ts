@@ -29,10 +29,10 @@ describe('configuration', () => {
       .filter((f) => !f.endsWith('.test.ts') && f !== 'packages/shared/src/config.ts')
       .sort();
     expect(hits).toEqual([
+      'apps/cli/src/purge.ts',
+      'apps/cli/src/reindex.ts',
+      'apps/cli/src/warm.ts',
       'apps/proxy/src/index.ts',
-      'apps/proxy/src/purge-main.ts',
-      'apps/proxy/src/reindex-main.ts',
-      'apps/proxy/src/warm-main.ts',
       'apps/uploader/src/dashboard-main.ts',
       'apps/uploader/src/index.ts',
       'apps/uploader/src/setup-bucket-main.ts',

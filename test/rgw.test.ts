@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { BucketClient, cacheKeyOf, listKeys, loadConfig, SourceIndex } from '@imgproxy-cache/shared';
+import { BucketClient, cacheKeyOf, listKeys, loadConfig, reindex, SourceIndex } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { reindex } from '../apps/proxy/src/reindex.js';
 import { admin } from './support/admin.js';
 import { freePort } from './support/free-port.js';
 import { createBucket, testS3Client } from './support/s3.js';

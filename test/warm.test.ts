@@ -38,7 +38,7 @@ const warmEnv = (s: Stack) => ({
 });
 
 function warm(s: Stack, args: string[], env: Record<string, string> = {}): Service {
-  const service = spawnService(['apps/proxy/dist/warm-main.js', ...args], { ...warmEnv(s), ...env });
+  const service = spawnService(['apps/cli/dist/warm.js', ...args], { ...warmEnv(s), ...env });
   running.push(service);
   return service;
 }
@@ -92,7 +92,7 @@ describe('npm run warm', () => {
       const s = stack;
       const all = paths('terminal', 6);
       // util-linux's script gives the command a terminal of its own
-      const command = [process.execPath, 'apps/proxy/dist/warm-main.js', listFile(all), '--proxy', s.baseUrl].map((a) => `'${a}'`).join(' ');
+      const command = [process.execPath, 'apps/cli/dist/warm.js', listFile(all), '--proxy', s.baseUrl].map((a) => `'${a}'`).join(' ');
       const run = spawnService([], warmEnv(s), { command: ['script', '-qec', command, '/dev/null'] });
       running.push(run);
       expect(await run.exited(60_000)).toBe(0);

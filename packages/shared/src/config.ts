@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
  * if need be), `npm run purge`, `npm run warm`, and `setup-bucket` (the compose file's bucket for a
  * local S3 server).
  */
-export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge' | 'setup-bucket' | 'warm';
+export type Role = 'proxy' | 'uploader' | 'dashboard' | 'npm start' | 'purge' | 'reindex' | 'setup-bucket' | 'warm';
 export type ChecksumMode = 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -122,7 +122,7 @@ export interface Variable {
 }
 
 const BOTH: readonly Role[] = ['proxy', 'uploader'];
-const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge', 'setup-bucket', 'warm'];
+const S3_ROLES: readonly Role[] = ['proxy', 'uploader', 'purge', 'reindex', 'setup-bucket', 'warm'];
 const ALL: readonly Role[] = ['proxy', 'uploader', 'dashboard', 'purge'];
 
 export const VARIABLES = [
@@ -130,7 +130,7 @@ export const VARIABLES = [
     name: 'S3_BUCKET',
     default: undefined,
     roles: S3_ROLES,
-    required: ['uploader', 'purge', 'setup-bucket', 'warm'],
+    required: ['uploader', 'purge', 'reindex', 'setup-bucket', 'warm'],
     description:
       'Bucket for processed images. The proxy reads it too, when set: it serves stored images when imgproxy is down, and with `CACHE_READ_THROUGH` before asking imgproxy.',
   },
@@ -237,7 +237,7 @@ export const VARIABLES = [
   {
     name: 'REDIS_URL',
     default: 'redis://127.0.0.1:6379',
-    roles: [...ALL, 'npm start'],
+    roles: [...ALL, 'npm start', 'reindex'],
     description:
       'Redis for the upload queue and the teed bytes: `redis://`, `rediss://` (TLS) or `unix:///path/to/redis.sock`. Must run `maxmemory-policy noeviction`: a service refuses to start on any other policy. Unset, `npm start` and the all-in-one image run a Redis of their own (`DATA_DIR`); the separate services use the default.',
   },
@@ -258,7 +258,7 @@ export const VARIABLES = [
   {
     name: 'REDIS_CLUSTER',
     default: 'false',
-    roles: ALL,
+    roles: [...ALL, 'reindex'],
     description:
       '`true`: `REDIS_URL` (and `PAYLOAD_REDIS_URL`) name seed nodes of a Redis Cluster, comma-separated (`redis://a:6379,redis://b:6379`; user, password and `rediss://` from the first). Every key of a queue shares one hash tag, so each script touches one slot; spread the load with `QUEUE_SHARDS`.',
   },
@@ -279,7 +279,7 @@ export const VARIABLES = [
   {
     name: 'QUEUE_NAME',
     default: 'imgproxy-cache-uploads',
-    roles: ALL,
+    roles: [...ALL, 'reindex'],
     description:
       'BullMQ queue name; every Redis key of this tool starts with `bull:{<QUEUE_NAME>}:` (a hash tag: one Redis Cluster slot per queue). Proxy, uploaders and dashboard must agree.',
   },

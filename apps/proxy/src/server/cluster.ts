@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
-import { type AdminServer, type Check, type Config, type Logger, startAdminServer } from '@imgproxy-cache/shared';
+import { type AdminServer, type Check, type Config, type Logger, standalonePurger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
-import { purgeRoutes, standalonePurger } from '../purge.js';
+import { purgeRoutes } from '../admin/purge-routes.js';
 import type { RunningProxy } from './start-proxy.js';
 
 // PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no

@@ -14,6 +14,8 @@ import {
   type Logger,
   listen,
   type ProxyMetrics,
+  Purger,
+  purgeChannel,
   QueueRegistry,
   type Readiness,
   type Redis,
@@ -25,13 +27,13 @@ import {
 } from '@imgproxy-cache/shared';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { Pool } from 'undici';
+import { purgeRoutes } from '../admin/purge-routes.js';
 import { CaptureTally } from '../coalescing/capture.js';
 import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from '../handoff/enqueue.js';
 import type { Inflight } from '../handoff/inflight.js';
 import { RecentKeys } from '../handoff/recent-keys.js';
 import { createApp } from '../http/app.js';
 import { imgproxyHealth } from '../imgproxy/health.js';
-import { Purger, purgeChannel, purgeRoutes } from '../purge.js';
 import type { CacheOutcome } from '../serving/forward.js';
 import { BucketReader } from '../stored/bucket-reader.js';
 import { MemoryTier } from '../stored/memory-tier.js';

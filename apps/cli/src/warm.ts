@@ -1,10 +1,20 @@
 import '@imgproxy-cache/shared/require-node';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BucketClient, type Config, configOrExit, listKeys, runMain, StartupError } from '@imgproxy-cache/shared';
+import {
+  BucketClient,
+  type Config,
+  configOrExit,
+  listKeys,
+  type Outcome,
+  parseWarmLine,
+  runMain,
+  StartupError,
+  type WarmBucket,
+  warm,
+} from '@imgproxy-cache/shared';
 import { SingleBar } from 'cli-progress';
 import { Pool, request } from 'undici';
-import { type Outcome, parseWarmLine, type WarmBucket, warm } from './warm.js';
 
 // `npm run warm -- <file|-> [--proxy URL] [--concurrency N] [--rate N] [--failures FILE]`: renders
 // and stores a list of images through the proxy (warm.ts), with progress. Exit 0 when every path

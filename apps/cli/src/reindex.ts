@@ -1,12 +1,22 @@
 import '@imgproxy-cache/shared/require-node';
-import { BucketClient, configOrExit, connectChecked, createLogger, createWorkerRedis, runMain, SourceIndex, StartupError } from '@imgproxy-cache/shared';
-import { type ReindexProgress, reindex } from './reindex.js';
+import {
+  BucketClient,
+  configOrExit,
+  connectChecked,
+  createLogger,
+  createWorkerRedis,
+  type ReindexProgress,
+  reindex,
+  runMain,
+  SourceIndex,
+  StartupError,
+} from '@imgproxy-cache/shared';
 
 // `npm run reindex`: rebuilds the source index (purge by source) from the bucket, with a progress
 // line every few seconds. Exit 0 when every object was read, 1 when some could not be.
 
 async function main(): Promise<void> {
-  const config = configOrExit(process.env, 'purge');
+  const config = configOrExit(process.env, 'reindex');
   if (process.argv.length > 2) throw new StartupError('usage: npm run reindex (it reads S3_BUCKET, S3_FOLDER and REDIS_URL)');
   const logger = createLogger('reindex', 'warn');
   const redis = createWorkerRedis(config.redisUrl, { cluster: config.redisCluster });
@@ -40,7 +50,7 @@ async function main(): Promise<void> {
   }
 }
 
-runMain('purge', () =>
+runMain('reindex', () =>
   main().catch((error: Error) => {
     if (error instanceof StartupError) throw error;
     console.error(`imgproxy-cache reindex: ${error.message}`);

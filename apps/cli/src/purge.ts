@@ -1,7 +1,18 @@
 import '@imgproxy-cache/shared/require-node';
 import { parseArgs } from 'node:util';
-import { configOrExit, connectChecked, createLogger, runMain, StartupError } from '@imgproxy-cache/shared';
-import { describePurge, describeSourcePurge, found, parsePurgeTarget, parseSource, standalonePurger } from './purge.js';
+import {
+  configOrExit,
+  connectChecked,
+  createLogger,
+  describePurge,
+  describeSourcePurge,
+  found,
+  parsePurgeTarget,
+  parseSource,
+  runMain,
+  StartupError,
+  standalonePurger,
+} from '@imgproxy-cache/shared';
 
 // `npm run purge -- <image path or key> ...`: forgets images everywhere (purge.ts). Prints a line
 // for each: what was removed, or that nothing was stored. `--source <url>` (repeatable) purges

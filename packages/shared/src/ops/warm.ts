@@ -1,5 +1,6 @@
-import { cacheKeyOf, decideAtHeaders, objectKeyOf, rawPathOf } from '@imgproxy-cache/shared';
 import type { Dispatcher } from 'undici';
+import { cacheKeyOf, objectKeyOf, rawPathOf } from '../contract/cache-key.js';
+import { decideAtHeaders } from '../contract/cacheability.js';
 
 // Warming the bucket: each path of a list is requested through the proxy (so signing, coalescing,
 // the dedup rule, the hand-off and the uploaders work as for users), then confirmed in the bucket.

@@ -1,4 +1,6 @@
-import { type BucketClient, listKeys, type SourceIndex } from '@imgproxy-cache/shared';
+import type { SourceIndex } from '../redis/source-index.js';
+import type { BucketClient } from '../s3/bucket.js';
+import { listKeys } from '../s3/list.js';
 
 // Rebuilding the source index from the bucket (`npm run reindex`): for buckets filled before the
 // index existed, or after a Redis was lost. Every object under S3_FOLDER/ is listed, and a HEAD
