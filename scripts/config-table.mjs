@@ -2,7 +2,7 @@
 // Rewrites the configuration table in README.md from packages/shared's VARIABLES (run after
 // `npm run build`); test/readme.test.ts fails when the two disagree.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { configTable } from '../packages/shared/dist/config.js';
+import { configTable } from '../packages/shared/dist/config/index.js';
 
 const readmePath = new URL('../README.md', import.meta.url);
 const readme = readFileSync(readmePath, 'utf8');

@@ -19,6 +19,8 @@ import { OwnRedisError, startOwnRedis } from './own-redis.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const withImgproxy = process.argv.includes('--with-imgproxy');
 const config = configOrExit(process.env, 'npm start');
+// one process for both services, unless asked otherwise or several proxy processes serve
+const inProcess = config.uploaderInProxy ?? config.proxy.workers === 1;
 
 // By default the proxy's admin port is 9464 and the uploader's 9465. A METRICS_BIND set for both
 // would clash: the uploader takes the next port, unless the port is 0 (any) or metrics are off.
@@ -96,7 +98,7 @@ if (!config.redisUrlSet) {
 }
 
 const uploaderEnv = env.METRICS_BIND ? { ...env, METRICS_BIND: uploaderMetricsBind(env.METRICS_BIND) } : env;
-const services = config.uploaderInProxy
+const services = inProcess
   ? {}
   : {
       proxy: { command: process.execPath, args: [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env },
@@ -118,7 +120,7 @@ for (const [name, { command, args, env: childEnv }] of Object.entries(services))
   });
   child.on('exit', (code, signal) => onExit(name, code, signal));
 }
-if (config.uploaderInProxy) {
+if (inProcess) {
   // UPLOADER_IN_PROXY: both services in this process, which then runs with the services' flags
   const { startInProcess } = await import('./in-process.mjs');
   const unit = startInProcess(env, uploaderEnv);

@@ -36,7 +36,7 @@ describe('the shard watchdog (UPLOAD_STUCK_MS)', () => {
         done();
       },
     });
-    const config = { ...s.config, redisUrl: tap.url, uploader: { ...s.config.uploader, stuckMs: 1_500 } };
+    const config = { ...s.uploaderConfig, redisUrl: tap.url, uploader: { ...s.uploaderConfig.uploader, stuckMs: 1_500 } };
     uploader = await startUploader({
       config,
       store: new S3ObjectStore(new BucketClient(config.s3, { credentials: async () => S3RVER_CREDENTIALS }), config.s3.folder),

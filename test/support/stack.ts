@@ -4,15 +4,16 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import {
   BULL_PREFIX,
   BucketClient,
-  type Config,
   cacheKeyOf,
   createLogger,
   dataNodes,
   loadConfig,
   objectKeyOf,
+  type ProxyConfig,
   queuePrefix,
   type Redis,
   shardQueueNames,
+  type UploaderConfig,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
 import { Queue } from 'bullmq';
@@ -33,13 +34,15 @@ import { waitFor } from './wait.js';
 // shared test Redis (own queue name) and s3rver (own bucket) behind a recording tap.
 
 export interface Stack {
-  config: Config;
+  config: ProxyConfig;
+  /** the uploaders' configuration, from the same environment */
+  uploaderConfig: UploaderConfig;
   stub: ImgproxyStub;
   tap: S3Tap;
   proxy: RunningProxy;
   uploader: RunningUploader | undefined;
   /** starts the stack's uploader (for stacks started with noUploader, or after stopping it), its settings overridden */
-  startUploader(overrides?: Partial<Config['uploader']>): Promise<RunningUploader>;
+  startUploader(overrides?: Partial<UploaderConfig['uploader']>): Promise<RunningUploader>;
   s3: S3Client;
   /** the test's own connection to the stack's Redis (a Cluster connection with `cluster`) */
   redis: Redis;
@@ -139,7 +142,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     enqueuerOptions: options.enqueuerOptions,
     s3Credentials: target.credentials,
   });
-  const newUploader = (overrides: Partial<Config['uploader']> = {}) =>
+  const newUploader = (overrides: Partial<UploaderConfig['uploader']> = {}) =>
     startUploader({
       config: { ...uploaderConfig, uploader: { ...uploaderConfig.uploader, ...overrides } },
       store: new S3ObjectStore(new BucketClient(uploaderConfig.s3, { credentials: async () => target.credentials }), uploaderConfig.s3.folder),
@@ -163,6 +166,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   const stack: Stack = {
     config: proxyConfig,
+    uploaderConfig,
     stub,
     tap,
     proxy,

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const sourceInputs = values.source ?? [];
   if (inputs.length === 0 && sourceInputs.length === 0) throw new StartupError(USAGE);
   const targets = inputs.map(parsePurgeTarget);
-  const sources = sourceInputs.map((s) => parseSource(s, config.proxy.baseUrl));
+  const sources = sourceInputs.map((s) => parseSource(s, config.imgproxyBaseUrl));
   const problems = [...targets, ...sources].flatMap((t) => ('problem' in t ? [t.problem] : []));
   if (problems.length > 0) throw new StartupError(problems.join('\n'));
 

@@ -3,7 +3,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   BucketClient,
-  type Config,
   configOrExit,
   listKeys,
   type Outcome,
@@ -11,6 +10,7 @@ import {
   runMain,
   StartupError,
   type WarmBucket,
+  type WarmConfig,
   warm,
 } from '@imgproxy-cache/shared';
 import { SingleBar } from 'cli-progress';
@@ -62,7 +62,7 @@ function readList(file: string): string[] {
 }
 
 /** The bucket through the uploaders' own client: a HEAD per object, or a listing of the folder. */
-function bucketOf(config: Config): { bucket: WarmBucket; close(): Promise<void> } {
+function bucketOf(config: WarmConfig): { bucket: WarmBucket; close(): Promise<void> } {
   const client = new BucketClient(config.s3, { sockets: 16 });
   const bucket: WarmBucket = {
     async exists(key) {
@@ -97,7 +97,7 @@ function skippedCounter(metricsUrl: string | undefined): (() => Promise<number |
   };
 }
 
-const hostOf = (bind: Config['proxy']['bind']) => (bind.host === undefined || bind.host === '0.0.0.0' || bind.host === '::' ? '127.0.0.1' : bind.host);
+const hostOf = (bind: WarmConfig['proxy']['bind']) => (bind.host === undefined || bind.host === '0.0.0.0' || bind.host === '::' ? '127.0.0.1' : bind.host);
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'warm');

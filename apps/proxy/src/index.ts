@@ -1,6 +1,6 @@
 import '@imgproxy-cache/shared/require-node';
 import cluster from 'node:cluster';
-import { type Config, configOrExit, createLogger, exitOnSignal, type Logger, runMain, tuneGarbageCollection } from '@imgproxy-cache/shared';
+import { configOrExit, createLogger, exitOnSignal, type Logger, type ProxyConfig, runMain, tuneGarbageCollection } from '@imgproxy-cache/shared';
 import { imgproxyReady, serveProxy } from './main.js';
 import { serveAsWorker, supervise } from './server/cluster.js';
 import { startProxy } from './server/start-proxy.js';
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
 }
 
 /** One of PROXY_WORKERS: serves on the shared port; the primary serves METRICS_BIND for all. */
-async function worker(config: Config, logger: Logger): Promise<void> {
+async function worker(config: ProxyConfig, logger: Logger): Promise<void> {
   const proxy = await startProxy({ ...config, metricsBind: undefined }, logger);
   let stopping = false;
   const stop = () => {

@@ -2,7 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
-import type { Config, UploadJobData } from '@imgproxy-cache/shared';
+import type { DashboardConfig, UploadJobData } from '@imgproxy-cache/shared';
 import type { Queue } from 'bullmq';
 import { Hono } from 'hono';
 import { basicAuth } from 'hono/basic-auth';
@@ -18,7 +18,7 @@ export interface Dashboard {
   show(queues: readonly Queue<UploadJobData>[]): void;
 }
 
-export function createDashboard(config: Config, queues: readonly Queue<UploadJobData>[]): Dashboard {
+export function createDashboard(config: DashboardConfig, queues: readonly Queue<UploadJobData>[]): Dashboard {
   const adapterOf = (queue: Queue<UploadJobData>) => {
     const adapter = new BullMQAdapter(queue, { description: `Uploads to S3 bucket ${config.s3.bucket || '(see uploaders)'}` });
     // The list shows what an operator looks for: the path and the key.

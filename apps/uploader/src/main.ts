@@ -1,4 +1,4 @@
-import { BucketClient, type Config, type Logger, StartupError } from '@imgproxy-cache/shared';
+import { BucketClient, type Logger, StartupError, type UploaderConfig } from '@imgproxy-cache/shared';
 import { lowerPriority } from './priority.js';
 import { S3ObjectStore } from './s3-store.js';
 import { type RunningUploader, startUploader } from './uploader.js';
@@ -22,7 +22,7 @@ export interface UploaderServiceOptions {
   ownProcess: boolean;
 }
 
-export async function startUploaderService(config: Config, logger: Logger, options: UploaderServiceOptions): Promise<UploaderService | undefined> {
+export async function startUploaderService(config: UploaderConfig, logger: Logger, options: UploaderServiceOptions): Promise<UploaderService | undefined> {
   if (options.ownProcess && config.uploader.nice > 0) {
     const { failed } = lowerPriority(config.uploader.nice);
     if (failed.length > 0) logger.warn({ nice: config.uploader.nice, failed }, 'Could not lower the CPU priority of some threads (UPLOAD_NICE)');

@@ -1,5 +1,4 @@
 import {
-  type Config,
   createUploadQueue,
   JobStates,
   type Logger,
@@ -9,6 +8,7 @@ import {
   rateLimited,
   rateLimitedBy,
   redisKeys,
+  type UploaderConfig,
   type UploaderMetrics,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
@@ -22,7 +22,7 @@ import type { WatchedWorker } from './shard-watchdog.js';
 
 export interface QueueWorkerOptions {
   name: string;
-  config: Config;
+  config: UploaderConfig;
   /** the queue's Redis, and the payloads' (the same one unless PAYLOAD_REDIS_URL) */
   connection: Redis;
   payloadRedis: Redis;
@@ -73,7 +73,7 @@ export function startQueueWorker(options: QueueWorkerOptions): QueueWorker {
             await payloads.drop(id);
           },
     conditionalWrites: config.s3.conditionalWrites,
-    baseUrl: config.proxy.baseUrl,
+    baseUrl: config.imgproxyBaseUrl,
     logger,
     written: (size) => metrics.uploadBytes.inc(size),
     async throttle(error) {

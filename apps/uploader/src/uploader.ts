@@ -1,7 +1,6 @@
 import {
   type AdminServer,
   type Check,
-  type Config,
   connectChecked,
   createRegistry,
   createUploaderMetrics,
@@ -13,6 +12,7 @@ import {
   redisCheck,
   shardQueueNames,
   startAdminServer,
+  type UploaderConfig,
   type UploaderMetrics,
   type UploadJobData,
 } from '@imgproxy-cache/shared';
@@ -41,7 +41,7 @@ export interface RunningUploader {
 }
 
 export interface UploaderOptions {
-  config: Config;
+  config: UploaderConfig;
   store: ObjectStore;
   logger: Logger;
   onResult?: (result: UploadResult | 'failed', job: UploadJobData) => void;

@@ -1,4 +1,4 @@
-export * from './config.js';
+export * from './config/index.js';
 export * from './contract/cache-key.js';
 export * from './contract/cacheability.js';
 export * from './contract/dedup.js';

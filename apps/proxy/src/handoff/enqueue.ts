@@ -1,5 +1,4 @@
 import {
-  type Config,
   createUploadQueue,
   type DedupOutcome,
   dedup,
@@ -7,6 +6,7 @@ import {
   JobStates,
   type Logger,
   PayloadStore,
+  type ProxyConfig,
   type Redis,
   rateLimited,
   redisKeys,
@@ -129,7 +129,7 @@ export class RedisEnqueuer implements Enqueuer {
   constructor(
     private readonly redis: Redis,
     private readonly payloadRedis: Redis,
-    private readonly config: Config,
+    private readonly config: ProxyConfig,
     private readonly logger: Logger,
     options: EnqueuerOptions = {},
   ) {

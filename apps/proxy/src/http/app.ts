@@ -3,7 +3,7 @@ import { getRequestListener, type HttpBindings } from '@hono/node-server';
 // Imported before the adapter exists, so the constant is a plain Response the adapter recognises
 // (made after getRequestListener swaps the global Response, it would be a lightweight one).
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
-import { type Config, checkTarget, type Logger, type ProxyMetrics, rawPathOf, type SourceIndex, sourceTagOfPath } from '@imgproxy-cache/shared';
+import { checkTarget, type Logger, type ProxyConfig, type ProxyMetrics, rawPathOf, type SourceIndex, sourceTagOfPath } from '@imgproxy-cache/shared';
 import { type Context, Hono } from 'hono';
 import type { Dispatcher } from 'undici';
 import { CaptureTally } from '../coalescing/capture.js';
@@ -17,7 +17,7 @@ import { MemoryTier } from '../stored/memory-tier.js';
 import { StoredImages } from '../stored/stored-images.js';
 
 export interface ProxyDeps {
-  config: Config;
+  config: ProxyConfig;
   upstream: Dispatcher;
   enqueuer: Enqueuer;
   logger: Logger;
@@ -78,7 +78,8 @@ export function createApp(deps: ProxyDeps): ProxyApp {
     negotiation: { seen: false },
     sources: deps.sources,
   };
-  const { tagHeader, baseUrl } = config.proxy;
+  const { tagHeader } = config.proxy;
+  const baseUrl = config.imgproxyBaseUrl;
 
   const proxy = (req: IncomingMessage, res: ServerResponse): void => {
     forward(req, res, options).catch((error: Error) => {

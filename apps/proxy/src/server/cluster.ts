@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { type AdminServer, type Check, type Config, type Logger, standalonePurger, startAdminServer } from '@imgproxy-cache/shared';
+import { type AdminServer, type Check, type Logger, type ProxyConfig, standalonePurger, startAdminServer } from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
 import { purgeRoutes } from '../admin/purge-routes.js';
 import type { RunningProxy } from './start-proxy.js';
@@ -22,7 +22,7 @@ interface ReadyzMessage {
 }
 
 /** Runs in the primary until SIGTERM/SIGINT; resolves the exit code. */
-export function supervise(config: Config, logger: Logger): Promise<number> {
+export function supervise(config: ProxyConfig, logger: Logger): Promise<number> {
   const count = config.proxy.workers;
   const live = new Map<number, Worker>(); // by worker id
   const listening = new Set<number>();
@@ -125,7 +125,7 @@ export function supervise(config: Config, logger: Logger): Promise<number> {
       purging ??= standalonePurger(config);
       return purging.purger;
     };
-    const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger, config.proxy.baseUrl) : undefined;
+    const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger, config.imgproxyBaseUrl) : undefined;
     closers.push(async () => purging?.close());
     void startAdminServer(
       config.metricsBind,

@@ -4,7 +4,6 @@ import type { AddressInfo } from 'node:net';
 import {
   type AdminServer,
   BucketClient,
-  type Config,
   countAsHeld,
   createProducerRedis,
   createProxyMetrics,
@@ -13,6 +12,7 @@ import {
   draining,
   type Logger,
   listen,
+  type ProxyConfig,
   type ProxyMetrics,
   Purger,
   purgeChannel,
@@ -83,7 +83,7 @@ function readyWithin(redis: Redis, ms: number): Promise<void> {
 }
 
 /** Builds the proxy from its configuration and listens on IMGPROXY_BIND (port 0 picks a free one). */
-export async function startProxy(config: Config, logger: Logger, options: StartOptions = {}): Promise<RunningProxy> {
+export async function startProxy(config: ProxyConfig, logger: Logger, options: StartOptions = {}): Promise<RunningProxy> {
   const upstream = new Pool(config.proxy.imgproxyUrl.origin, {
     connections: 128,
     keepAliveTimeout: 4_000,
@@ -141,7 +141,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
     refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, refuse);
     if (payloadRedis !== redis) refuseEvictingRedis({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' }, refuse);
     const redisEnqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger, options.enqueuerOptions);
-    sources = new SourceIndex(redis, config.queue.name, config.proxy.baseUrl);
+    sources = new SourceIndex(redis, config.queue.name, config.imgproxyBaseUrl);
     enqueuer = redisEnqueuer;
     closeEnqueuer = () => redisEnqueuer.close();
     // Uploaders find the queues to work in the registry, those of an earlier QUEUE_SHARDS too.
@@ -209,7 +209,7 @@ export async function startProxy(config: Config, logger: Logger, options: StartO
         ? purgeRoutes(
             config.proxy.adminToken,
             () => (purger ??= new Purger(config, connections!.redis, connections!.payloadRedis, bucketClient)),
-            config.proxy.baseUrl,
+            config.imgproxyBaseUrl,
           )
         : undefined;
     admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness, 'METRICS_BIND', purge) : undefined;

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { normalizeFolder } from '../config.js';
+import { normalizeFolder } from '../config/index.js';
 import { cacheKeyOf, objectKeyOf, rawPathOf } from './cache-key.js';
 
 // The seed's Elixir client signs img_path and hashes "/" <> signature <> img_path. The expected

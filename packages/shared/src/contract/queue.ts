@@ -1,5 +1,5 @@
 import { type JobsOptions, Queue } from 'bullmq';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import type { Redis } from '../redis/connect.js';
 import { queuePrefix } from './redis-keys.js';
 

@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import type { Config } from '../config.js';
+import type { PurgeConfig } from '../config/index.js';
 import { cacheKeyOf, objectKeyOf } from '../contract/cache-key.js';
 import { sourceOfInput } from '../contract/image-source.js';
 import { createUploadQueue, type UploadJobData } from '../contract/queue.js';
@@ -83,7 +83,7 @@ export class Purger {
   private readonly queues = new Map<string, Queue<UploadJobData>>();
 
   constructor(
-    private readonly config: Config,
+    private readonly config: PurgeConfig,
     private readonly redis: Redis,
     private readonly payloadRedis: Redis,
     private readonly bucket: BucketClient,
@@ -150,7 +150,10 @@ export class Purger {
 }
 
 /** A purger with connections of its own (the CLI, a PROXY_WORKERS primary), and how to close them. */
-export function standalonePurger(config: Config, onError: (error: Error) => void = () => undefined): { purger: Purger; redis: Redis; close(): Promise<void> } {
+export function standalonePurger(
+  config: PurgeConfig,
+  onError: (error: Error) => void = () => undefined,
+): { purger: Purger; redis: Redis; close(): Promise<void> } {
   const cluster = config.redisCluster;
   const redis = createWorkerRedis(config.redisUrl, { cluster, onError });
   const payloadRedis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { cluster, onError }) : redis;

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { BindAddress } from '../config.js';
+import type { BindAddress } from '../config/index.js';
 import { draining } from './draining.js';
 import { listen } from './startup.js';
 

@@ -1,4 +1,4 @@
-import { type Config, ConfigError, loadConfig, type Role } from '../config.js';
+import { ConfigError, loadConfig, type Role, type RoleConfigs } from '../config/index.js';
 import type { Logger } from './logger.js';
 import { StartupError } from './startup.js';
 
@@ -6,7 +6,7 @@ import { StartupError } from './startup.js';
 // stop cleanly, once, on SIGTERM or SIGINT.
 
 /** The configuration for `role`, or exit 2 listing every bad variable. */
-export function configOrExit(env: Readonly<Record<string, string | undefined>>, role: Role): Config {
+export function configOrExit<R extends Role>(env: Readonly<Record<string, string | undefined>>, role: R): RoleConfigs[R] {
   try {
     return loadConfig(env, role);
   } catch (error) {

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { Cluster } from 'ioredis';
-import type { BindAddress } from '../config.js';
+import type { BindAddress } from '../config/index.js';
 import type { Redis } from '../redis/connect.js';
 import { evictionProblem } from '../redis/connect.js';
 import type { Logger } from './logger.js';

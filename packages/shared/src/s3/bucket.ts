@@ -8,7 +8,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 import { acquireS3Client, releaseS3Client, type S3ClientOptions, withSignal } from './client.js';
 import { operationError, S3OperationError, type Whereabouts } from './errors.js';
 

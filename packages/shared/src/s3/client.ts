@@ -4,7 +4,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsCredentialIdentityProvider, HttpHandlerOptions } from '@smithy/types';
-import type { Config } from '../config.js';
+import type { Config } from '../config/index.js';
 
 // The process's S3Client (@aws-sdk/client-s3), configured once for cost: the middleware cache (so
 // no per-call options, which would turn it off), keep-alive sockets sized to the work, checksums

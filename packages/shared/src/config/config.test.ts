@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseBind, type Role, retryWindowMs, VARIABLES } from './config.js';
+import { ConfigError, loadConfig, parseBind, type Role, retryWindowMs, VARIABLES } from './index.js';
 
 const problemsOf = (env: Record<string, string>, role: Role = 'proxy'): string[] => {
   try {
@@ -22,9 +22,10 @@ describe('loadConfig', () => {
       forcePathStyle: true,
       checksumMode: 'WHEN_REQUIRED',
     });
-    expect(config.proxy.bind).toEqual({ host: undefined, port: 8080 });
-    expect(config.proxy.imgproxyUrl.href).toBe('http://127.0.0.1:8081/');
-    expect(config.proxy.healthCheckTimeoutSec).toBe(30);
+    const { proxy } = loadConfig({}, 'proxy');
+    expect(proxy.bind).toEqual({ host: undefined, port: 8080 });
+    expect(proxy.imgproxyUrl.href).toBe('http://127.0.0.1:8081/');
+    expect(proxy.healthCheckTimeoutSec).toBe(30);
     expect(config.redisUrl).toBe('redis://127.0.0.1:6379');
   });
 
