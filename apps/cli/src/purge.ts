@@ -2,7 +2,6 @@ import '@imgproxy-cache/shared/require-node';
 import { parseArgs } from 'node:util';
 import {
   configOrExit,
-  connectChecked,
   createLogger,
   describePurge,
   describeSourcePurge,
@@ -43,7 +42,7 @@ async function main(): Promise<void> {
   const logger = createLogger('purge', 'warn');
   const { purger, redis, close } = standalonePurger(config);
   try {
-    await connectChecked([{ client: redis, holds: 'queue', variable: 'REDIS_URL' }], logger, AbortSignal.timeout(10_000)).catch((error: Error) => {
+    await redis.ready(logger, AbortSignal.timeout(10_000)).catch((error: Error) => {
       throw error.name === 'TimeoutError' || error.name === 'AbortError' ? new Error(`Redis (REDIS_URL) did not answer within 10 s`) : error;
     });
     let missing = 0;

@@ -1,10 +1,10 @@
 import '@imgproxy-cache/shared/require-node';
+import { parseArgs } from 'node:util';
 import {
   BucketClient,
   configOrExit,
-  connectChecked,
+  connectForRole,
   createLogger,
-  createWorkerRedis,
   type ReindexProgress,
   reindex,
   runMain,
@@ -17,12 +17,16 @@ import {
 
 async function main(): Promise<void> {
   const config = configOrExit(process.env, 'reindex');
-  if (process.argv.length > 2) throw new StartupError('usage: npm run reindex (it reads S3_BUCKET, S3_FOLDER and REDIS_URL)');
+  try {
+    parseArgs({ args: process.argv.slice(2), options: {}, strict: true });
+  } catch {
+    throw new StartupError('usage: npm run reindex (it reads S3_BUCKET, S3_FOLDER and REDIS_URL)');
+  }
   const logger = createLogger('reindex', 'warn');
-  const redis = createWorkerRedis(config.redisUrl, { cluster: config.redisCluster });
+  const redis = connectForRole(config, 'reindex', () => undefined);
   const bucket = new BucketClient(config.s3, { sockets: 16 });
   try {
-    await connectChecked([{ client: redis, holds: 'queue', variable: 'REDIS_URL' }], logger, AbortSignal.timeout(10_000)).catch((error: Error) => {
+    await redis.ready(logger, AbortSignal.timeout(10_000)).catch((error: Error) => {
       throw error.name === 'TimeoutError' || error.name === 'AbortError' ? new StartupError('Redis (REDIS_URL) did not answer within 10 s') : error;
     });
     const started = Date.now();
@@ -34,7 +38,7 @@ async function main(): Promise<void> {
       const result = await reindex({
         bucket,
         folder: config.s3.folder,
-        index: new SourceIndex(redis, config.queue.name),
+        index: new SourceIndex(redis.redis, config.queue.name),
         concurrency: 16,
         onProgress: (p) => (last = p),
       });

@@ -4,15 +4,14 @@ import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import {
   configOrExit,
+  connectForRole,
   createLogger,
   createUploadQueue,
-  createWorkerRedis,
   draining,
   exitOnSignal,
   listen,
   QueueRegistry,
   rateLimited,
-  refuseEvictingRedis,
   runMain,
   shardQueueNames,
   type UploadJobData,
@@ -26,11 +25,11 @@ async function main(): Promise<void> {
   const config = configOrExit(process.env, 'dashboard');
   const logger = createLogger('dashboard', config.logLevel);
   const logRedisError = rateLimited(10_000);
-  const redis = createWorkerRedis(config.redisUrl, {
-    cluster: config.redisCluster,
-    onError: (error) => logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error')),
-  });
-  refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, (problem) => {
+  const connections = connectForRole(config, 'dashboard', (error) =>
+    logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error')),
+  );
+  const { redis } = connections;
+  connections.refuseEvicting((problem) => {
     logger.fatal(problem);
     process.exit(2);
   });

@@ -1,15 +1,12 @@
 import {
   type AdminServer,
   type Check,
-  connectChecked,
+  connectForRole,
   createRegistry,
   createUploaderMetrics,
-  createWorkerRedis,
   type Logger,
   QueueRegistry,
-  type Redis,
   rateLimited,
-  redisCheck,
   shardQueueNames,
   startAdminServer,
   type UploaderConfig,
@@ -69,29 +66,9 @@ export async function startUploader({
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; uploads resume when it is back'));
-  const cluster = config.redisCluster;
-  const connection: Redis = createWorkerRedis(config.redisUrl, { onError, cluster });
-  const payloadRedis: Redis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { onError, cluster }) : connection;
-  const connections = [...new Set([connection, payloadRedis])];
-  const checked = [{ client: connection, variable: 'REDIS_URL' }];
-  if (payloadRedis !== connection) checked.push({ client: payloadRedis, variable: 'PAYLOAD_REDIS_URL' });
-  try {
-    await connectChecked(
-      [
-        { client: connection, holds: 'queue', variable: 'REDIS_URL' },
-        {
-          client: payloadRedis,
-          holds: payloadRedis === connection ? 'queue' : 'payloads',
-          variable: config.payloadRedisUrl ? 'PAYLOAD_REDIS_URL' : 'REDIS_URL',
-        },
-      ],
-      logger,
-      signal,
-    );
-  } catch (error) {
-    for (const c of connections) c.disconnect();
-    throw error;
-  }
+  const redis = connectForRole(config, 'uploader', onError);
+  const { redis: connection, payloadRedis } = redis;
+  await redis.ready(logger, signal);
 
   const queues = new Map<string, QueueWorker>();
   const all = () => [...queues.values()];
@@ -176,14 +153,14 @@ export async function startUploader({
   // Ready when Redis and S3 answer, and every shard worker takes its jobs.
   const admin = config.metricsBind
     ? await startAdminServer(config.metricsBind, metrics.registry, async () => ({
-        redis: redisCheck(checked),
+        redis: redis.check(),
         s3: await s3Check(store, Math.min(config.s3.requestTimeoutMs, 3_000)),
         shards: watchdog.stuckWorkers.length === 0,
       })).catch(async (error: Error) => {
         clearInterval(poll);
         watchdog.stop();
         await Promise.all(all().map((q) => q.close(true).catch(() => undefined)));
-        for (const c of connections) c.disconnect();
+        redis.disconnect();
         throw error;
       })
     : undefined;
@@ -222,7 +199,7 @@ export async function startUploader({
         closing.catch(() => undefined);
       }
       await admin?.close();
-      for (const c of connections) c.disconnect();
+      redis.disconnect();
     },
   };
 }

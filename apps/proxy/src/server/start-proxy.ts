@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import {
   type AdminServer,
   BucketClient,
+  connectForRole,
   countAsHeld,
-  createProducerRedis,
   createProxyMetrics,
   createRegistry,
   createSubscriberRedis,
@@ -19,9 +19,8 @@ import {
   QueueRegistry,
   type Readiness,
   type Redis,
+  type RoleRedis,
   rateLimited,
-  redisCheck,
-  refuseEvictingRedis,
   SourceIndex,
   startAdminServer,
 } from '@imgproxy-cache/shared';
@@ -89,10 +88,8 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
     keepAliveTimeout: 4_000,
     pipelining: 1,
   });
-  const redisClients: Redis[] = [];
-  const redisChecked: { client: Redis; variable: string }[] = [];
+  let connections: RoleRedis | undefined;
   let closeEnqueuer: () => Promise<void> = async () => {};
-  let connections: { redis: Redis; payloadRedis: Redis } | undefined;
   let subscriber: Redis | undefined;
   let purger: Purger | undefined;
   let sources: SourceIndex | undefined;
@@ -116,15 +113,10 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
       logRedisError((suppressed) =>
         logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back'),
       );
-    const cluster = config.redisCluster;
-    const redis = createProducerRedis(config.redisUrl, { onError, cluster });
-    const payloadRedis = config.payloadRedisUrl ? createProducerRedis(config.payloadRedisUrl, { onError, cluster }) : redis;
-    redisClients.push(...new Set([redis, payloadRedis]));
-    redisChecked.push({ client: redis, variable: 'REDIS_URL' });
-    if (payloadRedis !== redis) redisChecked.push({ client: payloadRedis, variable: 'PAYLOAD_REDIS_URL' });
-    connections = { redis, payloadRedis };
-    // Purged images are forgotten by every proxy (purge.ts announces them).
-    subscriber = createSubscriberRedis(config.redisUrl, { onError, cluster });
+    connections = connectForRole(config, 'proxy', onError);
+    const { redis, payloadRedis } = connections;
+    // Purged images are forgotten by every proxy (the Purger announces them).
+    subscriber = createSubscriberRedis(config.redisUrl, { onError, cluster: config.redisCluster });
     subscriber.on('message', (_channel: string, key: string) => {
       recent.forget(key);
       memory.purge(key);
@@ -138,8 +130,7 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
         logger.fatal(problem);
         process.exit(2);
       });
-    refuseEvictingRedis({ client: redis, holds: 'queue', variable: 'REDIS_URL' }, refuse);
-    if (payloadRedis !== redis) refuseEvictingRedis({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' }, refuse);
+    connections.refuseEvicting(refuse);
     const redisEnqueuer = new RedisEnqueuer(redis, payloadRedis, config, logger, options.enqueuerOptions);
     sources = new SourceIndex(redis, config.queue.name, config.imgproxyBaseUrl);
     enqueuer = redisEnqueuer;
@@ -152,7 +143,7 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
     registering.unref();
     // Give Redis a moment so that the first images are cached, but never hold the proxy back:
     // while Redis is away, images are served and not cached.
-    await Promise.all(redisClients.map((r) => readyWithin(r, 2_000)));
+    await Promise.all(connections.targets.map((t) => readyWithin(t.client, 2_000)));
   }
   const onOutcome = (outcome: CacheOutcome, path: string) => {
     metrics.cacheDecisions.inc({ outcome });
@@ -184,7 +175,7 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
     subscriber?.disconnect();
     await purger?.close();
     bucketClient?.close();
-    for (const r of redisClients) r.disconnect();
+    connections?.disconnect();
     await upstream.close();
   };
   try {
@@ -200,7 +191,7 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
   const readiness = async () => ({
     serving: !drain.stopping,
     imgproxy: await imgproxyHealth(upstream, config.proxy.imgproxyBasePath, 1_000),
-    redis: options.enqueuer !== undefined || redisCheck(redisChecked),
+    redis: connections?.check() ?? true,
   });
   let admin: AdminServer | undefined;
   try {

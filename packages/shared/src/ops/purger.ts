@@ -6,7 +6,8 @@ import { createUploadQueue, type UploadJobData } from '../contract/queue.js';
 import { BULL_PREFIX, redisKeys } from '../contract/redis-keys.js';
 import { checkTarget } from '../contract/request-target.js';
 import { QueueRegistry, shardQueueNames } from '../contract/shards.js';
-import { createWorkerRedis, type Redis } from '../redis/connect.js';
+import type { Redis } from '../redis/connect.js';
+import { connectForRole, type RoleRedis } from '../redis/for-role.js';
 import { JobStates, PayloadStore } from '../redis/payload-store.js';
 import { SourceIndex } from '../redis/source-index.js';
 import { BucketClient } from '../s3/bucket.js';
@@ -153,18 +154,16 @@ export class Purger {
 export function standalonePurger(
   config: PurgeConfig,
   onError: (error: Error) => void = () => undefined,
-): { purger: Purger; redis: Redis; close(): Promise<void> } {
-  const cluster = config.redisCluster;
-  const redis = createWorkerRedis(config.redisUrl, { cluster, onError });
-  const payloadRedis = config.payloadRedisUrl ? createWorkerRedis(config.payloadRedisUrl, { cluster, onError }) : redis;
+): { purger: Purger; redis: RoleRedis; close(): Promise<void> } {
+  const redis = connectForRole(config, 'purge', onError);
   const bucket = new BucketClient(config.s3, { sockets: 2 });
-  const purger = new Purger(config, redis, payloadRedis, bucket);
+  const purger = new Purger(config, redis.redis, redis.payloadRedis, bucket);
   return {
     purger,
     redis,
     async close() {
       await purger.close();
-      for (const r of new Set([redis, payloadRedis])) r.disconnect();
+      redis.disconnect();
       bucket.close();
     },
   };

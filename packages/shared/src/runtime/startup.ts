@@ -1,10 +1,5 @@
 import type { Server } from 'node:http';
-import { Cluster } from 'ioredis';
 import type { BindAddress } from '../config/index.js';
-import type { Redis } from '../redis/connect.js';
-import { evictionProblem } from '../redis/connect.js';
-import type { Logger } from './logger.js';
-import { rateLimited } from './logger.js';
 
 // What stops a service at start with one line and exit code 2 (runMain): an address in use, a
 // Redis that would lose jobs. Configuration errors (ConfigError) stop it the same way.
@@ -29,63 +24,5 @@ export function listen(server: Server, bind: BindAddress, variable: string): Pro
       server.off('error', onError);
       resolve();
     });
-  });
-}
-
-export interface CheckedRedis {
-  client: Redis;
-  holds: 'queue' | 'payloads';
-  /** the variable that names it, for messages */
-  variable: string;
-}
-
-/**
- * Waits until every Redis answers (saying so at most every 10 s), then refuses one whose eviction
- * policy would lose what it holds. `signal` ends the wait (a SIGTERM before Redis ever came).
- */
-export async function connectChecked(targets: readonly CheckedRedis[], logger: Logger, signal?: AbortSignal): Promise<void> {
-  const logWait = rateLimited(10_000);
-  const started = Date.now();
-  for (const { client, variable } of targets) {
-    while (client.status !== 'ready') {
-      signal?.throwIfAborted();
-      // a connection still being made is not worth a line
-      if (Date.now() - started >= 1_000) logWait(() => logger.warn({ redis: redisAddress(client) }, `Waiting for Redis (${variable}) to answer`));
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          client.off('ready', done);
-          signal?.removeEventListener('abort', done);
-          resolve();
-        };
-        const timer = setTimeout(done, 1_000);
-        client.once('ready', done);
-        signal?.addEventListener('abort', done, { once: true });
-      });
-    }
-  }
-  for (const { client, holds, variable } of new Map(targets.map((t) => [t.client, t])).values()) {
-    const problem = await evictionProblem(client, holds, variable);
-    if (problem) throw new StartupError(problem);
-  }
-}
-
-/** host:port of a connection (a cluster's seed nodes), never its password. */
-function redisAddress(client: Redis): string {
-  if (client instanceof Cluster) return 'the Redis Cluster';
-  const { host, port, path } = client.options;
-  return path ?? `${host}:${port}`;
-}
-
-/**
- * For services that run without Redis and connect whenever it comes: the first time `client`
- * answers, its eviction policy is checked, and `refuse` is called with the problem if there is one.
- */
-export function refuseEvictingRedis({ client, holds, variable }: CheckedRedis, refuse: (problem: string) => void): void {
-  client.once('ready', () => {
-    evictionProblem(client, holds, variable).then(
-      (problem) => problem && refuse(problem),
-      () => undefined, // not answering after all: whatever uses it reports that
-    );
   });
 }
