@@ -1,6 +1,6 @@
 import { cacheKeyOf, crc32Of, createLogger, createProducerRedis, encodePayload, loadConfig, type Redis, redisKeys } from '@imgproxy-cache/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RedisEnqueuer, type TeedImage } from '../apps/proxy/src/handoff/enqueue.js';
+import { type EnqueueRequest, RedisEnqueuer } from '../apps/proxy/src/handoff/enqueue.js';
 import { spawnRedisServer, type TestRedis } from './support/redis-server.js';
 
 // The batched hand-off (ENQUEUE_GATHER_MS) against a real Redis: the images completed within the
@@ -17,7 +17,7 @@ afterEach(async () => {
   redis = client = enqueuer = undefined;
 });
 
-function image(path: string): TeedImage {
+function image(path: string): EnqueueRequest {
   const body = Buffer.from(`the image at ${path}`);
   const payload = encodePayload(
     { contentType: 'image/webp', cacheControl: null, contentDisposition: null, size: body.length, crc32: crc32Of(body), receivedAt: Date.now() },

@@ -1,8 +1,8 @@
 import { cacheKeyOf, createLogger, purgeChannel, redisKeys } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { CacheOutcome } from '../apps/proxy/src/handoff/outcome.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
-import type { CacheOutcome } from '../apps/proxy/src/serving/forward.js';
 import { objectExists, S3RVER_CREDENTIALS } from './support/s3.js';
 import { spawnService } from './support/service.js';
 import { type Stack, type StackOptions, startStack } from './support/stack.js';

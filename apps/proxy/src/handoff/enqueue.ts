@@ -14,8 +14,8 @@ import {
   shardOf,
   shardQueueNames,
   storeMode,
-  type Teed,
   type TeeRequest,
+  type TeeResult,
   UPLOAD_JOB_NAME,
   type UploadJobData,
   uploadJobOptions,
@@ -40,7 +40,7 @@ export type EnqueueOutcome =
   | 'timeout' // an attempt was still unanswered at the deadline (ENQUEUE_WAIT_MS, or ENQUEUE_TIMEOUT_MS if longer)
   | 'error';
 
-export interface TeedImage {
+export interface EnqueueRequest {
   data: UploadJobData;
   /** the encoded payload (shared/src/payload.ts) */
   payload: Buffer;
@@ -54,7 +54,7 @@ export interface Enqueuer {
    * backlog was full a moment ago, or Redis is not answering. The response is then not copied.
    */
   shedding(cacheKey: string): 'backlog-full' | 'redis-busy' | undefined;
-  enqueue(image: TeedImage): Promise<EnqueueOutcome>;
+  enqueue(image: EnqueueRequest): Promise<EnqueueOutcome>;
   /** the queue names it sends images to */
   readonly queueNames: readonly string[];
   close(): Promise<void>;
@@ -66,7 +66,7 @@ interface Shard {
   payloads: PayloadStore;
   jobs: JobStates;
   /** images waiting to be teed together, then their new jobs to be added together */
-  tees: Gatherer<TeeRequest, Teed>;
+  tees: Gatherer<TeeRequest, TeeResult>;
   adds: Gatherer<UploadJobData, true>;
   backlogMaxBytes: number;
   backlogFull: boolean;
@@ -180,7 +180,7 @@ export class RedisEnqueuer implements Enqueuer {
     return undefined;
   }
 
-  async enqueue(image: TeedImage): Promise<EnqueueOutcome> {
+  async enqueue(image: EnqueueRequest): Promise<EnqueueOutcome> {
     if (this.pendingBytes + image.payload.length > this.maxPendingBytes) {
       this.reportBusy();
       return 'redis-busy';
@@ -199,7 +199,7 @@ export class RedisEnqueuer implements Enqueuer {
    * between masters) is followed by another once Redis is ready; a slow one is waited for, never
    * doubled.
    */
-  private async untilHandedOff(image: TeedImage, held: Held): Promise<EnqueueOutcome> {
+  private async untilHandedOff(image: EnqueueRequest, held: Held): Promise<EnqueueOutcome> {
     const { enqueueTimeoutMs, enqueueGatherMs } = this.config.proxy;
     // the window an image waits for others to go with it comes on top of either bound
     const deadline = this.now() + Math.max(this.waitMs, enqueueTimeoutMs) + enqueueGatherMs;
@@ -212,7 +212,7 @@ export class RedisEnqueuer implements Enqueuer {
       }
       try {
         const left = deadline - this.now();
-        return await withTimeout(this.handOff(image, held), Math.max(1, left), Math.max(this.waitMs, enqueueTimeoutMs));
+        return await withTimeout(this.attempt(image, held), Math.max(1, left), Math.max(this.waitMs, enqueueTimeoutMs));
       } catch (error) {
         const e = error as Error;
         if (e instanceof TimeoutError || hopeless(e) || this.closing.signal.aborted || this.now() + RETRY_PAUSE_MS >= deadline) {
@@ -274,7 +274,7 @@ export class RedisEnqueuer implements Enqueuer {
     };
   }
 
-  private async handOff({ data, payload, objectGone }: TeedImage, held: Held): Promise<EnqueueOutcome> {
+  private async attempt({ data, payload, objectGone }: EnqueueRequest, held: Held): Promise<EnqueueOutcome> {
     const id = data.cacheKey;
     const shard = this.shardOf(id);
     const opts = { ttlSec: this.config.queue.payloadTtlSec, backlogMaxBytes: shard.backlogMaxBytes, objectGone };
@@ -351,7 +351,7 @@ export class RedisEnqueuer implements Enqueuer {
     );
   }
 
-  private report(outcome: EnqueueOutcome, image: TeedImage, error: Error): void {
+  private report(outcome: EnqueueOutcome, image: EnqueueRequest, error: Error): void {
     this.logFailure((suppressed) =>
       this.logger.warn(
         { outcome, path: image.data.path, key: image.data.cacheKey, err: error.message, suppressed },

@@ -17,7 +17,7 @@ export type StoreResult =
   | 'lost'; // the staged bytes did not reach Redis: nothing stored
 
 /** What a tee found and did: the image's job state, and what became of its bytes. */
-export interface Teed {
+export interface TeeResult {
   state: JobState;
   result: StoreResult;
 }
@@ -74,7 +74,7 @@ export class PayloadStore {
    * bytes kept or dropped, in one round trip (a SET of the bytes under a staged key, then the
    * script, written together on one connection so that Redis runs them in that order).
    */
-  async tee(id: string, payload: Buffer, opts: StoreOptions): Promise<Teed> {
+  async tee(id: string, payload: Buffer, opts: StoreOptions): Promise<TeeResult> {
     const [teed] = await this.teeMany([{ id, payload, opts }]);
     if (teed instanceof Error) throw teed;
     return teed!;
@@ -84,7 +84,7 @@ export class PayloadStore {
    * `tee` for several images in one round trip: every SET and script in one pipeline (one write;
    * the images of one shard share its hash slot). Each image gets its own result or error.
    */
-  async teeMany(images: readonly TeeRequest[]): Promise<(Teed | Error)[]> {
+  async teeMany(images: readonly TeeRequest[]): Promise<(TeeResult | Error)[]> {
     const k = this.keys;
     const pipeline = this.redis.pipeline() as ReturnType<Redis['pipeline']> & Pick<Commands, 'icTee'>;
     for (const { id, payload, opts } of images) {
