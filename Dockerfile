@@ -15,6 +15,7 @@ COPY packages/shared/package.json packages/shared/
 COPY apps/proxy/package.json apps/proxy/
 COPY apps/uploader/package.json apps/uploader/
 COPY apps/cli/package.json apps/cli/
+COPY apps/launcher/package.json apps/launcher/
 COPY test/package.json test/
 RUN npm ci --no-audit --no-fund
 COPY packages packages
@@ -41,14 +42,16 @@ COPY --from=build /app/apps/uploader/package.json apps/uploader/
 COPY --from=build /app/apps/uploader/dist apps/uploader/dist
 COPY --from=build /app/apps/cli/package.json apps/cli/
 COPY --from=build /app/apps/cli/dist apps/cli/dist
-COPY scripts/service.mjs scripts/start-all.mjs scripts/in-process.mjs scripts/own-redis.mjs scripts/node-flags.mjs scripts/
+COPY --from=build /app/apps/launcher/package.json apps/launcher/
+COPY --from=build /app/apps/launcher/dist apps/launcher/dist
+COPY scripts/service.mjs scripts/start-all.mjs scripts/
 USER node
 EXPOSE 8080 9464 3000
 # node itself is the process (not npm), so SIGTERM reaches the service
 ENTRYPOINT ["node", "--max-semi-space-size=16", "scripts/service.mjs"]
 CMD ["proxy"]
 
-# imgproxy and the proxy (and an uploader) in one container, supervised by start-all: when any
+# imgproxy and the proxy (and an uploader) in one container, supervised by the launcher: when any
 # of them exits, the others are stopped and the container stops. Without REDIS_URL it runs a Redis
 # of its own too, on a socket, with its append-only file in the /data volume: the whole set-up is
 #   docker run -e S3_BUCKET=… -e AWS_ACCESS_KEY_ID=… -e AWS_SECRET_ACCESS_KEY=… -p 8080:8080 -v cache-data:/data IMAGE

@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
-import { SERVICE_NODE_FLAGS } from '../scripts/node-flags.mjs';
+import { SERVICE_NODE_FLAGS } from '../apps/launcher/dist/node-flags.js';
 import { bucketS3, cachingProxy, fastS3, referenceProxy, staticUpstream } from './lib/nginx.mjs';
 import { childrenOf, cmdline, cpuSeconds, freePort, freePortPair, httpOk, Procs, rssMiB, until } from './lib/proc.mjs';
 import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
@@ -195,7 +195,7 @@ async function startGoPeer(binary) {
 let stacks = 0;
 
 /**
- * Our stack in front of `upstream`: `npm start`'s shape (scripts/start-all.mjs: proxy and uploader
+ * Our stack in front of `upstream`: `npm start`'s shape (apps/launcher: proxy and uploader
  * in one scheduling group, UPLOAD_NICE counts) or separate services (each in a group of its own,
  * as containers or systemd units are).
  */
@@ -225,16 +225,16 @@ async function startStack(shape, upstream, extraEnv = {}) {
   const children = [];
   const inProcess = shape === 'npm start' && env.UPLOADER_IN_PROXY !== 'false';
   if (inProcess) {
-    // one process: start-all runs both services itself
-    const all = procs.start(`stack ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'scripts/start-all.mjs'], env, { cwd: ROOT });
+    // one process: the launcher runs both services itself
+    const all = procs.start(`stack ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'apps/launcher/dist/index.js'], env, { cwd: ROOT });
     children.push(all);
     pids['proxy and uploader'] = all.pid;
   } else if (shape === 'npm start') {
-    const all = procs.start(`stack ${stacks}`, node, ['scripts/start-all.mjs'], env, { cwd: ROOT });
+    const all = procs.start(`stack ${stacks}`, node, ['apps/launcher/dist/index.js'], env, { cwd: ROOT });
     children.push(all);
-    // both services by name: a child read before its exec still shows start-all's command line
+    // both services by name: a child read before its exec still shows the launcher's command line
     const named = (part) => childrenOf(all.pid).some((pid) => cmdline(pid).includes(part));
-    await until(() => named('apps/uploader/dist') && named('apps/proxy/dist'), 'start-all to start the services');
+    await until(() => named('apps/uploader/dist') && named('apps/proxy/dist'), 'npm start to start the services');
     for (const pid of childrenOf(all.pid)) pids[cmdline(pid).includes('apps/uploader/dist') ? 'uploader' : 'proxy'] = pid;
   } else {
     const proxy = procs.start(`proxy ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env, { cwd: ROOT, detached: true });

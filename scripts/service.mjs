@@ -14,8 +14,8 @@ const services = {
   reindex: '../apps/cli/dist/reindex.js',
   // the bucket of a local S3 server (the compose file's s3-init)
   'setup-bucket': '../apps/uploader/dist/setup-bucket-main.js',
-  all: './start-all.mjs',
-  'all-in-one': './start-all.mjs', // with imgproxy: see the Dockerfile's all-in-one target
+  all: '../apps/launcher/dist/index.js',
+  'all-in-one': '../apps/launcher/dist/index.js', // with imgproxy: see the Dockerfile's all-in-one target
 };
 
 const name = process.argv[2] ?? 'proxy';

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { VARIABLES } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { SERVICE_NODE_FLAGS } from '../scripts/node-flags.mjs';
+import { SERVICE_NODE_FLAGS } from '../apps/launcher/src/node-flags.js';
 import { ROOT } from './support/service.js';
 
 // The deployment files as files (compose.test.ts runs them on an engine): the compose file is
@@ -180,10 +180,10 @@ describe('Dockerfile', () => {
   it('sets only variables the config module knows (or NODE_ENV), runs as non-root, and runs node itself', () => {
     for (const m of dockerfile.matchAll(/^ENV (\w+)=/gm)) expect(known.has(m[1]!) || m[1] === 'NODE_ENV', m[1]).toBe(true);
     expect(dockerfile).toMatch(/^USER node$/m);
-    // with the services' Node flags (scripts/node-flags.mjs): they can only be given at start
+    // with the services' Node flags (apps/launcher/src/node-flags.ts): they can only be given at start
     const entrypoint = `ENTRYPOINT ${JSON.stringify(['node', ...SERVICE_NODE_FLAGS, 'scripts/service.mjs']).replaceAll(',', ', ')}`;
     expect(dockerfile.split('\n').filter((line) => line.startsWith('ENTRYPOINT'))).toEqual([entrypoint, entrypoint]);
-    expect(dockerfile).toMatch(/^COPY scripts\/.*scripts\/node-flags\.mjs scripts\/$/m);
+    expect(dockerfile).toMatch(/^COPY --from=build \/app\/apps\/launcher\/dist apps\/launcher\/dist$/m);
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     expect(dockerfile).toMatch(/^FROM \$\{IMGPROXY_IMAGE\} AS all-in-one$/m);
   });
@@ -191,8 +191,8 @@ describe('Dockerfile', () => {
   it("runs the services with their Node flags: npm start's children and the package scripts too", () => {
     const scripts = (JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { scripts: Record<string, string> }).scripts;
     for (const service of ['proxy', 'uploader']) expect(scripts[`start:${service}`]).toBe(`node ${SERVICE_NODE_FLAGS.join(' ')} apps/${service}/dist/index.js`);
-    const startAll = readFileSync(`${ROOT}/scripts/start-all.mjs`, 'utf8');
-    for (const service of ['proxy', 'uploader']) expect(startAll).toContain(`args: [...SERVICE_NODE_FLAGS, 'apps/${service}/dist/index.js']`);
+    expect(scripts.start).toBe(`node ${SERVICE_NODE_FLAGS.join(' ')} apps/launcher/dist/index.js`);
+    // npm start's children: services.test.ts reads their command lines
   });
 
   it('the all-in-one image runs a Redis of its own, its files in the /data volume', () => {
@@ -202,10 +202,8 @@ describe('Dockerfile', () => {
     expect(allInOne).toMatch(/^VOLUME \/data$/m);
     expect(allInOne).toMatch(/^USER imgproxy-cache$/m);
     expect(allInOne).toMatch(/^CMD \["all-in-one"\]$/m);
-    // one Node process for the proxy and the uploader there (scripts/in-process.mjs)
+    // one Node process for the proxy and the uploader there (apps/launcher/src/in-process.ts)
     expect(allInOne).toMatch(/^ENV .*UPLOADER_IN_PROXY=true/m);
-    expect(dockerfile).toMatch(
-      /^COPY scripts\/service\.mjs scripts\/start-all\.mjs scripts\/in-process\.mjs scripts\/own-redis\.mjs scripts\/node-flags\.mjs scripts\/$/m,
-    );
+    expect(dockerfile).toMatch(/^COPY scripts\/service\.mjs scripts\/start-all\.mjs scripts\/$/m);
   });
 });

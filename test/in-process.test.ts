@@ -12,7 +12,7 @@ import { type Service, spawnService } from './support/service.js';
 // process, for a small machine. Its start-up, serving and stop are services.test.ts's (both
 // layouts); here its failures, its default and PROXY_WORKERS.
 
-const ALL = ['scripts/start-all.mjs'];
+const ALL = ['apps/launcher/dist/index.js'];
 
 const running: Service[] = [];
 let stub: ImgproxyStub | undefined;

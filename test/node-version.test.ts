@@ -24,6 +24,7 @@ const ENTRY_POINTS = [
   ['apps/uploader/dist/dashboard-main.js'],
   ['apps/cli/dist/purge.js', '0123456789abcdef0123456789abcdef'],
   ['apps/uploader/dist/setup-bucket-main.js'],
+  ['apps/launcher/dist/index.js'],
   ['scripts/start-all.mjs'],
   ['scripts/service.mjs', 'proxy'],
   ['scripts/service.mjs', 'all-in-one'],

@@ -15,7 +15,7 @@ import { waitFor } from './support/wait.js';
 // `npm start` without REDIS_URL runs a Redis of its own in DATA_DIR (scripts/own-redis.mjs): one
 // process group needing nothing but a bucket, whose queue survives restarts.
 
-const ALL = ['scripts/start-all.mjs'];
+const ALL = ['apps/launcher/dist/index.js'];
 const running: Service[] = [];
 const dirs: string[] = [];
 let stub: ImgproxyStub | undefined;

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { SERVICE_NODE_FLAGS } from '../apps/launcher/src/node-flags.js';
 import { freePort } from './support/free-port.js';
 import { type ImgproxyStub, startImgproxyStub } from './support/imgproxy-stub.js';
 import { childrenOf, commandsOfChildren } from './support/proc.js';
@@ -17,7 +18,7 @@ import { waitFor } from './support/wait.js';
 
 const PROXY = ['apps/proxy/dist/index.js'];
 const UPLOADER = ['apps/uploader/dist/index.js'];
-const ALL = ['scripts/start-all.mjs'];
+const ALL = ['apps/launcher/dist/index.js'];
 
 const running: Service[] = [];
 let stub: ImgproxyStub | undefined;
@@ -132,10 +133,11 @@ describe('start-up', () => {
     await all.line(/imgproxy is ready/);
     await all.line(/Proxy listening/);
     await all.line(/Uploader started/);
-    // start-all's own process runs both, or a child each
+    // npm start's own process runs both, or a child each, with the services' Node flags
     const children = commandsOfChildren(all.child.pid!).filter((c) => c.includes('/dist/'));
     if (inProxy === 'true') expect(children).toEqual([]);
     else expect(children.map((c) => /apps\/(proxy|uploader)\/dist/.exec(c)?.[1]).sort()).toEqual(['proxy', 'uploader']);
+    for (const command of children) expect(command).toContain(SERVICE_NODE_FLAGS.join(' '));
 
     const path = `/sig/rs:fill:300:300/plain/https://example.com/cat-${inProxy}.jpg@png`;
     const res = await request(`http://127.0.0.1:${port}${path}`);

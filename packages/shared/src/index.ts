@@ -27,4 +27,5 @@ export * from './runtime/memory.js';
 export * from './runtime/metrics.js';
 export * from './runtime/service.js';
 export * from './runtime/startup.js';
+export * from './runtime/supervisor.js';
 export * from './s3/index.js';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { CaptureTally } from './capture.js';
+import type { CaptureTally } from '../handoff/capture.js';
 
 // One response on its way to clients: imgproxy's (or a stored image's), delivered to the client
 // that asked first and to the followers that asked for the same image meanwhile (coalescing).

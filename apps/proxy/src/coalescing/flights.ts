@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { headerValue, requestedFormat } from '@imgproxy-cache/shared';
-import type { CaptureTally } from './capture.js';
+import type { CaptureTally } from '../handoff/capture.js';
 import { Flight } from './flight.js';
 
 // Concurrent GETs for the same image share one response (coalescing): the first leads a flight,

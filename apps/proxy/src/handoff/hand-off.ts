@@ -13,7 +13,7 @@ import {
   type StoredHeader,
   storedHeadersOf,
 } from '@imgproxy-cache/shared';
-import type { CaptureTally } from '../coalescing/capture.js';
+import type { CaptureTally } from './capture.js';
 import type { EnqueueOutcome, Enqueuer } from './enqueue.js';
 import type { CacheOutcome } from './outcome.js';
 import type { RecentKeys } from './recent-keys.js';

@@ -1,12 +1,23 @@
 import cluster, { type Worker } from 'node:cluster';
-import { type AdminServer, type Check, type Logger, type ProxyConfig, standalonePurger, startAdminServer } from '@imgproxy-cache/shared';
+import {
+  type AdminServer,
+  type Check,
+  type Ended,
+  type Logger,
+  type ProxyConfig,
+  Supervisor,
+  standalonePurger,
+  startAdminServer,
+  type Unit,
+} from '@imgproxy-cache/shared';
 import { AggregatorRegistry } from 'prom-client';
 import { purgeRoutes } from '../admin/purge-routes.js';
 import type { RunningProxy } from './start-proxy.js';
 
 // PROXY_WORKERS > 1: several processes share the proxy port (Node's cluster). The primary serves no
-// images: it starts the workers, replaces one that dies, answers METRICS_BIND for all of them
-// (their metrics summed, /readyz only when every worker is ready), and stops them on SIGTERM.
+// images: it starts the workers, replaces one that dies (the Supervisor's policy), answers
+// METRICS_BIND for all of them (their metrics summed, /readyz only when every worker is ready), and
+// stops them on SIGTERM.
 
 const LISTENING = 'imgproxy-cache:listening';
 const READYZ = 'imgproxy-cache:readyz';
@@ -21,104 +32,71 @@ interface ReadyzMessage {
   checks?: Record<string, Check>;
 }
 
+/** A cluster worker as a supervised unit; `listening` once it serves. */
+class WorkerUnit implements Unit {
+  readonly name = 'proxy worker';
+  readonly worker: Worker = cluster.fork();
+  listening = false;
+  readonly ended = new Promise<Ended>((resolve) => this.worker.once('exit', (code, signal) => resolve({ code, signal: signal as NodeJS.Signals | null })));
+  stop(): void {
+    this.worker.process.kill('SIGTERM');
+  }
+  kill(): void {
+    this.worker.process.kill('SIGKILL');
+  }
+}
+
 /** Runs in the primary until SIGTERM/SIGINT; resolves the exit code. */
 export function supervise(config: ProxyConfig, logger: Logger): Promise<number> {
   const count = config.proxy.workers;
-  const live = new Map<number, Worker>(); // by worker id
-  const listening = new Set<number>();
+  const live = new Set<WorkerUnit>();
   let announced = false;
-  let stopping = false;
-  let exitCode = 0;
   let admin: AdminServer | undefined;
   const closers: (() => Promise<void>)[] = [];
-  let finish!: (code: number) => void;
-  const finished = new Promise<number>((resolve) => (finish = resolve));
 
-  const fork = () => {
-    const worker = cluster.fork();
-    live.set(worker.id, worker);
-    worker.on('message', (message: ListeningMessage) => {
+  const fork = (): WorkerUnit => {
+    const unit = new WorkerUnit();
+    live.add(unit);
+    void unit.ended.then(() => live.delete(unit));
+    unit.worker.on('message', (message: ListeningMessage) => {
       if (message?.type !== LISTENING) return;
-      listening.add(worker.id);
-      if (announced) logger.info({ pid: worker.process.pid }, 'The new proxy worker is listening');
-      if (announced || listening.size < count) return;
+      unit.listening = true;
+      if (announced) logger.info({ pid: unit.worker.process.pid }, 'The new proxy worker is listening');
+      if (announced || [...live].filter((u) => u.listening).length < count) return;
       announced = true;
       logger.info(
         { port: message.port, workers: count, imgproxyUrl: config.proxy.imgproxyUrl.href },
         `Proxy listening on ${config.proxy.bind.host ?? ''}:${message.port}`,
       );
     });
+    return unit;
   };
 
-  cluster.on('exit', (worker, code, signal) => {
-    live.delete(worker.id);
-    const wasListening = listening.delete(worker.id);
-    if (stopping) {
-      // one still starting has nothing in flight: SIGTERM simply ends it
-      if (code !== 0 && wasListening) exitCode = 1;
-      if (live.size === 0) void stopped();
-      return;
-    }
-    if (!wasListening) {
-      // It never served: the next one would fail the same way (port taken, say).
-      logger.fatal({ pid: worker.process.pid, code, signal }, 'A proxy worker failed to start; stopping');
-      stop(code === 2 ? 2 : 1); // 2: it said why (configuration, an address in use)
-      return;
-    }
-    logger.error({ pid: worker.process.pid, code, signal }, 'A proxy worker exited; starting another');
-    fork();
-  });
-
-  async function stopped(): Promise<void> {
-    await admin?.close();
-    for (const close of closers) await close();
-    logger.info('Proxy stopped');
-    finish(exitCode);
-  }
-
-  function stop(code: number): void {
-    if (stopping) return;
-    stopping = true;
-    exitCode = code;
-    if (live.size === 0) {
-      void stopped();
-      return;
-    }
-    for (const worker of live.values()) worker.process.kill('SIGTERM');
+  const supervisor = new Supervisor({
+    ended(unit, { code, signal }) {
+      const { worker, listening } = unit as WorkerUnit;
+      if (!listening) {
+        // It never served: the next one would fail the same way (port taken, say).
+        logger.fatal({ pid: worker.process.pid, code, signal }, 'A proxy worker failed to start; stopping');
+        return code === 2 ? 2 : 1; // 2: it said why (configuration, an address in use)
+      }
+      logger.error({ pid: worker.process.pid, code, signal }, 'A proxy worker exited; starting another');
+      return fork();
+    },
+    // one still starting has nothing in flight: SIGTERM simply ends it
+    endedWhileStopping: (unit, { code }) => (code !== 0 && (unit as WorkerUnit).listening ? 1 : undefined),
+    async afterAll() {
+      await admin?.close();
+      for (const close of closers) await close();
+      logger.info('Proxy stopped');
+    },
     // each worker bounds its own shutdown by SHUTDOWN_TIMEOUT_MS; this is for one that hangs anyway
-    setTimeout(() => {
-      for (const worker of live.values()) worker.process.kill('SIGKILL');
-    }, config.shutdownTimeoutMs + 5_000).unref();
-  }
-
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    logger.info({ signal }, 'Shutting down: finishing in-flight responses');
-    stop(0);
-  };
-  process.on('SIGTERM', onSignal); // `on`: a second signal must not kill the primary mid-shutdown
-  process.on('SIGINT', onSignal);
-
-  for (let i = 0; i < count; i++) fork();
+    killAfterMs: config.shutdownTimeoutMs + 5_000,
+  });
+  supervisor.stopOnSignals((signal) => logger.info({ signal }, 'Shutting down: finishing in-flight responses'));
+  for (let i = 0; i < count; i++) supervisor.add(fork());
 
   if (config.metricsBind) {
-    const aggregator = new AggregatorRegistry();
-    let nextId = 0;
-    const ask = (worker: Worker, id: number) =>
-      new Promise<Record<string, Check> | undefined>((resolve) => {
-        const timer = setTimeout(() => done(undefined), 2_000);
-        const onMessage = (message: ReadyzMessage) => {
-          if (message?.type === READYZ && message.id === id) done(message.checks);
-        };
-        function done(checks: Record<string, Check> | undefined) {
-          clearTimeout(timer);
-          worker.off('message', onMessage);
-          resolve(checks);
-        }
-        worker.on('message', onMessage);
-        if (worker.isConnected()) worker.send({ type: READYZ, id } satisfies ReadyzMessage);
-        else done(undefined);
-      });
     // DELETE /cache (purge) with connections of the primary's own, made on first use
     let purging: ReturnType<typeof standalonePurger> | undefined;
     const purger = () => {
@@ -127,17 +105,18 @@ export function supervise(config: ProxyConfig, logger: Logger): Promise<number> 
     };
     const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger, config.imgproxyBaseUrl) : undefined;
     closers.push(async () => purging?.close());
+    const aggregator = new AggregatorRegistry();
+    const readiness = workersReadiness(() => [...live].map((u) => u.worker));
     void startAdminServer(
       config.metricsBind,
       { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },
       async () => {
-        const id = nextId++;
-        const answers = await Promise.all([...live.values()].map((w) => ask(w, id)));
+        const answers = await readiness();
         // true when every worker says so, else the first worker's reason
         const all = (name: string): Check =>
           answers.every((a) => a?.[name] === true) ? true : (answers.find((a) => typeof a?.[name] === 'string')?.[name] ?? false);
         return {
-          serving: !stopping,
+          serving: !supervisor.stopping,
           workers: answers.length === count && answers.every(Boolean),
           imgproxy: all('imgproxy'),
           redis: all('redis'),
@@ -149,12 +128,36 @@ export function supervise(config: ProxyConfig, logger: Logger): Promise<number> 
       (server) => (admin = server),
       (error: Error) => {
         logger.fatal(error.message);
-        stop(2);
+        supervisor.stop(2);
       },
     );
   }
 
-  return finished;
+  return supervisor.finished;
+}
+
+/** Asks every worker for its /readyz checks (undefined for one that does not answer within 2 s). */
+function workersReadiness(workers: () => Worker[]): () => Promise<(Record<string, Check> | undefined)[]> {
+  let nextId = 0;
+  const ask = (worker: Worker, id: number) =>
+    new Promise<Record<string, Check> | undefined>((resolve) => {
+      const timer = setTimeout(() => done(undefined), 2_000);
+      const onMessage = (message: ReadyzMessage) => {
+        if (message?.type === READYZ && message.id === id) done(message.checks);
+      };
+      function done(checks: Record<string, Check> | undefined) {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        resolve(checks);
+      }
+      worker.on('message', onMessage);
+      if (worker.isConnected()) worker.send({ type: READYZ, id } satisfies ReadyzMessage);
+      else done(undefined);
+    });
+  return () => {
+    const id = nextId++;
+    return Promise.all(workers().map((w) => ask(w, id)));
+  };
 }
 
 /** Runs in a worker once its proxy listens: reports to the primary and answers its questions. */

@@ -18,7 +18,7 @@ import {
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { Pool } from 'undici';
 import { purgeRoutes } from '../admin/purge-routes.js';
-import { CaptureTally } from '../coalescing/capture.js';
+import { CaptureTally } from '../handoff/capture.js';
 import type { Inflight } from '../handoff/inflight.js';
 import type { CacheOutcome } from '../handoff/outcome.js';
 import { RecentKeys } from '../handoff/recent-keys.js';

@@ -1,22 +1,44 @@
-// The Redis that `npm start` (and the all-in-one image) runs itself when REDIS_URL is not set: a
-// redis-server child on a Unix socket in DATA_DIR (no TCP port), with an append-only file there
-// (fsync every second) and noeviction. One per DATA_DIR: a lock file holds the owner's pid.
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StartupError } from '@imgproxy-cache/shared';
 
-export class OwnRedisError extends Error {}
+// The Redis that `npm start` (and the all-in-one image) runs itself when REDIS_URL is not set: a
+// redis-server child on a Unix socket in DATA_DIR (no TCP port), with an append-only file there
+// (fsync every second) and noeviction. One per DATA_DIR: a lock file holds the owner's pid.
+
+/** Why the Redis cannot run: said in one line, npm start exits 2. */
+export class OwnRedisError extends StartupError {}
+
+export interface OwnRedis {
+  /** REDIS_URL for the services */
+  url: string;
+  pid: number | undefined;
+  /** shuts it down cleanly (its append-only file synced) and releases DATA_DIR */
+  stop(): Promise<void>;
+}
+
+export interface OwnRedisOptions {
+  /** each of redis-server's lines, as the services' log entries */
+  log(entry: { level: number; msg: string; service: 'redis' }): void;
+  /** it exited, asked to or not */
+  onExit(code: number | null, signal: NodeJS.Signals | null): void;
+}
 
 const LOCK = 'npm-start.pid';
 const SOCKET = 'redis.sock';
+/** a large append-only file takes a while to load */
+const START_TIMEOUT_MS = 60_000;
 
 /** Resolves true when a Redis answers PING on `socket` within `timeoutMs`. */
-function answers(socket, timeoutMs = 500) {
+function answers(socket: string, timeoutMs = 500): Promise<boolean> {
   return new Promise((done) => {
     const conn = connect(socket);
-    const finish = (ok) => {
+    const finish = (ok: boolean) => {
       clearTimeout(timer);
       conn.destroy();
       done(ok);
@@ -28,25 +50,30 @@ function answers(socket, timeoutMs = 500) {
   });
 }
 
-function alive(pid) {
+function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (error) {
-    return error.code === 'EPERM';
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
-/** Takes DATA_DIR for this process, or throws OwnRedisError saying why it cannot. */
-async function lock(dir, socket) {
+function cannotWrite(dir: string, error: unknown): OwnRedisError {
+  const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+  return new OwnRedisError(`DATA_DIR ${dir} cannot be written (${reason}): give npm start a directory it may write, or set REDIS_URL`);
+}
+
+/** Takes DATA_DIR for this process, or throws OwnRedisError saying why it cannot; returns the release. */
+async function lock(dir: string, socket: string): Promise<() => void> {
   try {
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
   } catch (error) {
-    throw new OwnRedisError(`DATA_DIR ${dir} cannot be written (${error.code ?? error.message}): give npm start a directory it may write, or set REDIS_URL`);
+    throw cannotWrite(dir, error);
   }
   const file = resolve(dir, LOCK);
-  let owner;
+  let owner: number | undefined;
   try {
     owner = Number(readFileSync(file, 'utf8'));
   } catch {}
@@ -56,7 +83,7 @@ async function lock(dir, socket) {
   try {
     writeFileSync(file, String(process.pid));
   } catch (error) {
-    throw new OwnRedisError(`DATA_DIR ${dir} cannot be written (${error.code ?? error.message}): give npm start a directory it may write, or set REDIS_URL`);
+    throw cannotWrite(dir, error);
   }
   return () => rmSync(file, { force: true });
 }
@@ -76,7 +103,7 @@ const ORDINARY = [
 ];
 
 /** One line of redis-server (`pid:role date time level message`) as a pino-like entry, or undefined for a blank one. */
-export function redisLogLine(line) {
+export function redisLogLine(line: string): { level: number; msg: string } | undefined {
   const match = /^\d+:(?:\w \d+ \w+ \d{4} [\d:.]+ ([.\-*#]) |signal-handler \(\d+\) )?(.*)$/.exec(line);
   const marker = match?.[1];
   const msg = (match?.[2] ?? line).trim();
@@ -85,11 +112,31 @@ export function redisLogLine(line) {
   return { level, msg };
 }
 
-/**
- * Starts the Redis and resolves once it answers (its append-only file loaded), with its URL and
- * `stop()`, which shuts it down cleanly (the file synced) and releases DATA_DIR.
- */
-export async function startOwnRedis(dataDir, { onExit, log }) {
+const REDIS_ARGS = (dir: string, socket: string) => [
+  '--port',
+  '0',
+  '--unixsocket',
+  socket,
+  '--unixsocketperm',
+  '700',
+  '--dir',
+  dir,
+  '--appendonly',
+  'yes',
+  '--appendfsync',
+  'everysec',
+  '--save',
+  '',
+  '--maxmemory-policy',
+  'noeviction',
+  '--loglevel',
+  'warning',
+  '--logfile',
+  '',
+];
+
+/** Starts the Redis and resolves once it answers (its append-only file loaded). */
+export async function startOwnRedis(dataDir: string, options: OwnRedisOptions): Promise<OwnRedis> {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error) {
     throw new OwnRedisError(
       'npm start runs its own Redis when REDIS_URL is not set, and redis-server is not installed: install Redis (apt-get install redis-server) or set REDIS_URL',
@@ -98,56 +145,28 @@ export async function startOwnRedis(dataDir, { onExit, log }) {
   const dir = resolve(dataDir);
   const socket = resolve(dir, SOCKET);
   const unlock = await lock(dir, socket);
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      '0',
-      '--unixsocket',
-      socket,
-      '--unixsocketperm',
-      '700',
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--save',
-      '',
-      '--maxmemory-policy',
-      'noeviction',
-      '--loglevel',
-      'warning',
-      '--logfile',
-      '',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  // its own lines, as JSON lines like the services'
+  const child = spawn('redis-server', REDIS_ARGS(dir, socket), { stdio: ['ignore', 'pipe', 'pipe'] });
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => {
       const entry = redisLogLine(line);
-      if (entry) log({ ...entry, service: 'redis' });
+      if (entry) options.log({ ...entry, service: 'redis' });
     });
   }
   let exited = false;
-  const exit = new Promise((done) =>
-    child.once('exit', (code, signal) => {
-      exited = true;
-      unlock();
-      done();
-      onExit(code, signal);
-    }),
-  );
-  const deadline = Date.now() + 60_000; // a large append-only file takes a while to load
+  const exit = once(child, 'exit').then(([code, signal]) => {
+    exited = true;
+    unlock();
+    options.onExit(code as number | null, signal as NodeJS.Signals | null);
+  });
+
+  const deadline = Date.now() + START_TIMEOUT_MS;
   while (!(await answers(socket))) {
     if (exited) throw new OwnRedisError(`redis-server could not start in DATA_DIR ${dir}; its lines above say why`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new OwnRedisError(`redis-server did not answer within 60 s in DATA_DIR ${dir}`);
+      throw new OwnRedisError(`redis-server did not answer within ${START_TIMEOUT_MS / 1000} s in DATA_DIR ${dir}`);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   return {
     url: `unix://${socket}`,
