@@ -93,7 +93,8 @@ describe('the batched hand-off', () => {
   });
 
   it('gives an image its window on top of the shortest ENQUEUE_TIMEOUT_MS', async () => {
-    await start(50, { ENQUEUE_TIMEOUT_MS: '10', ENQUEUE_WAIT_MS: '0' });
+    // a window twice the timeout: counted against the timeout, the image would time out in it
+    await start(2_000, { ENQUEUE_TIMEOUT_MS: '1000', ENQUEUE_WAIT_MS: '0' });
     expect(await enqueuer!.enqueue(image('/short-timeout'))).toBe('queued');
   });
 
