@@ -1,20 +1,15 @@
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { makePngOfSize } from './support/png.mjs';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // Bad input gets a 4xx or a closed connection, never a 5xx from the proxy itself, a crash or a
 // stored object; a client that leaves early hurts nobody; memory held for caching stays bounded.
 
-let stack: Stack | undefined;
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack) console.log('logs', JSON.stringify(stack.logs), 'outcomes', stack.outcomes);
-  await stack?.stop();
-  stack = undefined;
-});
-const start = async (options?: StackOptions) => (stack = await startStack(options));
+const { start } = useStack({ logLines: Infinity });
 
 /** Sends `text` as it is; resolves with all the proxy answered once it closes the connection. */
 function raw(port: number, text: string | Buffer, { end = false } = {}): Promise<string> {

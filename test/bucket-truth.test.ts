@@ -1,8 +1,9 @@
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf, redisKeys } from '@imgproxy-cache/shared';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunningProxy } from '../apps/proxy/src/server/start-proxy.js';
-import { type Reply, type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Reply, Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // The bucket stays the truth (CACHE_MEMORY_CONFIRM_MS): what the memory tier serves, the bucket is
@@ -10,30 +11,15 @@ import { waitFor } from './support/wait.js';
 // Redis, s3rver behind the tap (which deletes, replaces and refuses), the imgproxy stand-in
 // counting renders.
 
-let stack: Stack | undefined;
 let release: (() => void) | undefined;
-afterEach(async (ctx) => {
-  release?.();
-  release = undefined;
-  if (ctx.task.result?.state === 'fail' && stack)
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs.slice(-30)),
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url} ${r.status}`),
-    );
-  await stack?.stop();
-  stack = undefined;
-});
-
 const WINDOW_MS = 300;
-const start = async (options: StackOptions = {}) => {
-  stack = await startStack({
-    ...options,
-    env: { CACHE_READ_THROUGH: 'true', UPLOAD_GATHER_MS: '0', CACHE_MEMORY_CONFIRM_MS: String(WINDOW_MS), ...options.env },
-  });
-  return stack;
-};
+const { start } = useStack({
+  defaults: { env: { CACHE_READ_THROUGH: 'true', UPLOAD_GATHER_MS: '0', CACHE_MEMORY_CONFIRM_MS: String(WINDOW_MS) } },
+  beforeStop: () => {
+    release?.();
+    release = undefined;
+  },
+});
 const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 /** Requests to the bucket for `path`'s key with this method, from request number `from` on. */
 const bucketRequests = (s: Stack, path: string, method: string, from = 0) =>

@@ -1,24 +1,15 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import { describe, expect, it } from 'vitest';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // Concurrent GETs for the same new image share one imgproxy request (flight.ts): the stand-in
 // holds its answer until every request has arrived, so that they are concurrent for sure.
 
-let stack: Stack | undefined;
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack) console.log('logs', JSON.stringify(stack.logs.slice(-30)), 'outcomes', stack.outcomes.slice(-60));
-  await stack?.stop();
-  stack = undefined;
-});
-
-const start = async (options?: StackOptions) => {
-  stack = await startStack(options);
-  return stack;
-};
+const { start } = useStack();
 
 /** Holds the stand-in's answers for paths under `prefix` until released. */
 function holdAnswers(s: Stack, prefix: string, reply: Parameters<Stack['stub']['on']>[1] = (req) => ({ body: s.stub.imageFor(req.url!) })) {

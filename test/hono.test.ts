@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { Pool, request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type Stack, startStack } from './support/stack.js';
+import { describe, expect, it } from 'vitest';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // Every request of both ports goes through a Hono app (@hono/node-server); the image route writes
@@ -9,19 +9,14 @@ import { waitFor } from './support/wait.js';
 // Response, which the adapter must not write a second time over the streamed one (it would reset
 // the connection); a client that left must not break anything.
 
-let stack: Stack | undefined;
-afterEach(async () => {
-  await stack?.stop();
-  stack = undefined;
-});
+const { start } = useStack();
 
 describe('the proxy port, one Hono app', () => {
   // Node's server itself closes the connection after a HEAD answered with a Content-Length and no
   // body (a plain node:http server does the same), so what counts is that none is reset: every
   // answer complete, none an error.
   it('answers 30 HEADs in a row on keep-alive connections, each forwarded as HEAD, none reset, then a GET', async () => {
-    stack = await startStack();
-    const s = stack;
+    const s = await start();
     const pool = new Pool(s.baseUrl, { connections: 1, pipelining: 1 });
     try {
       for (let i = 0; i < 30; i++) {
@@ -42,8 +37,7 @@ describe('the proxy port, one Hono app', () => {
   });
 
   it('serves GET, HEAD and OPTIONS mixed on one keep-alive connection', async () => {
-    stack = await startStack();
-    const s = stack;
+    const s = await start();
     const pool = new Pool(s.baseUrl, { connections: 1 });
     try {
       for (let i = 0; i < 12; i++) {
@@ -61,8 +55,7 @@ describe('the proxy port, one Hono app', () => {
   });
 
   it('answers other methods and bad targets from Hono: 405 with Allow, 400 with the reason', async () => {
-    stack = await startStack();
-    const s = stack;
+    const s = await start();
     const post = await request(`${s.baseUrl}/sig/plain/x.jpg@png`, { method: 'POST', body: 'x' });
     expect(post.statusCode).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD, OPTIONS');
@@ -77,8 +70,7 @@ describe('the proxy port, one Hono app', () => {
   });
 
   it('a client that leaves before imgproxy answers breaks nothing: the next requests are served and stored', async () => {
-    stack = await startStack();
-    const s = stack;
+    const s = await start();
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     s.stub.on('/sig/plain/https://example.com/left', () => ({
@@ -104,8 +96,8 @@ describe('the proxy port, one Hono app', () => {
 
 describe('the admin port, a Hono app', () => {
   it('serves /metrics, /livez and /readyz to GET and HEAD; 404 names what is there', async () => {
-    stack = await startStack();
-    const admin = `http://127.0.0.1:${stack.proxy.admin!.port}`;
+    const s = await start();
+    const admin = `http://127.0.0.1:${s.proxy.admin!.port}`;
     const metrics = await request(`${admin}/metrics`);
     expect(metrics.statusCode).toBe(200);
     expect(await metrics.body.text()).toMatch(/imgproxy_cache_requests_total/);

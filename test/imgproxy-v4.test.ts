@@ -1,23 +1,15 @@
 import { cacheKeyOf } from '@imgproxy-cache/shared';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IMGPROXY4_CSP } from './support/imgproxy-stub.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 
 // imgproxy 4 (the stand-in's `version: 4`, imgproxy-stub.ts) sends the source's ETag and
 // Last-Modified on every image and answers a conditional request 304 while the source is unchanged.
 // The proxy passes both ways through untouched, stores the complete 200s with their headers, never a
 // 304 or an error.
 
-let stack: Stack | undefined;
-afterEach(async () => {
-  await stack?.stop();
-  stack = undefined;
-});
-
-const start = async (options: StackOptions = {}) => {
-  stack = await startStack({ ...options, stub: { version: 4 }, env: { CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0', ...options.env } });
-  return stack;
-};
+const { start } = useStack({ defaults: { stub: { version: 4 }, env: { CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0' } } });
 
 const putsOf = (s: Stack, path: string) => s.tap.puts().filter((r) => r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`));
 

@@ -1,36 +1,23 @@
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf, createLogger, purgeChannel } from '@imgproxy-cache/shared';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { etagOf } from '../apps/proxy/src/stored/memory-tier.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // The memory tier (CACHE_MEMORY_BYTES): stored images served from the proxy's memory, without a
 // bucket read. The bucket is s3rver behind the recording tap, imgproxy the stand-in.
 
-let stack: Stack | undefined;
 const proxies: RunningProxy[] = [];
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack)
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs.slice(-30)),
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url} ${r.status}`),
-    );
-  await Promise.all(proxies.splice(0).map((p) => p.close(2_000)));
-  await stack?.stop();
-  stack = undefined;
-});
-
 const TOKEN = 'purge-secret';
-const start = async (options: StackOptions = {}) => {
-  stack = await startStack({ ...options, env: { CACHE_READ_THROUGH: 'true', UPLOAD_GATHER_MS: '0', ADMIN_TOKEN: TOKEN, ...options.env } });
-  return stack;
-};
+const { start } = useStack({
+  defaults: { env: { CACHE_READ_THROUGH: 'true', UPLOAD_GATHER_MS: '0', ADMIN_TOKEN: TOKEN } },
+  beforeStop: () => Promise.all(proxies.splice(0).map((p) => p.close(2_000))),
+});
 /** Another proxy on the same Redis and bucket, with a memory of its own. */
 const another = async (s: Stack, proxy: Partial<Stack['config']['proxy']> = {}) => {
   const other = await startProxy({ ...s.config, proxy: { ...s.config.proxy, ...proxy } }, createLogger('proxy', 'silent'), {

@@ -1,17 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { admin, sample } from './support/admin.js';
 import { freePort } from './support/free-port.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // Metrics, health checks and request ids, as an operator sees them on the admin address.
 
-let stack: Stack | undefined;
-afterEach(async () => {
-  await stack?.stop();
-  stack = undefined;
-});
-const start = async (options?: StackOptions) => (stack = await startStack(options));
+const { start } = useStack();
 
 describe('proxy metrics and health', () => {
   it('counts requests, bytes and every cache decision', async () => {

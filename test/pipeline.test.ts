@@ -2,34 +2,20 @@ import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { cacheKeyOf, crc32Of, decodePayload, redisKeys } from '@imgproxy-cache/shared';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { freePort } from './support/free-port.js';
 import { makePng, makePngOfSize } from './support/png.mjs';
 import { spawnRedisServer } from './support/redis-server.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // The cache-on-write contract end to end: the client gets imgproxy's response untouched; every
 // complete cacheable 200 lands at md5(path), byte-exact with its metadata; nothing else lands.
 
-let stack: Stack | undefined;
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack) {
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs),
-      'outcomes',
-      stack.outcomes,
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url}`),
-    );
-  }
-  await stack?.stop();
-  stack = undefined;
-});
+const { start, stop } = useStack({ logLines: Infinity });
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
-const start = async (options?: StackOptions) => (stack = await startStack(options));
 
 /** Sends bytes as they are and returns everything the proxy answers until it closes. */
 function rawRequest(port: number, text: string): Promise<string> {
@@ -156,8 +142,7 @@ describe('a cacheable 200', () => {
         expect(await s.outcomeOf(path, i)).toBe('deduped');
       }
       expect(await commands()).toBe(before + 1); // our own INFO only
-      await s.stop();
-      stack = undefined;
+      await stop();
     } finally {
       await own.stop();
     }
@@ -284,8 +269,7 @@ describe('the hand-off to the uploaders', () => {
       const reply = await s.get(path);
       expect(reply.body.equals(s.stub.imageFor(path))).toBe(true);
       expect(await s.outcomeOf(path)).toBe('timeout');
-      await s.stop();
-      stack = undefined;
+      await stop();
     } finally {
       await own.stop();
     }
@@ -300,8 +284,7 @@ describe('the hand-off to the uploaders', () => {
       expect((await s.get(path)).body.equals(s.stub.imageFor(path))).toBe(true);
       expect(await s.outcomeOf(path)).toBe('queued');
       expect(await s.queue.getJobState(cacheKeyOf(path))).toBe('waiting');
-      await s.stop();
-      stack = undefined;
+      await stop();
     } finally {
       await own.stop();
     }
@@ -338,8 +321,7 @@ describe('the hand-off to the uploaders', () => {
         },
         { what: 'caching to resume' },
       );
-      await s.stop();
-      stack = undefined;
+      await stop();
     } finally {
       await own.stop();
     }

@@ -1,30 +1,23 @@
 import { cacheKeyOf, createLogger, purgeChannel, redisKeys } from '@imgproxy-cache/shared';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CacheOutcome } from '../apps/proxy/src/handoff/outcome.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { objectExists, S3RVER_CREDENTIALS } from './support/s3.js';
 import { spawnService } from './support/service.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // Purge: `npm run purge` and DELETE /cache/<path or key> forget an image everywhere, so that its
 // next request renders it anew.
 
-let stack: Stack | undefined;
 const proxies: RunningProxy[] = [];
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack) console.log('logs', JSON.stringify(stack.logs.slice(-30)));
-  await Promise.all(proxies.splice(0).map((p) => p.close(2_000)));
-  await stack?.stop();
-  stack = undefined;
-});
-
 const TOKEN = 'purge-secret';
-const start = async (options: StackOptions = {}) => {
-  stack = await startStack({ ...options, env: { ADMIN_TOKEN: TOKEN, UPLOAD_GATHER_MS: '0', ...options.env } });
-  return stack;
-};
+const { start } = useStack({
+  defaults: { env: { ADMIN_TOKEN: TOKEN, UPLOAD_GATHER_MS: '0' } },
+  beforeStop: () => Promise.all(proxies.splice(0).map((p) => p.close(2_000))),
+});
 const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
 async function purgeOver(s: Stack, target: string, token = TOKEN) {

@@ -1,33 +1,18 @@
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { request } from 'undici';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // The proxy as a whole cache: a stored image served from the bucket before imgproxy is asked
 // (CACHE_READ_THROUGH), and instead of imgproxy's failure (stale). The bucket is s3rver behind the
 // recording tap, imgproxy the stand-in.
 
-let stack: Stack | undefined;
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack)
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs.slice(-30)),
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url} ${r.status}`),
-    );
-  await stack?.stop();
-  stack = undefined;
-});
-
 /** The imgproxy stand-in's generation for the suite (3.x and 4.x headers: see imgproxy-stub.ts). */
 let version: 3 | 4 = 3;
-const start = async (options: StackOptions = {}) => {
-  stack = await startStack({ ...options, stub: { ...options.stub, version } });
-  return stack;
-};
+const { start } = useStack({ defaults: () => ({ stub: { version } }) });
 const READ_THROUGH = { CACHE_READ_THROUGH: 'true', CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0' };
 
 /** Requests for `path` the stand-in has received. */

@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { BucketClient, cacheKeyOf, listKeys, loadConfig, reindex, SourceIndex } from '@imgproxy-cache/shared';
 import { request } from 'undici';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { admin } from './support/admin.js';
 import { freePort } from './support/free-port.js';
 import { createBucket, testS3Client } from './support/s3.js';
 import { type Service, spawnService } from './support/service.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // The S3-facing behaviour against Ceph's RADOS Gateway, a real S3 implementation (the one many
@@ -17,23 +18,11 @@ import { waitFor } from './support/wait.js';
 
 const rgw = inject('rgw');
 
-let stack: Stack | undefined;
 const services: Service[] = [];
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack) {
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs.slice(-30)),
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url} ${r.status}`),
-    );
-  }
-  await Promise.all(services.splice(0).map((s) => s.stop()));
-  await stack?.stop();
-  stack = undefined;
+const { start, stop } = useStack({
+  defaults: { s3: 'rgw', env: { UPLOAD_GATHER_MS: '0' } },
+  beforeStop: () => Promise.all(services.splice(0).map((s) => s.stop())),
 });
-
-const start = async (options: StackOptions = {}) => (stack = await startStack({ ...options, s3: 'rgw', env: { UPLOAD_GATHER_MS: '0', ...options.env } }));
 const xCache = (reply: { status: number; headers: Record<string, unknown> }) => `${reply.status} ${reply.headers['x-cache']}`;
 const keyRequests = (s: Stack, path: string, method: string) =>
   s.tap.requests.filter((r) => r.method === method && r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`)).map((r) => `${r.method} ${r.status}`);
@@ -83,21 +72,21 @@ describe.skipIf(!rgw)(`against Ceph RGW ${rgw?.version ?? '(not installed)'}`, (
     await s.get(path);
     await s.waitForObject(path);
     expect(s.tap.puts()[0]!.headers['x-amz-storage-class']).toBe('STANDARD');
-    await s.stop();
+    await stop();
 
-    stack = await start({ env: { S3_STORAGE_CLASS: 'NO_SUCH_CLASS', UPLOAD_ATTEMPTS: '1' } });
+    const unknown = await start({ env: { S3_STORAGE_CLASS: 'NO_SUCH_CLASS', UPLOAD_ATTEMPTS: '1' } });
     const refused = '/sig/plain/https://example.com/rgw-no-class.jpg@png';
-    await stack.get(refused);
+    await unknown.get(refused);
     const reason = await waitFor(
       async () => {
-        const job = await stack!.queue.getJob(cacheKeyOf(refused));
+        const job = await unknown.queue.getJob(cacheKeyOf(refused));
         return job && (await job.getState()) === 'failed' ? job.failedReason : undefined;
       },
       { what: 'the upload to fail' },
     );
     // RGW names a class it does not know InvalidArgument (AWS: InvalidStorageClass)
     expect(reason).toBe('PutObject 400 InvalidArgument: no message (S3_STORAGE_CLASS=NO_SUCH_CLASS: the provider may not know it)');
-    expect(await stack.keys()).toEqual([]);
+    expect(await unknown.keys()).toEqual([]);
   });
 
   it('read-through serves a stored image from the bucket (HIT), and a missing object reads as a miss', async () => {

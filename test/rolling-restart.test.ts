@@ -11,7 +11,7 @@ import { waitFor } from './support/wait.js';
 
 // Rolling restarts as users meet them: a proxy stopped under steady keep-alive traffic ends its
 // connections as their responses end and exits when they are done, cutting none; a Redis restart
-// with images waiting warns of no leak; an S3 outage under load logs a bounded number of lines.
+// with images waiting warns of no leak; an S3 outage under load logs one line per cause per interval.
 
 let stack: Stack | undefined;
 let redis: TestRedis | undefined;
@@ -89,7 +89,7 @@ describe('SIGTERM under keep-alive load', () => {
     ['one process', {}],
     ['PROXY_WORKERS=2', { PROXY_WORKERS: '2' }],
   ])(
-    '%s: exits 0 once its responses and hand-offs are done, long before the deadline; none is cut; /readyz says not ready at once; the last image is stored',
+    '%s: exits 0 once its responses and hand-offs are done, not at the deadline; none is cut; /readyz says not ready at once; the last image is stored',
     async (_name, extra: Record<string, string>) => {
       stack = await startStack({ env: { UPLOAD_GATHER_MS: '0' } });
       const s = stack;
@@ -111,8 +111,9 @@ describe('SIGTERM under keep-alive load', () => {
         S3_BUCKET: s.bucket,
         S3_ENDPOINT: s.tap.endpoint,
         S3_REGION: 'us-east-1',
-        // the deadline is far away: reaching it would be the bug
-        SHUTDOWN_TIMEOUT_MS: '60000',
+        // a deadline far beyond the test's own timeout: the proxy exits within it only by
+        // finishing its work, never by reaching the deadline
+        SHUTDOWN_TIMEOUT_MS: '3600000',
         LOG_LEVEL: 'info',
         ...extra,
       });
@@ -121,8 +122,8 @@ describe('SIGTERM under keep-alive load', () => {
       await waitFor(async () => (await readyz()).status === 200, { what: 'the proxy to be ready' });
 
       const load = keepAliveLoad(`http://127.0.0.1:${port}`, 4, (path) => s.stub.imageFor(path));
+      // every connection busy and 40 responses served before the signal
       await waitFor(() => load.tally.complete >= 40, { what: 'steady traffic' });
-      const signalled = Date.now();
       proxy.child.kill('SIGTERM');
       // not ready from the first moment, while responses are still being finished
       const notReady = await waitFor(
@@ -133,18 +134,16 @@ describe('SIGTERM under keep-alive load', () => {
         { what: '/readyz to say not ready' },
       );
       expect(JSON.parse(notReady.body).checks.serving).toBe(false);
-      expect(await proxy.exited(20_000)).toBe(0);
-      const tookMs = Date.now() - signalled;
+      expect(await proxy.exited(45_000)).toBe(0);
       await load.stop();
 
       expect(load.tally.cut).toEqual([]);
-      expect(load.tally.complete).toBeGreaterThan(40);
       expect(proxy.output()).toMatch(/Proxy stopped/);
       expect(proxy.output()).not.toMatch(/MaxListenersExceededWarning/);
       // the last new image served whole was handed off before the exit, and lands
       const last = load.tally.lastNew!;
       await s.waitForObject(last);
-      console.log(`${_name}: exited ${tookMs} ms after SIGTERM; ${load.tally.complete} complete, ${load.tally.refused} refused before any byte, 0 cut`);
+      console.log(`${_name}: ${load.tally.complete} complete, ${load.tally.refused} refused before any byte, 0 cut`);
     },
     60_000,
   );
@@ -195,14 +194,22 @@ describe('an S3 outage under load', () => {
     const images = Array.from({ length: 30 }, (_, i) => `/sig/plain/https://example.com/outage-${i}.jpg@png`);
     for (const p of images) await s.get(p);
     const refused = () => s.tap.requests.filter((r) => r.method === 'PUT' && r.status === 500).length;
-    await waitFor(() => refused() >= 200, { what: 'the outage to refuse many attempts', timeoutMs: 30_000 });
+    const retryLines = () => s.logs.filter((l) => l.msg === 'Upload failed; will retry');
+    // an outage past one interval (10 s), so that the cause is said a second time; the backoff
+    // (14 attempts from 10 ms, doubling) keeps every job retrying that long
+    await waitFor(() => refused() >= 200 && retryLines().length >= 2, { what: 'the outage to refuse many attempts, over one interval', timeoutMs: 45_000 });
     down = false;
+    // the jobs' next attempts need not wait out their backoff
+    await waitFor(
+      async () => {
+        for (const q of s.queues) await q.promoteJobs();
+        return (await s.keys()).length === images.length;
+      },
+      { what: 'every image to land' },
+    );
     for (const p of images) await s.waitForObject(p);
     await s.drained();
 
-    const retryLines = s.logs.filter((l) => l.msg === 'Upload failed; will retry');
-    expect(retryLines.length).toBeGreaterThanOrEqual(1);
-    expect(retryLines.length).toBeLessThanOrEqual(5); // one per 10 s for the one cause
     // each attempt is a PutObject, sent once or twice (the SDK retries while its retry quota lasts,
     // under the same invocation id): a failed attempt is an invocation whose every request was refused
     const refusedInvocations = new Set<string>();
@@ -217,9 +224,18 @@ describe('an S3 outage under load', () => {
     const { values } = await s.uploader!.metrics.uploads.get();
     expect(values.find((v) => v.labels.result === 'retried')?.value).toBe(failedAttempts);
     expect(failedAttempts).toBeGreaterThan(50);
-    // the count of what was not logged is in the next line
-    expect(retryLines.slice(1).every((l) => typeof l.suppressed === 'number')).toBe(true);
-  }, 60_000);
+
+    // one cause (S3's 500), said at most once per 10 s, by the lines' own clock (the limiter reads
+    // the clock a moment before the logger stamps the line: a few ms of leeway)
+    const lines = retryLines();
+    expect(new Set(lines.map((l) => l.reason)).size).toBe(1);
+    const times = lines.map((l) => Date.parse(String(l.time)));
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(10_000 - 50);
+    // each line counts the failures not logged since the one before: together, no more than failed
+    expect(lines[0]!.suppressed).toBe(0);
+    expect(lines.slice(1).every((l) => typeof l.suppressed === 'number' && l.suppressed > 0)).toBe(true);
+    expect(lines.reduce((n, l) => n + 1 + Number(l.suppressed), 0)).toBeLessThanOrEqual(failedAttempts);
+  }, 90_000);
 
   it('a job failing for good is always logged, however many fail', async () => {
     stack = await startStack({ env: { UPLOAD_GATHER_MS: '0', UPLOAD_ATTEMPTS: '2', UPLOAD_BACKOFF_MS: '20', LOG_LEVEL: 'info' } });
@@ -228,8 +244,10 @@ describe('an S3 outage under load', () => {
     const images = Array.from({ length: 12 }, (_, i) => `/sig/plain/https://example.com/gone-${i}.jpg@png`);
     for (const p of images) await s.get(p);
     await waitFor(async () => (await s.queue.getFailedCount()) === 12, { what: 'every job to fail for good' });
-    const finals = s.logs.filter((l) => l.msg === 'Upload failed for good; kept in the failed set').map((l) => l.path);
-    expect(new Set(finals)).toEqual(new Set(images));
+    // the worker logs once Redis has answered its move to the failed set, which the count may see first
+    const finals = () => s.logs.filter((l) => l.msg === 'Upload failed for good; kept in the failed set').map((l) => l.path);
+    await waitFor(() => finals().length >= 12, { what: 'a line for each' });
+    expect(new Set(finals())).toEqual(new Set(images));
     expect(s.logs.filter((l) => l.msg === 'Upload failed; will retry').length).toBe(1);
   });
 });

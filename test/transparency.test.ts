@@ -1,7 +1,8 @@
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { STORED_HEADERS } from '@imgproxy-cache/shared';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type Reply, type Stack, type StackOptions, startStack } from './support/stack.js';
+import { describe, expect, it } from 'vitest';
+import type { Reply, Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // A HIT or a STALE answer is the MISS that stored the image, apart from X-Cache: the same
@@ -10,21 +11,7 @@ import { waitFor } from './support/wait.js';
 // validators. With imgproxy 3's headers (an ETag per variant) and imgproxy 4's (the source's ETag
 // and Last-Modified on every variant, a CSP on every answer).
 
-let stack: Stack | undefined;
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack)
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs.slice(-30)),
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url} ${r.status}`),
-    );
-  await stack?.stop();
-  stack = undefined;
-});
-
-const start = async (options: StackOptions) =>
-  (stack = await startStack({ ...options, env: { UPLOAD_GATHER_MS: '0', CACHE_RECENT_KEYS: '0', ...options.env } }));
+const { start } = useStack({ defaults: { env: { UPLOAD_GATHER_MS: '0', CACHE_RECENT_KEYS: '0' } } });
 
 /** What a client can tell of an answer, X-Cache aside: its status, body, and every stored header with its length. */
 function seen(reply: Reply): Record<string, unknown> {

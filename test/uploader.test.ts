@@ -1,28 +1,15 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf, crc32Of, encodePayload, redisKeys, UPLOAD_JOB_NAME, type UploadJobData, uploadJobOptions } from '@imgproxy-cache/shared';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { admin, sample } from './support/admin.js';
-import { type Stack, type StackOptions, startStack } from './support/stack.js';
+import type { Stack } from './support/stack.js';
+import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
 // The uploader against real Redis and s3rver; S3 faults come from the recording tap in front of
 // s3rver (real HTTP answers: 403, 503 SlowDown, 412, 409).
 
-let stack: Stack | undefined;
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && stack) {
-    console.log(
-      'logs',
-      JSON.stringify(stack.logs),
-      'S3',
-      stack.tap.requests.map((r) => `${r.method} ${r.url}`),
-    );
-  }
-  await stack?.stop();
-  stack = undefined;
-});
-
-const start = async (options?: StackOptions) => (stack = await startStack(options));
+const { start } = useStack({ logLines: Infinity });
 
 function jobData(path: string): UploadJobData {
   return { cacheKey: cacheKeyOf(path), path };

@@ -4,12 +4,20 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 // A TCP relay in front of a Redis that can freeze connections: their bytes stop flowing both ways
 // while the sockets stay open (a Redis that hangs, as seen by those clients only). Connections
 // opened while frozen hang the same way. `spare` connections, the first ones made, keep flowing.
+// It also counts round trips: what a client sends between two answers of the server is one burst,
+// however TCP splits or merges it, so a pipeline written at once is one trip and its reply ends it.
 
 export interface TcpTap {
   port: number;
   url: string;
   /** connections accepted so far */
   readonly accepted: number;
+  /**
+   * Client-to-server bursts so far, over every connection: bytes from a client that follow an
+   * answer of the server (or open the connection) start one; more bytes before the next answer
+   * belong to it.
+   */
+  readonly roundTrips: number;
   freeze(spare: number): void;
   thaw(): void;
   close(): Promise<void>;
@@ -20,14 +28,26 @@ export async function startTcpTap(targetPort: number): Promise<TcpTap> {
   let frozen = false;
   let spare = 0;
   let accepted = 0;
+  let roundTrips = 0;
   const flowing = (index: number) => !frozen || index < spare;
   const server: Server = createServer((client) => {
     const index = accepted++;
     const upstream = connect(targetPort, '127.0.0.1');
     const link = { index, client, upstream, held: [[], []] as Buffer[][] };
     links.push(link);
-    client.on('data', (chunk: Buffer) => (flowing(index) ? upstream.write(chunk) : link.held[0]!.push(chunk)));
-    upstream.on('data', (chunk: Buffer) => (flowing(index) ? client.write(chunk) : link.held[1]!.push(chunk)));
+    // who sent last on this connection: a client's bytes after the server's start a round trip
+    let serverLast = true;
+    client.on('data', (chunk: Buffer) => {
+      if (serverLast) roundTrips += 1;
+      serverLast = false;
+      if (flowing(index)) upstream.write(chunk);
+      else link.held[0]!.push(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      serverLast = true;
+      if (flowing(index)) client.write(chunk);
+      else link.held[1]!.push(chunk);
+    });
     const end = () => {
       client.destroy();
       upstream.destroy();
@@ -42,6 +62,9 @@ export async function startTcpTap(targetPort: number): Promise<TcpTap> {
     url: `redis://127.0.0.1:${port}`,
     get accepted() {
       return accepted;
+    },
+    get roundTrips() {
+      return roundTrips;
     },
     freeze(keep) {
       frozen = true;

@@ -1,7 +1,7 @@
 import type { Logger, ProxyConfig, ProxyMetrics, SourceIndex } from '@imgproxy-cache/shared';
 import type { Dispatcher } from 'undici';
-import type { CaptureTally } from '../handoff/capture.js';
 import { Flights } from '../coalescing/flights.js';
+import type { CaptureTally } from '../handoff/capture.js';
 import type { Enqueuer } from '../handoff/enqueue.js';
 import { HandOff } from '../handoff/hand-off.js';
 import { Inflight } from '../handoff/inflight.js';
