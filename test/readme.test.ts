@@ -32,6 +32,7 @@ describe('configuration', () => {
       'apps/cli/src/purge.ts',
       'apps/cli/src/reindex.ts',
       'apps/cli/src/warm.ts',
+      'apps/launcher/src/index.ts',
       'apps/proxy/src/index.ts',
       'apps/uploader/src/dashboard-main.ts',
       'apps/uploader/src/index.ts',
