@@ -38,6 +38,8 @@ COPY --from=build /app/packages/shared/dist packages/shared/dist
 COPY --from=build /app/packages/shared/commands packages/shared/commands
 COPY --from=build /app/apps/proxy/package.json apps/proxy/
 COPY --from=build /app/apps/proxy/dist apps/proxy/dist
+# what npm could not hoist beside another version (lru-cache)
+COPY --from=build /app/apps/proxy/node_modules apps/proxy/node_modules
 COPY --from=build /app/apps/uploader/package.json apps/uploader/
 COPY --from=build /app/apps/uploader/dist apps/uploader/dist
 COPY --from=build /app/apps/cli/package.json apps/cli/

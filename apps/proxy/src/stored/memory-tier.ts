@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { sharedLifetimeMs } from '@imgproxy-cache/shared';
+import { LRUCache } from 'lru-cache';
 
 // Stored images held in the proxy's memory (CACHE_MEMORY_BYTES), so that a hot image is served
-// without a trip to the bucket. Least recently used first out, bounded in bytes. Filled by bucket
-// reads and by completed hand-offs; an entry lives as long as its stored Cache-Control lets a
-// shared cache keep it, and a purge removes it from every proxy.
+// without a trip to the bucket. Least recently used first out, bounded in bytes (lru-cache, which
+// gives each eviction its reason). Filled by bucket reads and by completed hand-offs; an entry
+// lives as long as its stored Cache-Control lets a shared cache keep it, and a purge removes it
+// from every proxy.
 
 /**
  * Why an entry left: room for others, its Cache-Control ran out, a purge, the bucket holds another
@@ -21,8 +23,6 @@ export interface MemoryEntry {
   headers: Record<string, string>;
   /** S3's ETag of the object (the bucket's word on it); made from the bytes when first needed */
   objectEtag: string | undefined;
-  /** when it stops being fresh (ms since the epoch; Infinity: no limit) */
-  expires: number;
   /** body and headers, as counted against the bound */
   size: number;
   /** the headers of a 200 from memory, made on first use (X-Cache included) */
@@ -49,8 +49,9 @@ export interface Origin {
 const OVERHEAD = 512;
 
 export class MemoryTier {
-  private readonly entries = new Map<string, MemoryEntry>();
-  private held = 0;
+  private readonly entries: LRUCache<string, MemoryEntry> | undefined;
+  /** the reason of the removal under way, for the cache's dispose */
+  private removing: Eviction | undefined;
   /** counts purges: a read begun before one does not fill (it may have read the purged image) */
   private purges = 0;
 
@@ -58,32 +59,37 @@ export class MemoryTier {
     readonly maxBytes: number,
     private readonly onEvict: (reason: Eviction) => void = () => undefined,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    if (maxBytes <= 0) return;
+    this.entries = new LRUCache<string, MemoryEntry>({
+      maxSize: maxBytes,
+      sizeCalculation: (entry) => entry.size,
+      perf: { now },
+      // the clock read at each use: a cached one would keep an entry past its Cache-Control
+      ttlResolution: 0,
+      dispose: (_entry, _key, reason) => {
+        const why = reason === 'evict' ? 'space' : reason === 'expire' ? 'expired' : reason === 'delete' ? this.removing : undefined;
+        if (why) this.onEvict(why);
+      },
+    });
+  }
 
   get enabled(): boolean {
-    return this.maxBytes > 0;
+    return this.entries !== undefined;
   }
 
   /** bytes held */
   get bytes(): number {
-    return this.held;
+    return this.entries?.calculatedSize ?? 0;
   }
 
   get size(): number {
-    return this.entries.size;
+    return this.entries?.size ?? 0;
   }
 
   /** A fresh entry (now the most recently used), or undefined. */
   get(key: string): MemoryEntry | undefined {
-    const entry = this.entries.get(key);
-    if (entry === undefined) return undefined;
-    if (entry.expires <= this.now()) {
-      this.remove(key, entry, 'expired');
-      return undefined;
-    }
-    this.entries.delete(key); // re-inserted: Map order is use order
-    this.entries.set(key, entry);
-    return entry;
+    return this.entries?.get(key);
   }
 
   /** Where a fill starts from: pass it to put(), which refuses it if a purge came between. */
@@ -93,45 +99,40 @@ export class MemoryTier {
 
   /** Whether `entry` is still the one held for `key` (not evicted, purged or replaced since). */
   holds(key: string, entry: MemoryEntry): boolean {
-    return this.entries.get(key) === entry;
+    return this.entries?.peek(key, { allowStale: true }) === entry;
   }
 
   /** Removes `entry` if it is still the one held for `key`. */
   discard(key: string, entry: MemoryEntry, reason: Eviction): void {
-    if (this.holds(key, entry)) this.remove(key, entry, reason);
+    if (this.holds(key, entry)) this.remove(key, reason);
   }
 
   /** Keeps an image if its Cache-Control allows it and it fits. Returns whether it was kept. */
   put(key: string, body: Buffer, headers: Record<string, string>, origin: Origin = {}): boolean {
     const { since = this.purges, inBucket = false, path = '', objectEtag } = origin;
-    if (!this.enabled || since !== this.purges) return false;
+    if (!this.entries || since !== this.purges) return false;
     const lifetime = sharedLifetimeMs(headers['cache-control']);
     if (lifetime === undefined) return false;
     const size = body.length + OVERHEAD;
     if (size > this.maxBytes) return false;
-    const old = this.entries.get(key);
-    if (old) this.remove(key, old);
     const now = this.now();
-    this.entries.set(key, { path, body, headers, objectEtag, expires: now + lifetime, size, inBucket, checkedAt: now });
-    this.held += size;
-    for (const [oldest, entry] of this.entries) {
-      if (this.held <= this.maxBytes) break;
-      this.remove(oldest, entry, 'space');
-    }
+    const entry: MemoryEntry = { path, body, headers, objectEtag, size, inBucket, checkedAt: now };
+    // lru-cache keeps an entry while its age is at most its ttl; HTTP's freshness ends at the
+    // lifetime itself (a lifetime is whole seconds, so never under 1 ms); 0 is none
+    this.entries.set(key, entry, { ttl: Number.isFinite(lifetime) ? lifetime - 1 : 0, start: now });
     return true;
   }
 
   /** A purge: the image goes, and reads already on their way do not bring it back. */
   purge(key: string): void {
     this.purges += 1;
-    const entry = this.entries.get(key);
-    if (entry) this.remove(key, entry, 'purged');
+    this.remove(key, 'purged');
   }
 
-  private remove(key: string, entry: MemoryEntry, reason?: Eviction): void {
-    this.entries.delete(key);
-    this.held -= entry.size;
-    if (reason) this.onEvict(reason);
+  private remove(key: string, reason: Eviction): void {
+    this.removing = reason;
+    this.entries?.delete(key);
+    this.removing = undefined;
   }
 }
 
