@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type BucketClient, S3OperationError } from '@imgproxy-cache/shared';
 
 // The bucket the compose file's local S3 server needs before anything is stored: created when it
@@ -71,7 +72,7 @@ async function headBucket(client: BucketClient, waitMs: number, say: (line: stri
       if (Date.now() >= deadline) throw new SetupError(`S3 did not answer within ${waitMs} ms (S3_REQUEST_TIMEOUT_MS): ${error.message}`);
       if (!waiting) say(`waiting for S3 (${error.code})`);
       waiting = true;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
     }
   }
 }

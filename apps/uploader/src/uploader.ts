@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AdminServer,
   type Check,
@@ -126,7 +127,7 @@ export async function startUploader({
       );
       metrics.workerRestarts.inc({ queue: name });
       startWorker(name);
-      void Promise.race([stuck.close(true), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]).catch(() => undefined);
+      void Promise.race([stuck.close(true), sleep(5_000, undefined, { ref: false })]).catch(() => undefined);
     },
   });
   watchdog.start();

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createUploadQueue,
   type DedupOutcome,
@@ -220,7 +221,7 @@ export class RedisEnqueuer implements Enqueuer {
           this.report(outcome, image, e);
           return outcome;
         }
-        await pause(RETRY_PAUSE_MS, this.closed);
+        await sleep(RETRY_PAUSE_MS, undefined, { signal: this.closing.signal }).catch(() => undefined);
       }
     }
   }
@@ -240,7 +241,8 @@ export class RedisEnqueuer implements Enqueuer {
 
   /**
    * One wait per connection, however many images wait on it: a listener each would trip Node's
-   * MaxListeners warning on every Redis restart under load, which reads like a leak.
+   * MaxListeners warning on every Redis restart under load, which reads like a leak. Not
+   * events.once(): it ends on the 'error' events ioredis emits while it reconnects.
    */
   private nextReady(client: Redis): Promise<void> {
     let waiting = this.readyWaits.get(client);
@@ -364,12 +366,6 @@ export class RedisEnqueuer implements Enqueuer {
 interface Held {
   release(): void;
   also<T>(sent: Promise<T>): Promise<T>;
-}
-
-/** Resolves after `ms`, or at once when `stop` settles. */
-function pause(ms: number, stop: Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))), stop]).finally(() => clearTimeout(timer));
 }
 
 /** `promise`, or a TimeoutError after `ms` (saying `boundMs`, the bound that ran out). */

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@imgproxy-cache/shared';
 import type { Dispatcher } from 'undici';
 
@@ -37,6 +38,6 @@ export async function waitForImgproxy(upstream: Dispatcher, basePath: string, ti
       return true;
     }
     if (Date.now() + intervalMs > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await sleep(intervalMs);
   }
 }

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import {
   connectForRole,
   createSubscriberRedis,
@@ -79,15 +80,8 @@ export async function startHandOffSide(
 }
 
 /** Resolves when `client` is ready, or after `ms` whatever it is. */
-function readyWithin(client: RoleRedis['redis'], ms: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      client.off('ready', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    client.once('ready', done);
-  });
+async function readyWithin(client: RoleRedis['redis'], ms: number): Promise<void> {
+  const deadline = AbortSignal.timeout(ms);
+  // once() also ends on the connection's 'error' events: the wait goes on until the deadline
+  while (client.status !== 'ready' && !deadline.aborted) await once(client, 'ready', { signal: deadline }).catch(() => undefined);
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Job, type Queue } from 'bullmq';
 import type { PurgeConfig } from '../config/index.js';
 import { cacheKeyOf, objectKeyOf } from '../contract/cache-key.js';
@@ -105,7 +106,7 @@ export class Purger {
         // an upload in flight would put the object back: let it finish first
         let state = await job.getState();
         for (let i = 0; state === 'active' && i < 100; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await sleep(100);
           state = await job.getState();
         }
         if ((await queue.remove(key)) === 1) report.job = state;

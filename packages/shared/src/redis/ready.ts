@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { Cluster } from 'ioredis';
 import type { Logger } from '../runtime/logger.js';
 import { rateLimited } from '../runtime/logger.js';
@@ -27,17 +28,9 @@ export async function connectChecked(targets: readonly CheckedRedis[], logger: L
       signal?.throwIfAborted();
       // a connection still being made is not worth a line
       if (Date.now() - started >= 1_000) logWait(() => logger.warn({ redis: redisAddress(client) }, `Waiting for Redis (${variable}) to answer`));
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          client.off('ready', done);
-          signal?.removeEventListener('abort', done);
-          resolve();
-        };
-        const timer = setTimeout(done, 1_000);
-        client.once('ready', done);
-        signal?.addEventListener('abort', done, { once: true });
-      });
+      // a second at most, so the line above is said; a connection error ends it early, and is waited out here
+      const waited = signal ? AbortSignal.any([signal, AbortSignal.timeout(1_000)]) : AbortSignal.timeout(1_000);
+      await once(client, 'ready', { signal: waited }).catch(() => undefined);
     }
   }
   for (const { client, holds, variable } of new Map(targets.map((t) => [t.client, t])).values()) {
