@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { configTable, VARIABLES } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from './support/service.js';
@@ -15,11 +16,21 @@ describe('README', () => {
     const names = [...(table ?? '').matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
     expect(names.sort()).toEqual(VARIABLES.map((v) => v.name).sort());
   });
+
+  it('names only files that exist (a path from the root, or from the proxy or shared sources it describes)', () => {
+    const named = [...new Set([...readme.matchAll(/`([\w./-]+\.(?:ts|mjs|lua|yml))`/g)].map((m) => m[1]!))];
+    const tracked = (readdirSync(ROOT, { recursive: true }) as string[]).filter((f) => !/(^|\/)(node_modules|dist|\.git)\//.test(f));
+    const exists = (file: string) =>
+      file.includes('/')
+        ? ['', 'apps/proxy/src/', 'packages/shared/src/'].some((base) => existsSync(`${ROOT}/${base}${file}`))
+        : tracked.some((t) => t === file || t.endsWith(`/${file}`));
+    expect(named.length).toBeGreaterThan(20);
+    expect(named.filter((file) => !exists(file))).toEqual([]);
+  });
 });
 
 describe('configuration', () => {
   it('is read from the environment only by the config module (entry points hand it process.env)', async () => {
-    const { execFileSync } = await import('node:child_process');
     const hits = execFileSync('grep', ['-rln', 'process\\.env', 'apps', 'packages', '--include=*.ts', '--exclude-dir=node_modules', '--exclude-dir=dist'], {
       cwd: ROOT,
     })
