@@ -3,7 +3,7 @@ import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { makePngOfSize } from './support/png.mjs';
 import { spawnRedisServer } from './support/redis-server.js';
-import type { Stack } from './support/stack.js';
+import { settledBucket } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -13,13 +13,6 @@ import { waitFor } from './support/wait.js';
 const { start, stop } = useStack({ logLines: Infinity });
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
-
-/** Waits for the request's cache outcome and for the queue to empty, then returns the bucket. */
-async function settledBucket(s: Stack, path: string, expectedOutcome: string): Promise<string[]> {
-  expect(await s.outcomeOf(path)).toBe(expectedOutcome);
-  await s.drained();
-  return s.keys();
-}
 
 describe('a cacheable 200', () => {
   it('reaches the client byte-exact and lands at S3_FOLDER/md5(path) with its metadata', async () => {

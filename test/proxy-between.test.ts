@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { Stack } from './support/stack.js';
+import { settledBucket } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 
 // The proxy between the client and imgproxy: which headers pass, which are stripped, what it
@@ -20,13 +20,6 @@ function rawRequest(port: number, text: string): Promise<string> {
     socket.on('end', () => resolve(data));
     socket.on('error', reject);
   });
-}
-
-/** Waits for the request's cache outcome and for the queue to empty, then returns the bucket. */
-async function settledBucket(s: Stack, path: string, expectedOutcome: string): Promise<string[]> {
-  expect(await s.outcomeOf(path)).toBe(expectedOutcome);
-  await s.drained();
-  return s.keys();
 }
 
 describe('the proxy in between', () => {

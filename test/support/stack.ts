@@ -19,7 +19,7 @@ import {
 import { Queue } from 'bullmq';
 import { Cluster, Redis as Standalone } from 'ioredis';
 import { request } from 'undici';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import type { EnqueuerOptions } from '../../apps/proxy/src/handoff/enqueue.js';
 import type { CacheOutcome } from '../../apps/proxy/src/handoff/outcome.js';
 import { type RunningProxy, startProxy } from '../../apps/proxy/src/server/start-proxy.js';
@@ -220,4 +220,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
   };
   return stack;
+}
+
+/** Waits for the request's cache outcome and for the queue to empty, then returns the bucket. */
+export async function settledBucket(s: Stack, path: string, expectedOutcome: string): Promise<string[]> {
+  expect(await s.outcomeOf(path)).toBe(expectedOutcome);
+  await s.drained();
+  return s.keys();
 }
