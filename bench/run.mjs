@@ -25,18 +25,20 @@
 // host nothing. CPU comes from /proc (all threads; the uploader's counted until its backlog is
 // drained), Redis's commands from INFO commandstats.
 //
-// The processes under test are in lib/pieces.mjs and lib/stack.mjs; they take `bench`, the run's
-// context, as the load and the scenarios below do.
+// The processes under test are in lib/pieces.mjs and lib/stack.mjs, the load and its measurement in
+// lib/load.mjs and lib/measure.mjs; all take `bench`, the run's context, as the scenarios below do.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { commandsCell, cpuCell, f1, f2, sum, versusFloor } from './lib/format.mjs';
+import { paced, putLoop, requestAll, settle, warm, wrk } from './lib/load.mjs';
+import { measure } from './lib/measure.mjs';
 import { bucketS3, cachingProxy, fastS3, referenceProxy } from './lib/nginx.mjs';
 import { GO_PORT, goPeerBinary, startGoPeer, startMinimalProxy, startRedis, startSharpUpstream, startStaticUpstream } from './lib/pieces.mjs';
 import { cpuSeconds, freePort, Procs, rssMiB, until } from './lib/proc.mjs';
-import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
 import { startStack } from './lib/stack.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -118,129 +120,6 @@ function estimate() {
   if (ONLY.has('idle')) s += 45;
   return Math.ceil(s / 60);
 }
-
-// --- load ----------------------------------------------------------------------------------
-
-/** wrk for `seconds`: new images (`unique`), one image again and again, or a random one of the paths in the file `paths`. */
-async function wrk(bench, url, unique, seconds, paths, encoded = false) {
-  const out = spawnSync('wrk', ['-t2', `-c${bench.connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', 'bench/wrk-report.lua', url], {
-    cwd: bench.root,
-    env: {
-      ...process.env,
-      UNIQUE: unique ? '1' : '0',
-      RUN_ID: Math.random().toString(36).slice(2, 8),
-      ...(paths ? { PATHS: paths } : {}),
-      ...(encoded ? { ENCODED: '1' } : {}),
-    },
-    encoding: 'utf8',
-  }).stdout;
-  const line = out.split('\n').find((l) => l.startsWith('{'));
-  if (!line) throw new Error(`wrk failed: ${out}`);
-  const r = JSON.parse(line);
-  return { images: r.requests, rate: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, errors: r.errors + r.non2xx };
-}
-
-function paced(bench, url, rate, seconds, encoded = false) {
-  const args = ['bench/paced-load.mjs', url, String(rate), String(seconds), '/bench', ...(encoded ? ['encoded'] : [])];
-  const out = spawnSync(bench.node, args, { cwd: bench.root, encoding: 'utf8' }).stdout;
-  const r = JSON.parse(out.trim().split('\n').at(-1));
-  return { images: r.ok, rate: r.ok / r.seconds, p50: r.p50, p99: r.p99, errors: r.errors };
-}
-
-/** BENCH_WARMUP new images through `url`, at 400/s. */
-function warm(bench, url, encoded = false) {
-  if (bench.warmup > 0) paced(bench, url, 400, bench.warmup / 400, encoded);
-}
-
-/** After a burst V8 keeps collecting for several seconds (its memory reducer): not the steady state. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 15_000));
-
-function putLoop(bench, mode, rate, seconds) {
-  const args = ['bench/put-loop.mjs', mode, bench.s3Endpoint, bench.bucket, String(rate), String(seconds), String(bench.warmup)];
-  const out = spawnSync(bench.node, args, { cwd: bench.root, encoding: 'utf8' });
-  const line = out.stdout.trim().split('\n').at(-1);
-  if (!line?.startsWith('{')) throw new Error(`put-loop ${mode} failed: ${out.stderr}`);
-  return JSON.parse(line);
-}
-
-/** Every path of `paths` requested `times` times, 8 at a time (a cache's warm-up, V8's too). */
-async function requestAll(url, paths, times) {
-  const queue = Array.from({ length: times }, () => paths).flat();
-  let failed = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
-        const res = await fetch(url + path);
-        await res.arrayBuffer();
-        if (res.status !== 200) failed += 1;
-      }
-    }),
-  );
-  if (failed > 0) throw new Error(`${failed} warm-up requests to ${url} failed`);
-}
-
-// --- measurement ---------------------------------------------------------------------------
-
-/**
- * Runs `load` and measures, per image: the CPU of every process in `pids` (the uploader's and
- * Redis's until `stack`'s backlog is drained), Redis's CPU and commands by name.
- */
-async function measure(bench, pids, load, stack) {
-  const redis = bench.redis.client;
-  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid, true)]));
-  const redis0 = await redisStats(redis);
-  const decisions0 = stack ? await stack.decisions() : undefined;
-  const result = await load();
-  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid, true) - cpu0[k]]));
-  if (stack) {
-    await until(async () => (await stack.backlog()) === 0, 'the uploads to drain', 600_000, 100);
-    for (const k of stack.uploading) cpu[k] = cpuSeconds(pids[k], true) - cpu0[k];
-  }
-  const redis1 = await redisStats(redis);
-  let teed;
-  if (stack) {
-    const d1 = await stack.decisions();
-    teed = (d1.queued ?? 0) - (decisions0.queued ?? 0);
-  }
-  const n = Math.max(1, result.images);
-  const commands = commandsBetween(redis0, redis1);
-  return {
-    ...result,
-    teed,
-    failed: stack ? await stack.failed() : undefined,
-    cpuMsPerImage: Object.fromEntries(Object.entries(cpu).map(([k, s]) => [k, (s * 1000) / n])),
-    redisMsPerImage: stack ? ((redis1.cpu - redis0.cpu) * 1000) / n : undefined,
-    commandsPerImage: stack ? Object.values(commands).reduce((a, b) => a + b, 0) / n : undefined,
-    commands: Object.fromEntries(
-      Object.entries(commands)
-        .sort((a, b) => b[1] - a[1])
-        .map(([k, v]) => [k, v / n]),
-    ),
-  };
-}
-
-// --- table cells ---------------------------------------------------------------------------
-
-const f1 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
-const f2 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(2));
-const sum = (cpu) => Object.values(cpu).reduce((a, b) => a + b, 0);
-
-const cpuCell = (r) =>
-  Object.entries(r.cpuMsPerImage)
-    .map(([k, v]) => `${k} ${f2(v)}`)
-    .join(', ');
-
-const commandsCell = (r) =>
-  Object.entries(r.commands)
-    .filter(([, v]) => v >= 0.05)
-    .map(([k, v]) => `${k} ${f1(v)}`)
-    .join(', ');
-
-/** How our proxy compares with the minimal one; in one process it cannot be told from the uploader. */
-const versusFloor = (r, floor) =>
-  r.cpuMsPerImage.proxy === undefined
-    ? ' (proxy and uploader in one process)'
-    : ` (proxy ${f2(r.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy)`;
 
 // --- scenarios -----------------------------------------------------------------------------
 
