@@ -24,18 +24,23 @@
 // S3 is a fast stand-in (nginx answering as S3 does, storing nothing): a remote S3 costs this
 // host nothing. CPU comes from /proc (all threads; the uploader's counted until its backlog is
 // drained), Redis's commands from INFO commandstats.
+//
+// The processes under test are in lib/pieces.mjs and lib/stack.mjs, the load and its measurement in
+// lib/load.mjs and lib/measure.mjs, each scenario in scenarios/; all take `bench`, the run's context.
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import sharp from 'sharp';
-import { SERVICE_NODE_FLAGS } from '../apps/launcher/dist/node-flags.js';
-import { bucketS3, cachingProxy, fastS3, referenceProxy, staticUpstream } from './lib/nginx.mjs';
-import { childrenOf, cmdline, cpuSeconds, freePort, freePortPair, httpOk, Procs, rssMiB, until } from './lib/proc.mjs';
-import { commandsBetween, redisStats } from './lib/redis-stats.mjs';
+import { f1 } from './lib/format.mjs';
+import { fastS3 } from './lib/nginx.mjs';
+import { startRedis } from './lib/pieces.mjs';
+import { freePort, Procs } from './lib/proc.mjs';
+import { hits } from './scenarios/hits.mjs';
+import { idle } from './scenarios/idle.mjs';
+import { pacedRuns } from './scenarios/paced.mjs';
+import { realWork } from './scenarios/real.mjs';
+import { saturation } from './scenarios/saturation.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -43,9 +48,7 @@ const PACED_SECONDS = Number(process.env.BENCH_PACED_SECONDS ?? 20);
 // Requests (or PUTs) every measured process serves first: V8 fully optimises a function only after
 // some thousands of calls (--invocation-count-for-turbofan), as a long-running service long has.
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 4000);
-let staticImageBytes = 0;
 const RATES = (process.env.BENCH_RATES ?? '50,200').split(',').map(Number);
-const CONNECTIONS = 32;
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'real,paced,saturation,hits,idle').split(','));
 // Our stack again under other settings, beside the default, in the real-work and paced scenarios:
 // BENCH_VARIANTS='gather-0:ENQUEUE_GATHER_MS=0;arenas:MALLOC_ARENA_MAX=2,UV_THREADPOOL_SIZE=2'
@@ -66,7 +69,6 @@ const VARIANTS = (process.env.BENCH_VARIANTS ?? '')
   });
 const HIT_IMAGES = Number(process.env.BENCH_HITS_IMAGES ?? 1000);
 const WRITE = process.argv.includes('--write') || process.env.BENCH_WRITE === '1';
-const BUCKET = 'bench';
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
 for (const tool of ['nginx', 'wrk', 'redis-server']) {
@@ -78,18 +80,37 @@ for (const tool of ['nginx', 'wrk', 'redis-server']) {
 
 const work = mkdtempSync(join(tmpdir(), 'imgproxy-cache-bench-'));
 chmodSync(work, 0o755); // nginx's workers run as nobody when started by root
-const procs = new Procs(work);
-const node = process.execPath;
-let redis; // the bench's own client
-let redisUrl;
-let redisChild;
-let s3Endpoint;
 const lines = []; // what RESULTS.md gets
 
-function say(text = '') {
-  console.log(text);
-  lines.push(text);
-}
+/** The run's context, which the pieces and scenarios take: its settings, its processes, its output. */
+const bench = {
+  root: ROOT,
+  node: process.execPath,
+  work,
+  procs: new Procs(work),
+  seconds: SECONDS,
+  pacedSeconds: PACED_SECONDS,
+  warmup: WARMUP,
+  rates: RATES,
+  variants: VARIANTS,
+  hitImages: HIT_IMAGES,
+  connections: 32,
+  bucket: 'bench',
+  // BENCH_CPU_PROF=<dir>: a V8 CPU profile of every service (read them with bench/lib/cpuprofile.mjs)
+  cpuProf: process.env.BENCH_CPU_PROF,
+  /** the bench's Redis ({ client, url, child }) and the S3 stand-in's URL, once started */
+  redis: undefined,
+  s3Endpoint: undefined,
+  /** stacks started so far: each gets a queue of its own */
+  stacks: 0,
+  /** each scenario's memory at its end, for the Memory table */
+  rssAfter: {},
+  say(text = '') {
+    console.log(text);
+    lines.push(text);
+  },
+};
+const { say, rssAfter } = bench;
 
 function estimate() {
   let s = 15;
@@ -99,574 +120,6 @@ function estimate() {
   if (ONLY.has('hits')) s += 4 * (SECONDS + 15) + 30;
   if (ONLY.has('idle')) s += 45;
   return Math.ceil(s / 60);
-}
-
-// --- the pieces ----------------------------------------------------------------------------
-
-async function startRedis() {
-  const port = await freePort();
-  redisChild = procs.start('redis', 'redis-server', [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--maxmemory-policy',
-    'noeviction',
-  ]);
-  redisUrl = `redis://127.0.0.1:${port}`;
-  redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  // refused until redis-server listens: the ping below waits for it
-  redis.on('error', () => undefined);
-  await until(async () => (await redis.ping()) === 'PONG', 'redis-server');
-}
-
-async function startSharpUpstream(port0) {
-  const port = port0 ?? (await freePort());
-  const child = procs.start('upstream (sharp)', node, ['bench/upstream-sharp.mjs', String(port)], {}, { cwd: ROOT });
-  const url = `http://127.0.0.1:${port}`;
-  await until(() => httpOk(`${url}/health`), 'the sharp upstream', 60_000);
-  return { url, child };
-}
-
-/** A zero-cost upstream: nginx answering every path with one ~30 KB WebP. */
-async function startStaticUpstream(port) {
-  const www = join(work, 'www');
-  mkdirSync(www, { recursive: true });
-  // 300×200 of a pattern that compresses like a photo: about 30 KB, the size of the PUT loop's bodies
-  const raw = Buffer.alloc(300 * 200 * 3);
-  for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + ((i / 900) | 0) * 3) % 251;
-  const image = await sharp(raw, { raw: { width: 300, height: 200, channels: 3 } })
-    .webp({ quality: 80 })
-    .toBuffer();
-  staticImageBytes = image.length;
-  writeFileSync(join(www, 'image.webp'), image);
-  return staticUpstream(procs, port ?? (await freePort()), www, 'image.webp', 'image/webp');
-}
-
-async function startMinimalProxy(upstream) {
-  const port = await freePort();
-  const child = procs.start('minimal Node proxy', node, ['bench/minimal-proxy.mjs', String(port), upstream], {}, { cwd: ROOT });
-  const url = `http://127.0.0.1:${port}`;
-  await until(() => httpOk(`${url}/health`), 'the minimal proxy');
-  return { url, child };
-}
-
-/**
- * The Go tool users migrate from (../shared/peers/seed-go), when it builds here: its upstream is
- * hard-coded to 127.0.0.1:8081, and its mux answers 301 to a path holding `//`, so it is given
- * percent-encoded sources (ENCODED=1 in wrk-report.lua).
- */
-const GO_PORT = 8081;
-function goPeerBinary() {
-  const build = join(ROOT, '..', 'shared', 'peers', 'seed-go', 'build.sh');
-  const out = spawnSync('sh', [build], { encoding: 'utf8' });
-  const path = out.stdout.trim().split('\n').at(-1);
-  return out.status === 0 && path ? path : undefined;
-}
-
-async function startGoPeer(binary) {
-  const port = await freePort();
-  const child = procs.start(
-    'the Go tool',
-    binary,
-    [],
-    {
-      IMGPROXY_BIND: `127.0.0.1:${port}`,
-      S3_BUCKET: BUCKET,
-      S3_ENDPOINT: s3Endpoint,
-      S3_FOLDER: 'go/',
-      AWS_ACCESS_KEY_ID: 'bench',
-      AWS_SECRET_ACCESS_KEY: 'bench',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_CONFIG_FILE: '/dev/null',
-      AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-    },
-    { cwd: work },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  await until(() => httpOk(`${url}/bench/rs:fit:10:10/q:50/cb:probe/plain/local:%2F%2F%2Fphoto.jpg@webp`), 'the Go tool', 30_000);
-  return { url, child };
-}
-
-let stacks = 0;
-
-/**
- * Our stack in front of `upstream`: `npm start`'s shape (apps/launcher: proxy and uploader
- * in one scheduling group, UPLOAD_NICE counts) or separate services (each in a group of its own,
- * as containers or systemd units are).
- */
-async function startStack(shape, upstream, extraEnv = {}) {
-  const port = await freePort();
-  const metrics = await freePortPair();
-  const queue = `bench-${++stacks}`;
-  const env = {
-    IMGPROXY_URL: upstream,
-    IMGPROXY_BIND: `127.0.0.1:${port}`,
-    REDIS_URL: redisUrl,
-    QUEUE_NAME: queue,
-    S3_BUCKET: BUCKET,
-    S3_ENDPOINT: s3Endpoint,
-    S3_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'bench',
-    AWS_SECRET_ACCESS_KEY: 'bench',
-    LOG_LEVEL: 'warn',
-    METRICS_BIND: `127.0.0.1:${metrics}`,
-    // every new image is teed however far the uploader falls behind
-    CACHE_BACKLOG_MAX_BYTES: String(16 * 2 ** 30),
-    // BENCH_CPU_PROF=<dir>: a V8 CPU profile of every service (read them with bench/lib/cpuprofile.mjs)
-    ...(process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` } : {}),
-    ...extraEnv,
-  };
-  const pids = {};
-  const children = [];
-  const inProcess = shape === 'npm start' && env.UPLOADER_IN_PROXY !== 'false';
-  if (inProcess) {
-    // one process: the launcher runs both services itself
-    const all = procs.start(`stack ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'apps/launcher/dist/index.js'], env, { cwd: ROOT });
-    children.push(all);
-    pids['proxy and uploader'] = all.pid;
-  } else if (shape === 'npm start') {
-    const all = procs.start(`stack ${stacks}`, node, ['apps/launcher/dist/index.js'], env, { cwd: ROOT });
-    children.push(all);
-    // both services by name: a child read before its exec still shows the launcher's command line
-    const named = (part) => childrenOf(all.pid).some((pid) => cmdline(pid).includes(part));
-    await until(() => named('apps/uploader/dist') && named('apps/proxy/dist'), 'npm start to start the services');
-    for (const pid of childrenOf(all.pid)) pids[cmdline(pid).includes('apps/uploader/dist') ? 'uploader' : 'proxy'] = pid;
-  } else {
-    const proxy = procs.start(`proxy ${stacks}`, node, [...SERVICE_NODE_FLAGS, 'apps/proxy/dist/index.js'], env, { cwd: ROOT, detached: true });
-    const uploader = procs.start(
-      `uploader ${stacks}`,
-      node,
-      [...SERVICE_NODE_FLAGS, 'apps/uploader/dist/index.js'],
-      { ...env, METRICS_BIND: 'off' },
-      {
-        cwd: ROOT,
-        detached: true,
-      },
-    );
-    children.push(proxy, uploader);
-    pids.proxy = proxy.pid;
-    pids.uploader = uploader.pid;
-  }
-  const url = `http://127.0.0.1:${port}`;
-  await until(() => httpOk(`${url}/health`), `our stack (${shape})`, 60_000);
-  const keys = `bull:{${queue}}:${queue}`;
-  return {
-    url,
-    pids,
-    shape,
-    /** the processes whose CPU counts until the uploads are drained */
-    uploading: inProcess ? ['proxy and uploader'] : ['uploader'],
-    /** jobs not finished yet */
-    async backlog() {
-      const [wait, active, delayed, prioritized] = await Promise.all([
-        redis.llen(`${keys}:wait`),
-        redis.llen(`${keys}:active`),
-        redis.zcard(`${keys}:delayed`),
-        redis.zcard(`${keys}:prioritized`),
-      ]);
-      return wait + active + delayed + prioritized;
-    },
-    async failed() {
-      return redis.zcard(`${keys}:failed`);
-    },
-    /** the proxy's cache decisions so far, by outcome */
-    async decisions() {
-      const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
-      return Object.fromEntries(
-        [...text.matchAll(/^imgproxy_cache_cache_decisions_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]),
-      );
-    },
-    /** read-through hits so far, and those served from memory */
-    async metrics() {
-      const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
-      const count = (re) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
-      return { hits: count(/^imgproxy_cache_hits_total\{[^}]*\} (\d+)/gm), memory: count(/^imgproxy_cache_hits_total\{[^}]*tier="memory"[^}]*\} (\d+)/gm) };
-    },
-    /** resident memory of each service, and what V8 says of it (MiB) */
-    async rss() {
-      const of = async (port) => {
-        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text().catch(() => '');
-        const mib = (name) => Number(new RegExp(`^imgproxy_cache_${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN) / 2 ** 20;
-        return { heap: mib('nodejs_heap_size_total_bytes'), external: mib('nodejs_external_memory_bytes'), tier: mib('memory_tier_bytes') };
-      };
-      // npm start gives the uploader the admin port + 1; separate services here run it without one
-      return {
-        proxy: rssMiB(pids.proxy ?? pids['proxy and uploader']),
-        uploader: pids.uploader ? rssMiB(pids.uploader) : 0,
-        proxyV8: await of(metrics),
-        uploaderV8: shape === 'npm start' ? await of(metrics + 1) : undefined,
-      };
-    },
-    async stop() {
-      for (const child of children) await procs.stop(child);
-    },
-  };
-}
-
-// --- load ----------------------------------------------------------------------------------
-
-/** wrk for `seconds`: new images (`unique`), one image again and again, or a random one of the paths in the file `paths`. */
-async function wrk(url, unique, seconds, paths, encoded = false) {
-  const out = spawnSync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', 'bench/wrk-report.lua', url], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      UNIQUE: unique ? '1' : '0',
-      RUN_ID: Math.random().toString(36).slice(2, 8),
-      ...(paths ? { PATHS: paths } : {}),
-      ...(encoded ? { ENCODED: '1' } : {}),
-    },
-    encoding: 'utf8',
-  }).stdout;
-  const line = out.split('\n').find((l) => l.startsWith('{'));
-  if (!line) throw new Error(`wrk failed: ${out}`);
-  const r = JSON.parse(line);
-  return { images: r.requests, rate: r.requests / (r.duration_us / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, errors: r.errors + r.non2xx };
-}
-
-function paced(url, rate, seconds, encoded = false) {
-  const args = ['bench/paced-load.mjs', url, String(rate), String(seconds), '/bench', ...(encoded ? ['encoded'] : [])];
-  const out = spawnSync(node, args, { cwd: ROOT, encoding: 'utf8' }).stdout;
-  const r = JSON.parse(out.trim().split('\n').at(-1));
-  return { images: r.ok, rate: r.ok / r.seconds, p50: r.p50, p99: r.p99, errors: r.errors };
-}
-
-/** WARMUP new images through `url`, at 400/s. */
-function warm(url, encoded = false) {
-  if (WARMUP > 0) paced(url, 400, WARMUP / 400, encoded);
-}
-
-/** After a burst V8 keeps collecting for several seconds (its memory reducer): not the steady state. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 15_000));
-
-function putLoop(mode, rate, seconds) {
-  const args = ['bench/put-loop.mjs', mode, s3Endpoint, BUCKET, String(rate), String(seconds), String(WARMUP)];
-  const out = spawnSync(node, args, { cwd: ROOT, encoding: 'utf8' });
-  const line = out.stdout.trim().split('\n').at(-1);
-  if (!line?.startsWith('{')) throw new Error(`put-loop ${mode} failed: ${out.stderr}`);
-  return JSON.parse(line);
-}
-
-/**
- * Runs `load` and measures, per image: the CPU of every process in `pids` (the uploader's and
- * Redis's until `stack`'s backlog is drained), Redis's CPU and commands by name.
- */
-async function measure(pids, load, stack) {
-  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid, true)]));
-  const redis0 = await redisStats(redis);
-  const decisions0 = stack ? await stack.decisions() : undefined;
-  const result = await load();
-  const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid, true) - cpu0[k]]));
-  if (stack) {
-    await until(async () => (await stack.backlog()) === 0, 'the uploads to drain', 600_000, 100);
-    for (const k of stack.uploading) cpu[k] = cpuSeconds(pids[k], true) - cpu0[k];
-  }
-  const redis1 = await redisStats(redis);
-  let teed;
-  if (stack) {
-    const d1 = await stack.decisions();
-    teed = (d1.queued ?? 0) - (decisions0.queued ?? 0);
-  }
-  const n = Math.max(1, result.images);
-  const commands = commandsBetween(redis0, redis1);
-  return {
-    ...result,
-    teed,
-    failed: stack ? await stack.failed() : undefined,
-    cpuMsPerImage: Object.fromEntries(Object.entries(cpu).map(([k, s]) => [k, (s * 1000) / n])),
-    redisMsPerImage: stack ? ((redis1.cpu - redis0.cpu) * 1000) / n : undefined,
-    commandsPerImage: stack ? Object.values(commands).reduce((a, b) => a + b, 0) / n : undefined,
-    commands: Object.fromEntries(
-      Object.entries(commands)
-        .sort((a, b) => b[1] - a[1])
-        .map(([k, v]) => [k, v / n]),
-    ),
-  };
-}
-
-/** How our proxy compares with the minimal one; in one process it cannot be told from the uploader. */
-const versusFloor = (r, floor) =>
-  r.cpuMsPerImage.proxy === undefined
-    ? ' (proxy and uploader in one process)'
-    : ` (proxy ${f2(r.cpuMsPerImage.proxy / floor.cpuMsPerImage.proxy)}× the minimal proxy)`;
-const sum = (cpu) => Object.values(cpu).reduce((a, b) => a + b, 0);
-const f1 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(1));
-const f2 = (x) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(2));
-const cpuCell = (r) =>
-  Object.entries(r.cpuMsPerImage)
-    .map(([k, v]) => `${k} ${f2(v)}`)
-    .join(', ');
-const commandsCell = (r) =>
-  Object.entries(r.commands)
-    .filter(([, v]) => v >= 0.05)
-    .map(([k, v]) => `${k} ${f1(v)}`)
-    .join(', ');
-
-// --- scenarios -----------------------------------------------------------------------------
-
-const rssAfter = {};
-
-async function realWork() {
-  say('## Real image work (the headline)');
-  say();
-  say(
-    `The upstream resizes a 1200×800 photo to WebP with libvips (sharp) at a new size and quality for every request; 32 connections, ${SECONDS} s each, new images only. CPU per image in ms, each process; the uploader's and Redis's until the uploads are drained.`,
-  );
-  say();
-  const go = goPeerBinary();
-  if (!go) say('(The Go tool did not build here: its row is missing.)');
-  const upstream = await startSharpUpstream(go ? GO_PORT : undefined);
-  const nginx = await referenceProxy(procs, await freePort(), upstream.url);
-  const rows = [];
-  const direct = await measure({ upstream: upstream.child.pid }, () => wrk(upstream.url, true, SECONDS));
-  rows.push(['direct', direct]);
-  const viaNginx = await measure({ upstream: upstream.child.pid, nginx: nginx.child.pid }, () => wrk(nginx.url, true, SECONDS));
-  rows.push(['nginx proxy_pass', viaNginx]);
-  if (go) {
-    const peer = await startGoPeer(go);
-    await wrk(peer.url, true, 2, undefined, true); // warm-up
-    // it uploads in goroutines of its own: counted until its CPU settles
-    const r = await measure({ upstream: upstream.child.pid, 'the Go tool': peer.child.pid }, async () => {
-      const result = await wrk(peer.url, true, SECONDS, undefined, true);
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
-      return result;
-    });
-    rows.push(['the Go tool (serves and uploads in one process)', r]);
-    rssAfter['real work, the Go tool'] = { proxy: rssMiB(peer.child.pid), uploader: 0 };
-    await procs.stop(peer.child);
-  }
-  const runs = [['npm start', {}, 'npm start'], ['separate', {}, 'separate'], ...VARIANTS.map(([name, env]) => ['npm start', env, `npm start, ${name}`])];
-  for (const [shape, env, label] of runs) {
-    const stack = await startStack(shape, upstream.url, env);
-    await wrk(stack.url, true, 2); // warm-up
-    await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 120_000, 100);
-    const r = await measure({ upstream: upstream.child.pid, ...stack.pids, redis: redisChild.pid }, () => wrk(stack.url, true, SECONDS), stack);
-    rows.push([`imgproxy-cache (${label})`, r]);
-    rssAfter[`real work, ${label}`] = await stack.rss();
-    await stack.stop();
-  }
-  say('| in front of the image server | images/s | vs direct | p99 ms | errors | teed | CPU ms per image | Redis ms/image | Redis commands/image |');
-  say('|---|---|---|---|---|---|---|---|---|');
-  for (const [name, r] of rows) {
-    say(
-      `| ${name} | ${r.rate.toFixed(1)} | ${f2(r.rate / direct.rate)}× | ${f1(r.p99)} | ${r.errors} | ${r.teed ?? ''} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
-    );
-  }
-  say();
-  for (const [name, r] of rows.filter(([, r]) => r.commandsPerImage !== undefined)) say(`Redis commands per image, ${name}: ${commandsCell(r)}`);
-  say();
-  await procs.stop(nginx.child);
-  await procs.stop(upstream.child);
-}
-
-async function pacedRuns() {
-  const go = goPeerBinary();
-  // first: the paragraph names the size of its image
-  const upstream = await startStaticUpstream(go ? GO_PORT : undefined);
-  say('## Paced: a fixed rate of new images on a zero-cost upstream');
-  say();
-  say(
-    `${PACED_SECONDS} s at each rate; the upstream answers a ${Math.round(staticImageBytes / 1024)} KB WebP at once. CPU per image in ms: the proxy beside a minimal Node proxy (node:http and an undici Pool, no caching) at the same rate, the uploader beside PUT loops at the same rate against the same S3 stand-in. Each of them first serves ${WARMUP} images (or PUTs), as a service that has run for a while has.`,
-  );
-  say();
-  const minimal = await startMinimalProxy(upstream.url);
-  warm(minimal.url);
-  await settle();
-  say('| rate /s | what | images | p99 ms | CPU ms per image | Redis ms/image | Redis commands/image |');
-  say('|---|---|---|---|---|---|---|');
-  const details = [];
-  for (const rate of RATES) {
-    const floor = await measure({ proxy: minimal.child.pid }, () => paced(minimal.url, rate, PACED_SECONDS));
-    say(`| ${rate} | minimal Node proxy | ${floor.images} | ${f1(floor.p99)} | ${cpuCell(floor)} | | |`);
-    // the build's defaults first, then each of BENCH_VARIANTS
-    let ours;
-    for (const [name, env] of [[undefined, {}], ...VARIANTS]) {
-      const stack = await startStack('npm start', upstream.url, env);
-      warm(stack.url);
-      await until(async () => (await stack.backlog()) === 0, 'the warm-up uploads', 300_000, 100);
-      await settle();
-      const r = await measure({ ...stack.pids, redis: redisChild.pid }, () => paced(stack.url, rate, PACED_SECONDS), stack);
-      say(
-        `| ${rate} | imgproxy-cache${name ? `, ${name}` : ''}${versusFloor(r, floor)} | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | ${f2(r.redisMsPerImage)} | ${f1(r.commandsPerImage)} |`,
-      );
-      rssAfter[`paced ${rate}/s${name ? `, ${name}` : ''}`] = await stack.rss();
-      await stack.stop();
-      if (!name) {
-        ours = r;
-        details.push([rate, r]);
-      }
-    }
-    if (go) {
-      const peer = await startGoPeer(go);
-      warm(peer.url, true);
-      await settle();
-      // it uploads in goroutines of its own: counted until its CPU settles
-      const r = await measure({ 'the Go tool': peer.child.pid }, async () => {
-        const result = paced(peer.url, rate, PACED_SECONDS, true);
-        await new Promise((resolve) => setTimeout(resolve, 2_000));
-        return result;
-      });
-      say(
-        `| ${rate} | the Go tool (serves and uploads in one process; ours ${f2(sum(ours.cpuMsPerImage) / sum(r.cpuMsPerImage))}× its CPU) | ${r.images} | ${f1(r.p99)} | ${cpuCell(r)} | | |`,
-      );
-      rssAfter[`paced ${rate}/s, the Go tool`] = { proxy: rssMiB(peer.child.pid), uploader: 0 };
-      await procs.stop(peer.child);
-    }
-    const loops = {};
-    for (const mode of ['ours', 'sigv4', 'sdk', 'unsigned']) loops[mode] = putLoop(mode, rate, PACED_SECONDS);
-    say(
-      `| ${rate} | PUT loops: the uploader's S3 client (its floor) ${f2(loops.ours.cpuMsPerPut)}, a plain AWS SDK client ${f2(loops.sdk.cpuMsPerPut)}, SigV4 + undici ${f2(loops.sigv4.cpuMsPerPut)}, unsigned ${f2(loops.unsigned.cpuMsPerPut)}${ours.cpuMsPerImage.uploader === undefined ? '' : `; uploader ${f2(ours.cpuMsPerImage.uploader / loops.ours.cpuMsPerPut)}× its floor`} | ${loops.ours.puts} | | | | |`,
-    );
-  }
-  say();
-  for (const [rate, r] of details) say(`Redis commands per image at ${rate}/s: ${commandsCell(r)}`);
-  say();
-  await procs.stop(minimal.child);
-  await procs.stop(upstream.child);
-}
-
-async function saturation() {
-  say('## Saturation (secondary): zero-cost upstream, 32 connections as fast as they go');
-  say();
-  const upstream = await startStaticUpstream();
-  const nginx = await referenceProxy(procs, await freePort(), upstream.url);
-  const minimal = await startMinimalProxy(upstream.url);
-  const stack = await startStack('npm start', upstream.url);
-  say('| target | URLs | req/s | vs nginx | p99 ms | CPU ms per request |');
-  say('|---|---|---|---|---|---|');
-  for (const unique of [true, false]) {
-    const kind = unique ? 'new' : 'repeated';
-    const ref = await measure({ nginx: nginx.child.pid }, () => wrk(nginx.url, unique, 10));
-    say(`| nginx proxy_pass | ${kind} | ${ref.rate.toFixed(0)} | | ${f1(ref.p99)} | ${cpuCell(ref)} |`);
-    const min = await measure({ proxy: minimal.child.pid }, () => wrk(minimal.url, unique, 10));
-    say(`| minimal Node proxy | ${kind} | ${min.rate.toFixed(0)} | ${f2(min.rate / ref.rate)}× | ${f1(min.p99)} | ${cpuCell(min)} |`);
-    const ours = await measure({ ...stack.pids, redis: redisChild.pid }, () => wrk(stack.url, unique, 10), unique ? stack : undefined);
-    say(`| imgproxy-cache | ${kind} | ${ours.rate.toFixed(0)} | ${f2(ours.rate / ref.rate)}× | ${f1(ours.p99)} | ${cpuCell(ours)} |`);
-  }
-  say();
-  rssAfter.saturation = await stack.rss();
-  await stack.stop();
-  for (const c of [minimal.child, nginx.child, upstream.child]) await procs.stop(c);
-}
-
-/** Every path of `paths` requested `times` times, 8 at a time (a cache's warm-up, V8's too). */
-async function requestAll(url, paths, times) {
-  const queue = Array.from({ length: times }, () => paths).flat();
-  let failed = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
-        const res = await fetch(url + path);
-        await res.arrayBuffer();
-        if (res.status !== 200) failed += 1;
-      }
-    }),
-  );
-  if (failed > 0) throw new Error(`${failed} warm-up requests to ${url} failed`);
-}
-
-async function hits() {
-  say('## Hits: stored images');
-  say();
-  const upstream = await startStaticUpstream();
-  const image = readFileSync(join(work, 'www', 'image.webp'));
-  // the stored images: the object of each path, as the uploader names it
-  const root = join(work, 'bucket');
-  mkdirSync(join(root, BUCKET), { recursive: true });
-  const imagePaths = [];
-  const objectPaths = [];
-  for (let i = 0; i < HIT_IMAGES; i++) {
-    const path = `/bench/rs:fit:300:200/cb:hit-${i}/plain/local:///photo.jpg@webp`;
-    const key = createHash('md5').update(path, 'latin1').digest('hex');
-    writeFileSync(join(root, BUCKET, key), image);
-    imagePaths.push(path);
-    objectPaths.push(`/${BUCKET}/${key}`);
-  }
-  const imagesFile = join(work, 'hit-images.txt');
-  const objectsFile = join(work, 'hit-objects.txt');
-  writeFileSync(imagesFile, `${imagePaths.join('\n')}\n`);
-  writeFileSync(objectsFile, `${objectPaths.join('\n')}\n`);
-  const keysFile = join(work, 'hit-keys.txt');
-  writeFileSync(keysFile, `${objectPaths.map((p) => p.split('/').at(-1)).join('\n')}\n`);
-  say(
-    `${HIT_IMAGES} stored images of ${Math.round(image.length / 1024)} KB, requested in random order by 32 connections for ${SECONDS} s each. The bucket is nginx serving the files (S3 path style); every cache is warm (each image requested ${Math.max(1, Math.round(WARMUP / HIT_IMAGES))} times first). CPU per hit in ms, each process; "from memory" is the share of hits the proxy served without a bucket read.`,
-  );
-  say();
-  const bucket = await bucketS3(procs, await freePort(), BUCKET, root);
-  const cache = await cachingProxy(procs, await freePort(), upstream.url, join(work, 'proxy-cache'));
-  const times = Math.max(1, Math.round(WARMUP / HIT_IMAGES));
-  say('| serving stored images | hits/s | vs nginx proxy_cache | p99 ms | errors | from memory | CPU ms per hit |');
-  say('|---|---|---|---|---|---|---|');
-  await requestAll(bucket.url, objectPaths, 1);
-  const alone = await measure({ bucket: bucket.child.pid }, () => wrk(bucket.url, false, SECONDS, objectsFile));
-  await requestAll(cache.url, imagePaths, times);
-  const nginx = await measure({ nginx: cache.child.pid, upstream: upstream.child.pid }, () => wrk(cache.url, false, SECONDS, imagesFile));
-  say(
-    `| the bucket itself (nginx serving the files) | ${alone.rate.toFixed(0)} | ${f2(alone.rate / nginx.rate)}× | ${f1(alone.p99)} | ${alone.errors} | | ${cpuCell(alone)} |`,
-  );
-  say(`| nginx proxy_cache, warm | ${nginx.rate.toFixed(0)} | | ${f1(nginx.p99)} | ${nginx.errors} | | ${cpuCell(nginx)} |`);
-  for (const [name, memory] of [
-    ['from its memory tier (CACHE_MEMORY_BYTES default)', undefined],
-    ['from the bucket alone (CACHE_MEMORY_BYTES=0)', '0'],
-  ]) {
-    const stack = await startStack('npm start', upstream.url, {
-      CACHE_READ_THROUGH: 'true',
-      S3_ENDPOINT: bucket.url,
-      ...(memory === undefined ? {} : { CACHE_MEMORY_BYTES: memory }),
-    });
-    await requestAll(stack.url, imagePaths, times);
-    const before = await stack.metrics();
-    const r = await measure({ ...stack.pids, bucket: bucket.child.pid, redis: redisChild.pid }, () => wrk(stack.url, false, SECONDS, imagesFile));
-    const after = await stack.metrics();
-    const hitsServed = (after.hits ?? 0) - (before.hits ?? 0);
-    const fromMemory = (after.memory ?? 0) - (before.memory ?? 0);
-    say(
-      `| imgproxy-cache, ${name} | ${r.rate.toFixed(0)} | ${f2(r.rate / nginx.rate)}× | ${f1(r.p99)} | ${r.errors} | ${hitsServed > 0 ? `${((fromMemory / hitsServed) * 100).toFixed(0)} %` : ''} | ${cpuCell(r)} |`,
-    );
-    if (hitsServed < r.images) say(`(${r.images - hitsServed} of its ${r.images} answers were not hits)`);
-    rssAfter[`hits ${memory === undefined ? 'from memory' : 'from the bucket'}`] = await stack.rss();
-    await stack.stop();
-  }
-  say();
-  // what a bucket read costs the proxy, against a bare signed GET
-  const loops = {};
-  for (const mode of ['ours', 'sdk-sign', 'unsigned']) {
-    const out = spawnSync(node, ['bench/get-loop.mjs', mode, bucket.url, BUCKET, keysFile, String(Math.min(SECONDS, 10))], { cwd: ROOT, encoding: 'utf8' });
-    const line = out.stdout.trim().split('\n').at(-1);
-    if (!line?.startsWith('{')) throw new Error(`get-loop ${mode} failed: ${out.stderr}`);
-    loops[mode] = JSON.parse(line);
-  }
-  say(
-    `A bucket read alone (GET loops, 32 in flight, CPU µs per GET of the loop's process): the proxy's BucketReader ${loops.ours.cpuUsPerGet.toFixed(0)} (${loops.ours.rate.toFixed(0)}/s), signed with the SDK's SignatureV4 ${loops['sdk-sign'].cpuUsPerGet.toFixed(0)} (${loops['sdk-sign'].rate.toFixed(0)}/s), unsigned ${loops.unsigned.cpuUsPerGet.toFixed(0)} (${loops.unsigned.rate.toFixed(0)}/s).`,
-  );
-  say();
-  for (const c of [cache.child, bucket.child, upstream.child]) await procs.stop(c);
-}
-
-async function idle() {
-  const upstream = await startStaticUpstream();
-  const stack = await startStack('npm start', upstream.url);
-  await paced(stack.url, 20, 1);
-  await until(async () => (await stack.backlog()) === 0, 'the uploads', 60_000, 100);
-  await settle();
-  const before = Object.fromEntries(Object.entries(stack.pids).map(([k, pid]) => [k, cpuSeconds(pid, true)]));
-  const seconds = 20;
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  say('## Idle');
-  say();
-  say(
-    `Share of one core used over ${seconds} s with nothing to do, from 15 s after the last upload: ${Object.entries(stack.pids)
-      .map(([k, pid]) => `${k} ${(((cpuSeconds(pid, true) - before[k]) / seconds) * 100).toFixed(2)} %`)
-      .join(', ')}.`,
-  );
-  say();
-  await stack.stop();
-  await procs.stop(upstream.child);
 }
 
 async function main() {
@@ -680,13 +133,13 @@ async function main() {
     `Written by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} × ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${nginxVersion.replace('nginx version: ', '')}, redis-server, wrk. Everything shares this machine's cores. Compare ratios within one run: hosts differ.`,
   );
   say();
-  await startRedis();
-  s3Endpoint = (await fastS3(procs, await freePort(), BUCKET)).url;
-  if (ONLY.has('real')) await realWork();
-  if (ONLY.has('paced')) await pacedRuns();
-  if (ONLY.has('saturation')) await saturation();
-  if (ONLY.has('hits')) await hits();
-  if (ONLY.has('idle')) await idle();
+  bench.redis = await startRedis(bench);
+  bench.s3Endpoint = (await fastS3(bench.procs, await freePort(), bench.bucket)).url;
+  if (ONLY.has('real')) await realWork(bench);
+  if (ONLY.has('paced')) await pacedRuns(bench);
+  if (ONLY.has('saturation')) await saturation(bench);
+  if (ONLY.has('hits')) await hits(bench);
+  if (ONLY.has('idle')) await idle(bench);
   if (Object.keys(rssAfter).length > 0) {
     say('## Memory');
     say();
@@ -709,8 +162,8 @@ async function main() {
 try {
   await main();
 } finally {
-  redis?.disconnect();
-  await procs.stopAll();
+  bench.redis?.client.disconnect();
+  await bench.procs.stopAll();
   if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true });
   else console.log(`logs kept in ${work}`);
 }
