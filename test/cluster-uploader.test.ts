@@ -43,7 +43,7 @@ async function busiestMaster(c: TestCluster, queueName: string): Promise<{ port:
 }
 
 describe('an uploader process through repeated Redis Cluster failovers', () => {
-  it('takes every shard’s jobs after each of 5 failovers of the master holding two shards: 15 new images land within 15 s of each promotion', async () => {
+  it('takes every shard’s jobs after each of 5 failovers of the master holding two shards, on its own: 15 new images land each time with no restart by the watchdog', async () => {
     cluster = await startRedisCluster({ nodeTimeoutMs: 2000 });
     const c = cluster;
     const queueName = await pairedQueueName(c);
@@ -58,15 +58,26 @@ describe('an uploader process through repeated Redis Cluster failovers', () => {
       S3_ENDPOINT: s.tap.endpoint,
       S3_REGION: 'us-east-1',
       UPLOAD_BACKOFF_MS: '50',
+      // the watchdog would restart a stuck shard worker: not within this test, so the worker must come back by itself
+      UPLOAD_STUCK_MS: '3600000',
       LOG_LEVEL: 'info',
     });
     await uploader.line(/Uploader started/);
 
     let n = 0;
+    const next = () => `/sig/plain/https://example.com/failover-${n++}.jpg@png`;
     const serve = async (count: number) => {
-      const images = Array.from({ length: count }, () => `/sig/plain/https://example.com/failover-${n++}.jpg@png`);
+      const images = Array.from({ length: count }, next);
       await Promise.all(images.map(async (p) => expect((await s.get(p)).body.equals(s.stub.imageFor(p))).toBe(true)));
       return images;
+    };
+    /** The proxy hands off to the cluster again: one new image after another until one is queued (those that are not never land). */
+    const handsOff = async () => {
+      for (;;) {
+        const probe = next();
+        expect((await s.get(probe)).body.equals(s.stub.imageFor(probe))).toBe(true);
+        if ((await s.outcomeOf(probe)) === 'queued') return probe;
+      }
     };
     for (const p of await serve(30)) await s.waitForObject(p);
     const rounds: string[] = [];
@@ -82,9 +93,7 @@ describe('an uploader process through repeated Redis Cluster failovers', () => {
       });
       await c.settled();
       const promotedAt = Date.now();
-      // as an operator would: a moment after the cluster says ok
-      await waitFor(() => Date.now() - promotedAt >= 2_000, { what: 'two seconds after the promotion' });
-      const images = await serve(15);
+      const images = [await handsOff(), ...(await serve(15))];
       const shards = new Set(images.map((p) => shardOf(cacheKeyOf(p), 3)));
       expect(shards.size).toBe(3);
       await waitFor(
@@ -92,13 +101,14 @@ describe('an uploader process through repeated Redis Cluster failovers', () => {
           for (const p of images) if (!(await s.object(p))) return false;
           return true;
         },
-        { what: `round ${round}: all 15 images to land within 15 s of the promotion`, timeoutMs: promotedAt + 15_000 - Date.now() },
+        { what: `round ${round}: every image to land`, timeoutMs: 120_000 },
       );
       rounds.push(`round ${round}: landed ${Date.now() - promotedAt} ms after the promotion`);
       // the two shards of the lost master said so, once each way
       const said = (msg: string) => uploader!.logs().filter((l) => l.msg === msg).length;
       await waitFor(() => said('A shard worker reaches its Redis again: taking its jobs') === 2 * round, { what: `round ${round}: shards back` });
       expect(said('A shard worker lost its Redis: its jobs wait until it is back')).toBe(2 * round);
+      expect(uploader!.output()).not.toMatch(/restarting it on a new connection/);
       await c.restart(victim.port);
     }
     console.log(rounds.join('\n'));
