@@ -72,7 +72,7 @@ async function world(): Promise<World> {
       return Buffer.from(await res.body.arrayBuffer());
     },
     start(extra = {}) {
-      const service = spawnService(ALL, { ...env, ...extra }, { detached: true });
+      const service = spawnService(ALL, { ...env, ...extra });
       running.push(service);
       return service;
     },

@@ -19,13 +19,14 @@ export interface Service {
 }
 
 /**
- * `detached`: a process group of its own, so that a test can kill the whole group; `command`:
+ * `detached` (the default): a process group of its own, so that stop() ends what it started too (npm
+ * start's services and Redis; a SIGKILL to npm start alone would leave them running); `command`:
  * another program than node (given whole, `args` then unused).
  */
 export function spawnService(
   args: string[],
   env: Record<string, string>,
-  { detached = false, command }: { detached?: boolean; command?: string[] } = {},
+  { detached = true, command }: { detached?: boolean; command?: string[] } = {},
 ): Service {
   const [program, ...programArgs] = command ?? [process.execPath, ...args];
   const child = spawn(program!, programArgs, {
