@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
@@ -12,7 +14,7 @@ import { type S3Tap, startS3Tap } from './support/s3-tap.js';
 import { type Service, spawnService } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
-// `npm start` without REDIS_URL runs a Redis of its own in DATA_DIR (scripts/own-redis.mjs): one
+// `npm start` without REDIS_URL runs a Redis of its own in DATA_DIR (apps/launcher/src/own-redis.ts): one
 // process group needing nothing but a bucket, whose queue survives restarts.
 
 const ALL = ['apps/launcher/dist/index.js'];
@@ -147,6 +149,28 @@ describe('npm start without REDIS_URL', () => {
     await second.line(/Uploader started/);
     await second.line(/Proxy listening/);
     for (const p of paths) await waitForObjectBytes(w.s3, w.bucket, cacheKeyOf(p), stub!.imageFor(p));
+  });
+});
+
+describe('npm start signalled while its Redis starts', () => {
+  it('starts no service, stops its Redis once it is up (its append-only file synced), frees DATA_DIR and exits 0', async () => {
+    const w = await world();
+    // the real redis-server behind a gate the test opens: the signal lands while it is starting
+    const bin = dataDir();
+    const gate = join(bin, 'gate');
+    execFileSync('mkfifo', [gate]);
+    const real = execFileSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).trim();
+    const wrapper = `#!/bin/sh\n[ "$1" = --version ] && exec ${real} --version\necho 'gate: held' >&2\nread _ < ${gate}\nexec ${real} "$@"\n`;
+    writeFileSync(join(bin, 'redis-server'), wrapper, { mode: 0o755 });
+    const all = w.start({ PATH: `${bin}:${process.env.PATH}` });
+    await all.line(/gate: held/);
+    all.child.kill('SIGTERM');
+    await all.line(/SIGTERM before the services started: stopping without starting them/);
+    await writeFile(gate, 'go\n');
+    expect(await all.exited()).toBe(0);
+    expect(all.output()).not.toMatch(/Proxy listening|Uploader started/);
+    expect(all.logs().some((l) => l.service === 'redis' && /Redis is now ready to exit/.test(String(l.msg)))).toBe(true);
+    expect(existsSync(join(w.env.DATA_DIR!, 'npm-start.pid'))).toBe(false);
   });
 });
 

@@ -41,7 +41,11 @@ export async function launch(config: LauncherConfig, env: Env, options: LaunchOp
   let stopEarly = false;
   const stop = (signal: NodeJS.Signals) => {
     if (started) supervisor.stop(0, signal);
-    else stopEarly = true;
+    else if (!stopEarly) {
+      stopEarly = true;
+      const own = config.redisUrlSet ? '' : ' (its Redis is stopped as soon as it has started)';
+      console.error(`imgproxy-cache: ${signal} before the services started: stopping without starting them${own}`);
+    }
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => stop(signal));
   watchParent(() => stop('SIGTERM'));
