@@ -95,9 +95,14 @@ describe('memory trusts the bucket for CACHE_MEMORY_CONFIRM_MS', () => {
     await waitFor(async () => (await counter(s.proxy, 'memoryConfirmations')) === 1, { what: 'the one confirmation' });
     const again = await Promise.all(Array.from({ length: 50 }, () => s.get(path)));
     expect(again.map(xCache).every((r) => r === '200 HIT')).toBe(true);
-    expect(bucketRequests(s, path, 'HEAD', from).length).toBe(1);
+    // one a window: the second 50 ask nothing within the first's window (a host slow enough to
+    // outlast it may ask once per window more, never more often)
+    const heads = bucketRequests(s, path, 'HEAD', from);
+    const windows = 1 + Math.floor((Date.now() - heads[0]!.at) / 2_000);
+    expect(heads.length).toBeGreaterThanOrEqual(1);
+    expect(heads.length).toBeLessThanOrEqual(windows);
     expect(bucketRequests(s, path, 'GET', from).length).toBe(0);
-    expect(await counter(s.proxy, 'memoryConfirmations', 'present')).toBe(1);
+    await waitFor(async () => (await counter(s.proxy, 'memoryConfirmations', 'present')) === heads.length, { what: 'every confirmation to find the image' });
   });
 
   it('a bucket that times out while asked keeps the image served from memory, and nothing is stored again', async () => {

@@ -10,6 +10,8 @@ export interface TapRequest {
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
+  /** when it arrived (Date.now()) */
+  at: number;
   /** the status it was answered with, once answered */
   status?: number;
 }
@@ -47,7 +49,7 @@ export async function startS3Tap(targetPort: number, { conditional = true } = {}
   };
 
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const seen: TapRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers };
+    const seen: TapRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, at: Date.now() };
     res.once('finish', () => (seen.status = res.statusCode));
     tap.requests.push(seen);
     const fault = tap.fault?.(seen);
