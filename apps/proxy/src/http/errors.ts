@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { plainText } from '../serving/serving.js';
 
 /** A plain-text error answer with its reason; a response already begun is cut instead. */
 export function sendError(res: ServerResponse, status: number, message: string): void {
@@ -6,11 +7,7 @@ export function sendError(res: ServerResponse, status: number, message: string):
     res.destroy();
     return;
   }
-  const body = `${message}\n`;
-  res.writeHead(status, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
+  const { headers, body } = plainText(message);
+  res.writeHead(status, headers);
   res.end(body);
 }

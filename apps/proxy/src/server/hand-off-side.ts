@@ -18,19 +18,14 @@ import { type Enqueuer, type EnqueuerOptions, RedisEnqueuer } from '../handoff/e
 
 export interface HandOffSide {
   enqueuer: Enqueuer;
-  /** the connections (undefined with an enqueuer given by a test) */
-  redis: RoleRedis | undefined;
-  sources: SourceIndex | undefined;
+  redis: RoleRedis;
+  sources: SourceIndex;
   close(): Promise<void>;
 }
 
 export interface HandOffSideOptions {
-  /** replaces the Redis enqueuer (tests) */
-  enqueuer?: Enqueuer;
   /** see EnqueuerOptions (tests) */
   enqueuerOptions?: EnqueuerOptions;
-  /** a Redis that may evict keys was found (default: log it and exit 2) */
-  onRedisRefused?: (problem: string) => void;
 }
 
 export async function startHandOffSide(
@@ -39,7 +34,6 @@ export async function startHandOffSide(
   onPurged: (key: string) => void,
   options: HandOffSideOptions,
 ): Promise<HandOffSide> {
-  if (options.enqueuer) return { enqueuer: options.enqueuer, redis: undefined, sources: undefined, close: async () => undefined };
   const logRedisError = rateLimited(10_000);
   const onError = (error: Error) =>
     logRedisError((suppressed) => logger.warn({ err: error.message, suppressed }, 'Redis connection error; images are served but not cached until it is back'));
@@ -50,13 +44,10 @@ export async function startHandOffSide(
   void subscriber.subscribe(purgeChannel(config.queue.name)).catch(() => undefined);
   // A Redis that may evict keys loses queued images: stop as soon as one is seen (at start, or
   // when a Redis that was away at start first answers).
-  redis.refuseEvicting(
-    options.onRedisRefused ??
-      ((problem: string) => {
-        logger.fatal(problem);
-        process.exit(2);
-      }),
-  );
+  redis.refuseEvicting((problem) => {
+    logger.fatal(problem);
+    process.exit(2);
+  });
   const enqueuer = new RedisEnqueuer(redis.redis, redis.payloadRedis, config, logger, options.enqueuerOptions);
   // Uploaders find the queues to work in the registry, those of an earlier QUEUE_SHARDS too.
   const registry = new QueueRegistry(redis.redis, config.queue.name);

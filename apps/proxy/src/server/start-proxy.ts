@@ -127,16 +127,15 @@ export async function startProxy(config: ProxyConfig, logger: Logger, options: S
   const readiness = async () => ({
     serving: !drain.stopping,
     imgproxy: await imgproxyHealth(upstream, config.proxy.imgproxyBasePath, 1_000),
-    redis: side.redis?.check() ?? true,
+    redis: side.redis.check(),
   });
   let admin: AdminServer | undefined;
   try {
     await listen(server, config.proxy.bind, 'IMGPROXY_BIND');
-    const redis = side.redis;
-    const purge =
-      redis && bucketClient
-        ? purgeRoutes(config.proxy.adminToken, () => (purger ??= new Purger(config, redis.redis, redis.payloadRedis, bucketClient)), config.imgproxyBaseUrl)
-        : undefined;
+    const { redis } = side;
+    const purge = bucketClient
+      ? purgeRoutes(config.proxy.adminToken, () => (purger ??= new Purger(config, redis.redis, redis.payloadRedis, bucketClient)), config.imgproxyBaseUrl)
+      : undefined;
     admin = config.metricsBind ? await startAdminServer(config.metricsBind, metrics.registry, readiness, 'METRICS_BIND', purge) : undefined;
   } catch (error) {
     if (server.listening) server.close();

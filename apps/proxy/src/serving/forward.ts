@@ -12,23 +12,24 @@ import { serveFromMemory } from './stored-answer.js';
 
 export async function forward(req: IncomingMessage, res: ServerResponse, s: Serving): Promise<void> {
   const method = req.method ?? 'GET';
-  if ((method === 'GET' || method === 'HEAD') && s.stored?.memory.enabled) {
+  const target = req.url ?? '/';
+  const path = rawPathOf(target);
+  // the object key of an image request (GET, HEAD), worked out once for memory, bucket and hand-off
+  const request = { path, cacheKey: method === 'GET' || method === 'HEAD' ? cacheKeyOf(path) : undefined };
+  if (request.cacheKey && s.stored?.memory.enabled) {
     // a hot image: from memory, before any coalescing or bucket read
-    const path = rawPathOf(req.url ?? '/');
-    const entry = readsThrough(s, path) ? s.stored.inMemory(cacheKeyOf(path)) : undefined;
+    const entry = readsThrough(s, path) ? s.stored.inMemory(request.cacheKey) : undefined;
     if (entry) {
       serveFromMemory(req, res, entry, s);
       s.onOutcome?.('hit', path);
       return;
     }
   }
-  if (method !== 'GET') return lead(req, s.flights.own(res), s, () => undefined);
-  const target = req.url ?? '/';
-  const path = rawPathOf(target);
+  if (method !== 'GET') return lead(req, request, s.flights.own(res), s, () => undefined);
   return s.flights.coalesce(
     coalescingKey(target, path, req.headers),
     res,
-    (flight, decided) => lead(req, flight, s, decided),
+    (flight, decided) => lead(req, request, flight, s, decided),
     () => {
       s.metrics?.coalesced.inc();
       s.onOutcome?.('coalesced', path);

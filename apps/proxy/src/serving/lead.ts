@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { cacheKeyOf, decideAtHeaders, headerValue, type Logger, rawPathOf } from '@imgproxy-cache/shared';
+import { decideAtHeaders, headerValue, type Logger } from '@imgproxy-cache/shared';
 import { type Dispatcher, errors } from 'undici';
 import type { Flight } from '../coalescing/flight.js';
 import type { CacheOutcome } from '../handoff/outcome.js';
 import { clientResponseHeaders } from '../imgproxy/headers.js';
-import { readsThrough, type Serving } from './serving.js';
+import { type ImageRequest, plainText, readsThrough, type Serving } from './serving.js';
 import { answerStale, answerStored } from './stored-answer.js';
 
 // The request that fetches a flight's response: from the bucket when read-through finds the image,
@@ -16,8 +16,8 @@ import { answerStale, answerStored } from './stored-answer.js';
  * Fetches the response of `flight` and starts it; `decided` says, once known, whether others may
  * share it.
  */
-export async function lead(req: IncomingMessage, flight: Flight, s: Serving, decided: (share: boolean) => void): Promise<void> {
-  const request = new LeadRequest(req, s);
+export async function lead(req: IncomingMessage, image: ImageRequest, flight: Flight, s: Serving, decided: (share: boolean) => void): Promise<void> {
+  const request = new LeadRequest(req, image, s);
   // Read-through: the bucket first, unless the image is being handed off right now, or its format
   // is left to imgproxy's negotiation (such images are never stored).
   const readThrough = request.cacheKey !== undefined && readsThrough(s, request.path) && s.recent.state(request.cacheKey) !== 'handing-off';
@@ -43,13 +43,14 @@ class LeadRequest {
 
   constructor(
     private readonly req: IncomingMessage,
+    { path, cacheKey }: ImageRequest,
     private readonly s: Serving,
   ) {
     this.method = req.method ?? 'GET';
-    this.path = rawPathOf(req.url ?? '/');
+    this.path = path;
     this.requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
-    this.image = this.method === 'GET' || this.method === 'HEAD';
-    this.cacheKey = this.image ? cacheKeyOf(this.path) : undefined;
+    this.image = cacheKey !== undefined;
+    this.cacheKey = cacheKey;
   }
 
   /** made on first use: most requests log nothing */
@@ -95,15 +96,10 @@ class LeadRequest {
       }
       const timedOut = error instanceof errors.HeadersTimeoutError;
       this.log().warn({ path: this.path, err: (error as Error).message }, 'imgproxy request failed');
-      if (await answerStale(flight, this.req, s, this.cacheKey, absent, decided)) return undefined;
+      if (await answerStale(flight, this.req, s, this, absent, decided)) return undefined;
       decided(false);
-      const status = timedOut ? 504 : 502;
-      const message = `${timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable'}\n`;
-      flight.respond(
-        status,
-        { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(message), 'cache-control': 'no-store' },
-        Buffer.from(message),
-      );
+      const { headers, body } = plainText(timedOut ? 'imgproxy did not answer in time' : 'imgproxy is unreachable');
+      flight.respond(timedOut ? 504 : 502, headers, body);
       return undefined;
     }
   }
@@ -125,7 +121,7 @@ class LeadRequest {
     if (statusCode >= 500 && this.image && s.stored) {
       // imgproxy failed: a stored image is better than its error
       const errorBody = Buffer.from(await body.arrayBuffer().catch(() => new ArrayBuffer(0)));
-      if (await answerStale(flight, this.req, s, cacheKey, absent, decided)) return;
+      if (await answerStale(flight, this.req, s, this, absent, decided)) return;
       skip('status');
       decided(false);
       flight.respond(statusCode, { ...clientResponseHeaders(headers), ...xCache }, errorBody);

@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import { type Logger, type ProxyMetrics, requestedFormat } from '@imgproxy-cache/shared';
 import type { Flights } from '../coalescing/flights.js';
 import type { Enqueuer } from '../handoff/enqueue.js';
@@ -6,6 +7,12 @@ import type { CacheOutcome } from '../handoff/outcome.js';
 import type { RecentKeys } from '../handoff/recent-keys.js';
 import type { Imgproxy } from '../imgproxy/upstream.js';
 import type { StoredImages } from '../stored/stored-images.js';
+
+/** A request's raw path, and the object key of its image (GET and HEAD only). */
+export interface ImageRequest {
+  path: string;
+  cacheKey: string | undefined;
+}
 
 /** What serving a request needs, built once by the server (server/serving.ts). */
 export interface Serving {
@@ -37,4 +44,10 @@ export interface Serving {
  */
 export function readsThrough(s: Serving, path: string): boolean {
   return s.readThrough && s.stored !== undefined && !(s.negotiation.seen && requestedFormat(path) === undefined);
+}
+
+/** A plain-text answer with its reason (an error of ours), never stored by anyone. */
+export function plainText(message: string): { headers: OutgoingHttpHeaders; body: Buffer } {
+  const body = Buffer.from(`${message}\n`);
+  return { headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length, 'cache-control': 'no-store' }, body };
 }

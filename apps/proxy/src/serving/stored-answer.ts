@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { headerValue, notModified, notModifiedHeaders, rawPathOf } from '@imgproxy-cache/shared';
+import { headerValue, notModified, notModifiedHeaders } from '@imgproxy-cache/shared';
 import type { Flight } from '../coalescing/flight.js';
 import type { StoredImage } from '../stored/bucket-reader.js';
 import type { MemoryEntry } from '../stored/memory-tier.js';
-import type { Serving } from './serving.js';
+import type { ImageRequest, Serving } from './serving.js';
 
 // A stored image as the answer: from memory at once, or a flight's (a read-through HIT, a STALE
 // answer for a failing imgproxy), with the headers the MISS had, `X-Cache`, and 304 when the
@@ -45,7 +45,7 @@ export async function answerStale(
   flight: Flight,
   req: IncomingMessage,
   s: Serving,
-  cacheKey: string | undefined,
+  { path, cacheKey }: ImageRequest,
   absent: boolean,
   decided: (share: boolean) => void,
 ): Promise<boolean> {
@@ -53,10 +53,10 @@ export async function answerStale(
   const entry = s.stored.memory.enabled ? s.stored.inMemory(cacheKey) : undefined;
   const found: StoredImage | 'absent' | 'unavailable' = entry
     ? { status: 200, body: entry.body, headers: entry.headers, objectEtag: entry.objectEtag }
-    : await s.stored.read(cacheKey, rawPathOf(req.url ?? '/'), req.method as 'GET' | 'HEAD', 'stale');
+    : await s.stored.read(cacheKey, path, req.method as 'GET' | 'HEAD', 'stale');
   if (typeof found !== 'object') return false;
   s.metrics?.hits.inc({ tier: entry ? 'memory' : 'bucket' });
-  s.onOutcome?.('stale', rawPathOf(req.url ?? '/'));
+  s.onOutcome?.('stale', path);
   decided(true); // followers join before the answer is written (see lead.ts's hit)
   answerStored(flight, req, found, 'STALE', s);
   return true;

@@ -1,4 +1,4 @@
-import type { ProxyMetrics } from '@imgproxy-cache/shared';
+import { opaque, type ProxyMetrics } from '@imgproxy-cache/shared';
 import type { BucketReader, Lookup } from './bucket-reader.js';
 import { etagOf, type MemoryEntry, type MemoryTier } from './memory-tier.js';
 
@@ -29,10 +29,8 @@ export function confirmation(entry: MemoryEntry, found: Lookup): Confirmation {
   if (theirs === undefined) return 'present';
   // an image handed off: the ETag S3 makes of a single PUT
   entry.objectEtag ??= etagOf(entry.body);
-  return bareTag(theirs) === bareTag(entry.objectEtag) ? 'present' : 'replaced';
+  return opaque(theirs) === opaque(entry.objectEtag) ? 'present' : 'replaced';
 }
-
-const bareTag = (tag: string) => tag.trim().replace(/^W\//, '');
 
 export class BucketTruth {
   private readonly now: () => number;

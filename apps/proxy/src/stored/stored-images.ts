@@ -15,18 +15,18 @@ export type ReadPurpose = 'read-through' | 'stale';
 export class StoredImages {
   /** bucket GETs in progress, by cache key */
   private readonly reading = new Map<string, Promise<Lookup>>();
-  private readonly truth: BucketTruth | undefined;
+  private readonly truth: BucketTruth;
 
   constructor(
     readonly memory: MemoryTier,
-    private readonly bucket: BucketReader | undefined,
-    private readonly metrics?: ProxyMetrics,
+    private readonly bucket: BucketReader,
+    private readonly metrics: ProxyMetrics,
     /** CACHE_READ_THROUGH: hits are served, so images handed off are kept */
-    private readonly keepHandedOff = true,
+    private readonly keepHandedOff: boolean,
     /** asking the bucket about what memory serves (CACHE_MEMORY_CONFIRM_MS) */
-    confirm?: BucketTruthOptions,
+    confirm: BucketTruthOptions,
   ) {
-    this.truth = bucket && confirm ? new BucketTruth(memory, bucket, confirm, metrics) : undefined;
+    this.truth = new BucketTruth(memory, bucket, confirm, metrics);
   }
 
   /**
@@ -36,7 +36,7 @@ export class StoredImages {
   inMemory(cacheKey: string): MemoryEntry | undefined {
     const entry = this.memory.get(cacheKey);
     if (entry === undefined) return undefined;
-    this.truth?.check(cacheKey, entry);
+    this.truth.check(cacheKey, entry);
     return entry;
   }
 
@@ -45,7 +45,7 @@ export class StoredImages {
     if (method === 'HEAD') return this.measured(cacheKey, 'HEAD', purpose);
     const pending = this.reading.get(cacheKey);
     if (pending) {
-      this.metrics?.bucketReadsShared.inc();
+      this.metrics.bucketReadsShared.inc();
       return pending;
     }
     const since = this.memory.mark();
@@ -81,11 +81,10 @@ export class StoredImages {
   }
 
   private async measured(cacheKey: string, method: 'GET' | 'HEAD', purpose: ReadPurpose): Promise<Lookup> {
-    if (!this.bucket) return 'unavailable';
-    const stop = this.metrics?.bucketReadSeconds.startTimer({ purpose });
+    const stop = this.metrics.bucketReadSeconds.startTimer({ purpose });
     const found = await this.bucket.lookup(cacheKey, method);
-    stop?.();
-    this.metrics?.bucketReads.inc({ purpose, result: typeof found === 'object' ? 'hit' : found === 'absent' ? 'miss' : 'error' });
+    stop();
+    this.metrics.bucketReads.inc({ purpose, result: typeof found === 'object' ? 'hit' : found === 'absent' ? 'miss' : 'error' });
     return found;
   }
 }

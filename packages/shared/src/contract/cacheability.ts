@@ -1,4 +1,4 @@
-import { sharedStorable } from './http-cache.js';
+import { headerValue, sharedStorable } from './http-cache.js';
 import { contentTypeOfFormat, requestedFormat } from './imgproxy-format.js';
 
 // Whether a response from imgproxy may be stored in the bucket under the MD5 of its path. This is
@@ -52,20 +52,20 @@ export function decideAtHeaders(facts: ResponseFacts): Decision {
   if (facts.method !== 'GET') return skip('method');
   if (facts.status !== 200) return skip('status');
   // the bucket is a shared cache: RFC 9111's rules for one (http-cache.ts)
-  if (!sharedStorable(header(headers, 'cache-control'))) return skip('cache-control');
+  if (!sharedStorable(headerValue(headers['cache-control']))) return skip('cache-control');
   if (headers['fallback-image'] !== undefined) return skip('fallback-image');
-  if (!CACHEABLE_TYPE.test(header(headers, 'content-type') ?? '')) return skip('content-type');
-  const encoding = header(headers, 'content-encoding')?.trim().toLowerCase();
+  if (!CACHEABLE_TYPE.test(headerValue(headers['content-type']) ?? '')) return skip('content-type');
+  const encoding = headerValue(headers['content-encoding'])?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') return skip('content-encoding');
   if (headers['set-cookie'] !== undefined) return skip('set-cookie');
 
-  const vary = varyTokens(header(headers, 'vary'));
+  const vary = varyTokens(headerValue(headers.vary));
   for (const token of vary) {
     if (token === 'accept') {
       const format = requestedFormat(facts.path);
       if (format === undefined) return skip('vary-accept-no-format');
       const expected = contentTypeOfFormat(format);
-      if (!expected || mediaType(header(headers, 'content-type')) !== expected) {
+      if (!expected || mediaType(headerValue(headers['content-type'])) !== expected) {
         return skip('vary-accept-format-mismatch');
       }
     } else if (!HARMLESS_VARY.has(token)) {
@@ -96,14 +96,9 @@ export function decideAtEnd(body: BodyFacts): Decision {
 }
 
 export function contentLength(headers: ResponseFacts['headers']): number | undefined {
-  const value = header(headers, 'content-length');
+  const value = headerValue(headers['content-length']);
   if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
   return Number(value);
-}
-
-function header(headers: ResponseFacts['headers'], name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 function varyTokens(vary: string | undefined): string[] {

@@ -61,7 +61,7 @@ export function sharedStorable(cacheControl: string | undefined): boolean {
 }
 
 /** An entity tag without its weakness mark (RFC 9110 §8.8.3.2: weak comparison). */
-const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+export const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
 
 /** The entity tags of an If-None-Match (a list of tags, or `*`). */
 function entityTags(header: string): string[] {
