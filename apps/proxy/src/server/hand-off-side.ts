@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import {
   connectForRole,
   createSubscriberRedis,
@@ -56,7 +55,7 @@ export async function startHandOffSide(
   const registering = setInterval(register, 60_000);
   registering.unref();
   // Give Redis a moment so that the first images are cached, but never hold the proxy back.
-  await Promise.all(redis.targets.map((t) => readyWithin(t.client, 2_000)));
+  await redis.readyWithin(2_000);
   return {
     enqueuer,
     redis,
@@ -68,11 +67,4 @@ export async function startHandOffSide(
       redis.disconnect();
     },
   };
-}
-
-/** Resolves when `client` is ready, or after `ms` whatever it is. */
-async function readyWithin(client: RoleRedis['redis'], ms: number): Promise<void> {
-  const deadline = AbortSignal.timeout(ms);
-  // once() also ends on the connection's 'error' events: the wait goes on until the deadline
-  while (client.status !== 'ready' && !deadline.aborted) await once(client, 'ready', { signal: deadline }).catch(() => undefined);
 }

@@ -96,10 +96,12 @@ export function readQueue(r: Reader): RedisSettings {
   const name = r.raw('QUEUE_NAME');
   if (!/^[A-Za-z0-9._-]+$/.test(name)) r.problem(`QUEUE_NAME may hold only letters, digits, ".", "_" and "-", got "${name}"`);
   const redisCluster = r.bool('REDIS_CLUSTER');
+  const payloadRedisUrl = r.raw('PAYLOAD_REDIS_URL') === '' ? undefined : redisUrl(r, 'PAYLOAD_REDIS_URL', redisCluster);
   return {
     redisUrl: redisUrl(r, 'REDIS_URL', redisCluster),
     redisCluster,
-    payloadRedisUrl: r.raw('PAYLOAD_REDIS_URL') === '' ? undefined : redisUrl(r, 'PAYLOAD_REDIS_URL', redisCluster),
+    // only the roles that touch the teed bytes connect to their Redis
+    payloadRedisUrl: r.reads('PAYLOAD_REDIS_URL') ? payloadRedisUrl : undefined,
     queue: {
       name,
       shards: r.int('QUEUE_SHARDS', 1, 64),

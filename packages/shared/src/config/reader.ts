@@ -31,6 +31,11 @@ export class Reader {
     this.problems.push(message);
   }
 
+  /** Whether this role is among the variable's readers (its declaration's `roles`). */
+  reads(name: string): boolean {
+    return this.byName.get(name)?.roles.includes(this.role) ?? false;
+  }
+
   /** Whether the environment sets `name` at all (a default is not a setting). */
   isSet(name: string): boolean {
     return (this.env[name] ?? '').trim() !== '';

@@ -1,7 +1,7 @@
 import type { Check } from '../runtime/admin-server.js';
 import type { Logger } from '../runtime/logger.js';
 import { createProducerRedis, createWorkerRedis, type Redis, redisCheck } from './connect.js';
-import { type CheckedRedis, connectChecked, refuseEvictingRedis } from './ready.js';
+import { type CheckedRedis, connectChecked, refuseEvictingRedis, untilReady } from './ready.js';
 
 // How every role connects to its Redis, the one way: the queue's Redis (REDIS_URL) and, where the
 // role touches the teed bytes, their own (PAYLOAD_REDIS_URL, else the same connection); each
@@ -22,10 +22,10 @@ export interface RoleRedis {
   redis: Redis;
   /** the teed bytes' Redis: PAYLOAD_REDIS_URL's, or `redis` */
   payloadRedis: Redis;
-  /** each connection once, with what it holds and the variable that names it */
-  targets: readonly CheckedRedis[];
   /** Waits until every connection answers, then refuses one that may evict (StartupError); `signal` ends the wait. */
   ready(logger: Logger, signal?: AbortSignal): Promise<void>;
+  /** Resolves once every connection answers, or after `ms` whatever they are (no eviction check). */
+  readyWithin(ms: number): Promise<void>;
   /** For roles that run without Redis: the first time each connection answers, `refuse` hears of an evicting policy. */
   refuseEvicting(refuse: (problem: string) => void): void;
   /** /readyz's check: true, or which connection is not ready and why */
@@ -33,9 +33,6 @@ export interface RoleRedis {
   /** Ends every connection. */
   disconnect(): void;
 }
-
-/** Roles that touch the teed bytes (the rest only read the queue). */
-const WITH_PAYLOADS: ReadonlySet<RedisRole> = new Set(['proxy', 'uploader', 'purge']);
 
 /**
  * The connections of `role`: the proxy's fail fast and never queue a command (a Redis outage costs
@@ -45,14 +42,17 @@ export function connectForRole(settings: RedisSettingsOfRole, role: RedisRole, o
   const create = role === 'proxy' ? createProducerRedis : createWorkerRedis;
   const options = { onError, cluster: settings.redisCluster };
   const redis = create(settings.redisUrl, options);
-  const payloadUrl = WITH_PAYLOADS.has(role) ? settings.payloadRedisUrl : undefined;
-  const payloadRedis = payloadUrl ? create(payloadUrl, options) : redis;
+  // set only for the roles that touch the teed bytes (config/queue.ts)
+  const payloadRedis = settings.payloadRedisUrl ? create(settings.payloadRedisUrl, options) : redis;
   const targets: CheckedRedis[] = [{ client: redis, holds: 'queue', variable: 'REDIS_URL' }];
   if (payloadRedis !== redis) targets.push({ client: payloadRedis, holds: 'payloads', variable: 'PAYLOAD_REDIS_URL' });
   return {
     redis,
     payloadRedis,
-    targets,
+    async readyWithin(ms) {
+      const deadline = AbortSignal.timeout(ms);
+      await Promise.all(targets.map(({ client }) => untilReady(client, deadline)));
+    },
     async ready(logger, signal) {
       try {
         await connectChecked(targets, logger, signal);

@@ -28,15 +28,20 @@ export async function connectChecked(targets: readonly CheckedRedis[], logger: L
       signal?.throwIfAborted();
       // a connection still being made is not worth a line
       if (Date.now() - started >= 1_000) logWait(() => logger.warn({ redis: redisAddress(client) }, `Waiting for Redis (${variable}) to answer`));
-      // a second at most, so the line above is said; a connection error ends it early, and is waited out here
-      const waited = signal ? AbortSignal.any([signal, AbortSignal.timeout(1_000)]) : AbortSignal.timeout(1_000);
-      await once(client, 'ready', { signal: waited }).catch(() => undefined);
+      // a second at most, so the line above is said
+      await untilReady(client, signal ? AbortSignal.any([signal, AbortSignal.timeout(1_000)]) : AbortSignal.timeout(1_000));
     }
   }
-  for (const { client, holds, variable } of new Map(targets.map((t) => [t.client, t])).values()) {
+  for (const { client, holds, variable } of targets) {
     const problem = await evictionProblem(client, holds, variable);
     if (problem) throw new StartupError(problem);
   }
+}
+
+/** Resolves once `client` is ready, or when `signal` aborts; its connection errors are waited out. */
+export async function untilReady(client: Redis, signal: AbortSignal): Promise<void> {
+  // once() also ends on the connection's 'error' events: the wait goes on until ready or aborted
+  while (client.status !== 'ready' && !signal.aborted) await once(client, 'ready', { signal }).catch(() => undefined);
 }
 
 /** host:port of a connection (a cluster's seed nodes), never its password. */

@@ -1,1 +1,0 @@
-export declare const SERVICE_NODE_FLAGS: string[];
