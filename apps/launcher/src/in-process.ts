@@ -1,14 +1,11 @@
 import { serveProxy } from '@imgproxy-cache/proxy/main';
 import {
-  ConfigError,
+  configOrSay,
   createLogger,
   type Ended,
   type Env,
   type Logger,
-  loadConfig,
   type ProxyConfig,
-  type Role,
-  type RoleConfigs,
   StartupError,
   tuneGarbageCollection,
   type Unit,
@@ -22,21 +19,10 @@ import { startUploaderService } from '@imgproxy-cache/uploader/main';
 
 type Service = { close(timeoutMs: number): Promise<void> };
 
-/** The role's configuration, or undefined once its problems are said (as configOrExit says them). */
-function configFor<R extends Role>(env: Env, role: R): RoleConfigs[R] | undefined {
-  try {
-    return loadConfig(env, role);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    console.error(`imgproxy-cache ${role}: ${error.message}`);
-    return undefined;
-  }
-}
-
 /** Both services, or a unit that ends with 2 (as their own processes would) when either is misconfigured. */
 export function startInProcess(proxyEnv: Env, uploaderEnv: Env): Unit {
-  const proxyConfig = configFor(proxyEnv, 'proxy');
-  const uploaderConfig = configFor(uploaderEnv, 'uploader');
+  const proxyConfig = configOrSay(proxyEnv, 'proxy');
+  const uploaderConfig = configOrSay(uploaderEnv, 'uploader');
   if (!proxyConfig || !uploaderConfig) {
     return { name: 'proxy and uploader', ended: Promise.resolve({ code: 2, signal: null }), stop() {}, kill() {} };
   }

@@ -23,7 +23,6 @@ export async function launch(config: LauncherConfig, env: Env, options: LaunchOp
   // one process for both services, unless asked otherwise or several proxy processes serve
   const inProcess = config.uploaderInProxy ?? config.proxy.workers === 1;
   let redis: OwnRedis | undefined;
-  let redisStopped = false;
 
   const supervisor = new Supervisor({
     ended(unit, { code, signal }) {
@@ -31,7 +30,6 @@ export async function launch(config: LauncherConfig, env: Env, options: LaunchOp
       return code ?? (signal ? 1 : 0);
     },
     async afterAll() {
-      redisStopped = true;
       await redis?.stop();
     },
   });
@@ -54,7 +52,6 @@ export async function launch(config: LauncherConfig, env: Env, options: LaunchOp
     redis = await startOwnRedis(config.dataDir, {
       log: (line) => process.stdout.write(`${JSON.stringify({ ...line, time: new Date().toISOString() })}\n`),
       onExit: (code, signal) => {
-        if (redisStopped) return;
         console.error(`imgproxy-cache: its Redis exited (${signal ?? code}); stopping the services`);
         supervisor.stop(1);
       },

@@ -25,7 +25,7 @@ export interface OwnRedis {
 export interface OwnRedisOptions {
   /** each of redis-server's lines, as the services' log entries */
   log(entry: { level: number; msg: string; service: 'redis' }): void;
-  /** it exited, asked to or not */
+  /** it exited without stop() asking it to */
   onExit(code: number | null, signal: NodeJS.Signals | null): void;
 }
 
@@ -153,10 +153,11 @@ export async function startOwnRedis(dataDir: string, options: OwnRedisOptions): 
     });
   }
   let exited = false;
+  let stopping = false;
   const exit = once(child, 'exit').then(([code, signal]) => {
     exited = true;
     unlock();
-    options.onExit(code as number | null, signal as NodeJS.Signals | null);
+    if (!stopping) options.onExit(code as number | null, signal as NodeJS.Signals | null);
   });
 
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -172,6 +173,7 @@ export async function startOwnRedis(dataDir: string, options: OwnRedisOptions): 
     url: `unix://${socket}`,
     pid: child.pid,
     async stop() {
+      stopping = true;
       if (exited) return;
       child.kill('SIGTERM'); // Redis syncs its append-only file and exits
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);

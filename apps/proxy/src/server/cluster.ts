@@ -49,20 +49,17 @@ class WorkerUnit implements Unit {
 /** Runs in the primary until SIGTERM/SIGINT; resolves the exit code. */
 export function supervise(config: ProxyConfig, logger: Logger): Promise<number> {
   const count = config.proxy.workers;
-  const live = new Set<WorkerUnit>();
   let announced = false;
   let admin: AdminServer | undefined;
   const closers: (() => Promise<void>)[] = [];
 
   const fork = (): WorkerUnit => {
     const unit = new WorkerUnit();
-    live.add(unit);
-    void unit.ended.then(() => live.delete(unit));
     unit.worker.on('message', (message: ListeningMessage) => {
       if (message?.type !== LISTENING) return;
       unit.listening = true;
       if (announced) logger.info({ pid: unit.worker.process.pid }, 'The new proxy worker is listening');
-      if (announced || [...live].filter((u) => u.listening).length < count) return;
+      if (announced || [...supervisor.running].filter((u) => (u as WorkerUnit).listening).length < count) return;
       announced = true;
       logger.info(
         { port: message.port, workers: count, imgproxyUrl: config.proxy.imgproxyUrl.href },
@@ -106,7 +103,7 @@ export function supervise(config: ProxyConfig, logger: Logger): Promise<number> 
     const purge = config.s3.bucket ? purgeRoutes(config.proxy.adminToken, purger, config.imgproxyBaseUrl) : undefined;
     closers.push(async () => purging?.close());
     const aggregator = new AggregatorRegistry();
-    const readiness = workersReadiness(() => [...live].map((u) => u.worker));
+    const readiness = workersReadiness(() => [...supervisor.running].map((u) => (u as WorkerUnit).worker));
     void startAdminServer(
       config.metricsBind,
       { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() },

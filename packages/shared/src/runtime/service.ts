@@ -5,17 +5,20 @@ import { StartupError } from './startup.js';
 // What every entry point does the same way: read the configuration or stop with the reasons, and
 // stop cleanly, once, on SIGTERM or SIGINT.
 
-/** The configuration for `role`, or exit 2 listing every bad variable. */
-export function configOrExit<R extends Role>(env: Readonly<Record<string, string | undefined>>, role: R): RoleConfigs[R] {
+/** The configuration for `role`, or undefined once every bad variable is said. */
+export function configOrSay<R extends Role>(env: Readonly<Record<string, string | undefined>>, role: R): RoleConfigs[R] | undefined {
   try {
     return loadConfig(env, role);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(`imgproxy-cache ${role}: ${error.message}`);
-      process.exit(2);
-    }
-    throw error;
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`imgproxy-cache ${role}: ${error.message}`);
+    return undefined;
   }
+}
+
+/** The configuration for `role`, or exit 2 listing every bad variable. */
+export function configOrExit<R extends Role>(env: Readonly<Record<string, string | undefined>>, role: R): RoleConfigs[R] {
+  return configOrSay(env, role) ?? process.exit(2);
 }
 
 /**

@@ -56,7 +56,7 @@ describe('Supervisor', () => {
     first.exit(1);
     await vi.waitFor(() => expect(replacements).toHaveLength(1));
     expect(supervisor.stopping).toBe(false);
-    expect(supervisor.size).toBe(1);
+    expect(supervisor.running.size).toBe(1);
     supervisor.stop(0, 'SIGINT');
     expect(await supervisor.finished).toBe(0);
     expect(replacements[0]!.stops).toEqual(['SIGINT']);

@@ -45,8 +45,9 @@ export class Supervisor {
     return this.code !== undefined;
   }
 
-  get size(): number {
-    return this.units.size;
+  /** the units running now */
+  get running(): ReadonlySet<Unit> {
+    return this.units;
   }
 
   add(unit: Unit): void {
