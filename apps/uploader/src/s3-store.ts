@@ -1,4 +1,4 @@
-import { type BucketClient, S3OperationError } from '@imgproxy-cache/shared';
+import { type BucketClient, type PutObject, S3OperationError } from '@imgproxy-cache/shared';
 
 // The bucket as the uploader sees it: look at an object, write one, and say whether S3 accepts
 // our requests at all. Errors carry one-line reasons an operator can act on
@@ -12,19 +12,11 @@ export interface StoredObject {
   md5: string | undefined;
 }
 
-export interface PutRequest {
-  key: string;
-  body: Buffer;
-  contentType: string | null;
-  cacheControl: string | null;
-  contentDisposition: string | null;
-  /** hex MD5 of body */
-  md5: string;
-  /** x-amz-meta-*: imgproxy's other headers (stored-object.ts), and the source tag (image-source.ts) for CDNs and `npm run reindex` */
-  metadata: Record<string, string>;
-  /** refuse to overwrite an existing object (If-None-Match: *) */
-  ifAbsent: boolean;
-}
+/**
+ * An upload, every field given: the metadata holds imgproxy's other headers (stored-object.ts) and
+ * the source tag (image-source.ts) for CDNs and `npm run reindex`.
+ */
+export type PutRequest = Required<PutObject>;
 
 /** What a probe of the bucket found; `ok` when our requests are accepted. */
 export interface Probe {
@@ -82,15 +74,6 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   put(request: PutRequest): Promise<'written' | 'exists'> {
-    return this.client.putObject({
-      key: request.key,
-      body: request.body,
-      contentType: request.contentType,
-      cacheControl: request.cacheControl,
-      contentDisposition: request.contentDisposition,
-      md5: request.md5,
-      metadata: request.metadata,
-      ifAbsent: request.ifAbsent,
-    });
+    return this.client.putObject(request);
   }
 }

@@ -66,7 +66,7 @@ export class Flight extends EventEmitter {
   private begun = false;
   /** clients waiting to know whether they may share the response (they keep the download going) */
   private holds = 0;
-  /** undici's abort signal for the download (an EventEmitter: cheap, see forward.ts) */
+  /** undici's abort signal for the download (an EventEmitter: cheap, see imgproxy/upstream.ts) */
   readonly abort = new EventEmitter();
 
   constructor(

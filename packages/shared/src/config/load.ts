@@ -29,7 +29,7 @@ export const VARIABLES = [
 export type VariableName = (typeof VARIABLES)[number]['name'];
 
 /** Every section, as loadConfig reads them. */
-export interface Config extends Omit<RedisSettings, never>, RuntimeSettings, LauncherSettings {
+export interface Config extends RedisSettings, RuntimeSettings, LauncherSettings {
   s3: S3Config;
   proxy: ProxySettings;
   /** IMGPROXY_BASE_URL: prefix of relative sources ('' for none) */

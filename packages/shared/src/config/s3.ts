@@ -84,7 +84,7 @@ export function readS3(r: Reader): S3Config {
 }
 
 function storageClass(r: Reader): string {
-  const value = r.raw('S3_STORAGE_CLASS').trim();
+  const value = r.raw('S3_STORAGE_CLASS');
   if (value !== '' && !/^[A-Za-z0-9_-]+$/.test(value)) r.problem(`S3_STORAGE_CLASS must be a storage class name (STANDARD_IA, ...), got "${value}"`);
   else if (/^(GLACIER|DEEP_ARCHIVE)$/i.test(value))
     r.problem(`S3_STORAGE_CLASS=${value} is refused: its objects cannot be read without a restore, and pages read images from the bucket`);
