@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import type { Stack } from './support/stack.js';
+import { rendered, type Stack } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -26,8 +26,6 @@ function holdAnswers(s: Stack, prefix: string, reply: Parameters<Stack['stub']['
   });
   return release;
 }
-
-const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
 describe('coalescing', () => {
   it('50 concurrent requests for a new image: one render, 50 byte-exact 200s, one upload', async () => {

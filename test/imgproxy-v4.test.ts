@@ -1,7 +1,6 @@
-import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
 import { IMGPROXY4_CSP } from './support/imgproxy-stub.js';
-import type { Stack } from './support/stack.js';
+import { bucketRequests, rendered } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 
 // imgproxy 4 (the stand-in's `version: 4`, imgproxy-stub.ts) sends the source's ETag and
@@ -10,8 +9,6 @@ import { useStack } from './support/use-stack.js';
 // 304 or an error.
 
 const { start } = useStack({ defaults: { stub: { version: 4 }, env: { CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0' } } });
-
-const putsOf = (s: Stack, path: string) => s.tap.puts().filter((r) => r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`));
 
 describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
   it('passes ETag and Last-Modified through and stores the 200 with its Content-Type, Cache-Control and Content-Disposition', async () => {
@@ -52,7 +49,7 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     expect(changed.status).toBe(200);
     expect(changed.body.equals(s.stub.imageFor(path))).toBe(true);
     expect((await s.object(path))?.body.equals(s.stub.imageFor(path))).toBe(true);
-    expect(putsOf(s, path)).toHaveLength(1);
+    expect(bucketRequests(s, path, 'PUT')).toHaveLength(1);
   });
 
   it('stores nothing when an image’s first request is conditional (304), and the 200 of the next', async () => {
@@ -63,7 +60,7 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     expect(await s.outcomeOf(path)).toBe('status');
     await s.drained();
     expect(await s.object(path)).toBeUndefined();
-    expect(putsOf(s, path)).toHaveLength(0);
+    expect(bucketRequests(s, path, 'PUT')).toHaveLength(0);
 
     expect((await s.get(path)).status).toBe(200);
     await s.waitForObject(path);
@@ -79,7 +76,7 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     expect(hit.headers['x-cache']).toBe('HIT');
     const lastModified = String(hit.headers['last-modified']);
     expect(Number.isFinite(Date.parse(lastModified))).toBe(true);
-    const rendered = s.stub.requests.filter((r) => r.url === path).length;
+    const before = rendered(s, path);
 
     const byTag = await s.get(path, { headers: { 'if-none-match': String(hit.headers.etag) } });
     expect({ status: byTag.status, cache: byTag.headers['x-cache'] }).toEqual({ status: 304, cache: 'HIT' });
@@ -87,7 +84,7 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     expect({ status: byDate.status, cache: byDate.headers['x-cache'], length: byDate.body.length }).toEqual({ status: 304, cache: 'HIT', length: 0 });
     const older = await s.get(path, { headers: { 'if-modified-since': 'Thu, 01 Jan 2015 00:00:00 GMT' } });
     expect({ status: older.status, same: older.body.equals(s.stub.imageFor(path)) }).toEqual({ status: 200, same: true });
-    expect(s.stub.requests.filter((r) => r.url === path).length).toBe(rendered);
+    expect(rendered(s, path)).toBe(before);
   });
 
   it.each([
@@ -104,7 +101,7 @@ describe('imgproxy 4 (ETag and Last-Modified on by default)', () => {
     expect(reply.headers['cache-control']).toBeUndefined();
     expect(await s.outcomeOf(path)).toBe('status');
     await s.drained();
-    expect(putsOf(s, path)).toHaveLength(0);
+    expect(bucketRequests(s, path, 'PUT')).toHaveLength(0);
   });
 
   it('a stored image answers STALE, with the MISS’s validators and CSP, when the source fails later', async () => {

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { etagOf } from '../apps/proxy/src/stored/memory-tier.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';
-import type { Stack } from './support/stack.js';
+import { counter, rendered, type Stack } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -33,11 +33,6 @@ const getFrom = async (proxy: RunningProxy, path: string, headers: Record<string
 /** Bucket GETs of `path`'s key, as `status`. */
 const bucketGets = (s: Stack, path: string) =>
   s.tap.requests.filter((r) => r.method === 'GET' && r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`)).map((r) => r.status);
-const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
-const counter = async (proxy: RunningProxy, name: 'hits' | 'memoryEvictions' | 'bucketReadsShared', label?: string) => {
-  const { values } = await proxy.metrics[name].get();
-  return values.filter((v) => label === undefined || Object.values(v.labels).includes(label)).reduce((n, v) => n + v.value, 0);
-};
 const gauge = async (proxy: RunningProxy, name: 'memoryBytes' | 'memoryEntries') => (await proxy.metrics[name].get()).values[0]?.value ?? 0;
 /** An object written into the bucket by hand, with the headers given. */
 const store = (s: Stack, path: string, body: Buffer, cacheControl?: string) =>

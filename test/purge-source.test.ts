@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { S3RVER_CREDENTIALS } from './support/s3.js';
 import { type Service, spawnService } from './support/service.js';
-import { type Stack, startStack } from './support/stack.js';
+import { rendered, type Stack, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // Purge by source: 3 sources × 4 variants (sizes, formats, plain, percent-encoded and base64
@@ -32,7 +32,6 @@ const variants = (url: string) => [
   `/sig/w:640/${b64(url)}.png`,
   `/sig/pr:thumb/plain/${url}@jpg`,
 ];
-const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
 function purgeCli(s: Stack, args: string[]): Service {
   const service = spawnService(['apps/cli/dist/purge.js', ...args], {

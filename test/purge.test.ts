@@ -5,7 +5,7 @@ import type { CacheOutcome } from '../apps/proxy/src/handoff/outcome.js';
 import { type RunningProxy, startProxy } from '../apps/proxy/src/server/start-proxy.js';
 import { objectExists, S3RVER_CREDENTIALS } from './support/s3.js';
 import { spawnService } from './support/service.js';
-import type { Stack } from './support/stack.js';
+import { rendered, type Stack } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -18,7 +18,6 @@ const { start } = useStack({
   defaults: { env: { ADMIN_TOKEN: TOKEN, UPLOAD_GATHER_MS: '0' } },
   beforeStop: () => Promise.all(proxies.splice(0).map((p) => p.close(2_000))),
 });
-const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
 async function purgeOver(s: Stack, target: string, token = TOKEN) {
   const res = await request(`http://127.0.0.1:${s.proxy.admin!.port}/cache${target.startsWith('/') ? target : `/${target}`}`, {

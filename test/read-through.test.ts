@@ -2,7 +2,7 @@ import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { cacheKeyOf } from '@imgproxy-cache/shared';
 import { request } from 'undici';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Stack } from './support/stack.js';
+import { rendered, type Stack } from './support/stack.js';
 import { useStack } from './support/use-stack.js';
 import { waitFor } from './support/wait.js';
 
@@ -16,7 +16,6 @@ const { start } = useStack({ defaults: () => ({ stub: { version } }) });
 const READ_THROUGH = { CACHE_READ_THROUGH: 'true', CACHE_RECENT_KEYS: '0', UPLOAD_GATHER_MS: '0' };
 
 /** Requests for `path` the stand-in has received. */
-const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 /** Reads of the bucket for `path` (GET or HEAD of its key). */
 const reads = (s: Stack, path: string) => s.tap.requests.filter((r) => r.method !== 'PUT' && r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`));
 

@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import { configTable, VARIABLES } from '@imgproxy-cache/shared';
 import { describe, expect, it } from 'vitest';
+import { filesUnder } from './support/files.js';
 import { ROOT } from './support/service.js';
 
 // The README's configuration table is the users' reference: it must list exactly the variables
@@ -19,7 +21,7 @@ describe('README', () => {
 
   it('names only files that exist (a path from the root, or from the proxy or shared sources it describes)', () => {
     const named = [...new Set([...readme.matchAll(/`([\w./-]+\.(?:ts|mjs|lua|yml))`/g)].map((m) => m[1]!))];
-    const tracked = (readdirSync(ROOT, { recursive: true }) as string[]).filter((f) => !/(^|\/)(node_modules|dist|\.git)\//.test(f));
+    const tracked = filesUnder(ROOT, /./).map((f) => relative(ROOT, f));
     const exists = (file: string) =>
       file.includes('/')
         ? ['', 'apps/proxy/src/', 'packages/shared/src/'].some((base) => existsSync(`${ROOT}/${base}${file}`))

@@ -1,23 +1,13 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { filesUnder } from './support/files.js';
 import { ROOT } from './support/service.js';
 
 // The shape the code keeps (README, Architecture): small files, no import cycle, and the proxy's
 // rooms in one direction, each knowing only the rooms below it.
 
 const MAX_LINES = 400;
-
-function filesUnder(dir: string, pattern: RegExp): string[] {
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.name === 'node_modules' || entry.name === 'dist') continue;
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...filesUnder(path, pattern));
-    else if (pattern.test(entry.name)) out.push(path);
-  }
-  return out;
-}
 
 const workspaces = ['apps', 'packages'].flatMap((top) => readdirSync(join(ROOT, top)).map((name) => join(ROOT, top, name)));
 /** Every module of the runtime (tests apart), by absolute path. */

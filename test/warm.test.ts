@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from './support/free-port.js';
 import { type Service, spawnService } from './support/service.js';
-import { type Stack, startStack } from './support/stack.js';
+import { rendered, type Stack, startStack } from './support/stack.js';
 import { waitFor } from './support/wait.js';
 
 // `npm run warm`, run as users run it (its own process, configured by the environment), against
@@ -28,7 +28,6 @@ const listFile = (lines: string[]) => {
   return file;
 };
 const paths = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `/sig/rs:fit:${100 + i}:100/plain/https://example.com/${tag}.jpg@png`);
-const rendered = (s: Stack, path: string) => s.stub.requests.filter((r) => r.url === path).length;
 
 const warmEnv = (s: Stack) => ({
   S3_BUCKET: s.bucket,

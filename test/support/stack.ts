@@ -10,6 +10,7 @@ import {
   loadConfig,
   objectKeyOf,
   type ProxyConfig,
+  type ProxyMetrics,
   queuePrefix,
   type Redis,
   shardQueueNames,
@@ -227,4 +228,22 @@ export async function settledBucket(s: Stack, path: string, expectedOutcome: str
   expect(await s.outcomeOf(path)).toBe(expectedOutcome);
   await s.drained();
   return s.keys();
+}
+
+/** How many times imgproxy rendered `path`. */
+export const rendered = (s: Stack, path: string): number => s.stub.requests.filter((r) => r.url === path).length;
+
+/** `200 HIT`, `304 MISS`...: a reply's status and X-Cache. */
+export const xCache = (reply: { status: number; headers: Record<string, unknown> }): string => `${reply.status} ${reply.headers['x-cache']}`;
+
+/** Requests to the bucket for `path`'s key with this method, from request number `from` on. */
+export const bucketRequests = (s: Stack, path: string, method: string, from = 0) =>
+  s.tap.requests.slice(from).filter((r) => r.method === method && r.url.split('?')[0]!.endsWith(`/${cacheKeyOf(path)}`));
+
+type CounterName = { [K in keyof ProxyMetrics]: ProxyMetrics[K] extends { inc: unknown } ? K : never }[keyof ProxyMetrics];
+
+/** A proxy counter's (or gauge's) total, or that of its series with `label` among their label values. */
+export async function counter(proxy: RunningProxy, name: CounterName, label?: string): Promise<number> {
+  const { values } = await proxy.metrics[name].get();
+  return values.filter((v) => label === undefined || Object.values(v.labels).includes(label)).reduce((n, v) => n + v.value, 0);
 }
